@@ -1,0 +1,288 @@
+package protocol
+
+import "strconv"
+
+// Request is one decoded request line. Its byte slices point into the line
+// it was decoded from and are valid only as long as that line is.
+type Request struct {
+	// Type is the request kind. TypeText is the Type exactly as sent (for
+	// the "Unknown message type" text).
+	Type     MessageType
+	TypeText []byte
+	// Payload is the raw payload value, nil when absent or null.
+	Payload []byte
+	// ID is the raw "Id" value (a JSON number or string), nil when absent.
+	ID []byte
+}
+
+// DecodeRequest decodes a request line (without its line ending). Even when
+// it fails, r.ID is set if the line had a usable Id, so the error can be
+// matched to the request.
+func DecodeRequest(line []byte, r *Request) error {
+	*r = Request{Type: -1}
+	var s scanner
+	var it objectIter
+	if err := scanObject(&s, &it, line); err != nil {
+		return err
+	}
+	var typ []byte
+	var typKind byte
+	for it.next() {
+		switch {
+		case it.is("Type"):
+			typ, typKind = it.raw(), it.Kind
+		case it.is("Payload"):
+			r.Payload = it.raw()
+		case it.is("Id"):
+			if it.Kind == '"' || it.Kind == '-' || (it.Kind >= '0' && it.Kind <= '9') {
+				r.ID = it.raw()
+			}
+		}
+	}
+	if err := s.finish(); err != nil {
+		r.ID = nil
+		return err
+	}
+	if len(r.Payload) == 4 && string(r.Payload) == "null" {
+		r.Payload = nil
+	}
+	switch typKind {
+	case 0:
+		return Required("Type")
+	case '"':
+		name, err := stringValue(typ)
+		if err != nil {
+			return err
+		}
+		r.TypeText = []byte(name)
+		for i, n := range typeNames {
+			if n == name {
+				r.Type = MessageType(i)
+				return nil
+			}
+		}
+		return ErrUnknownType.New(name)
+	default:
+		r.TypeText = typ
+		n, err := strconv.Atoi(string(typ))
+		if err != nil || n < 0 || n >= len(typeNames) {
+			return ErrUnknownType.New(string(typ))
+		}
+		r.Type = MessageType(n)
+		return nil
+	}
+}
+
+// MachineIDPayload decodes the payload of Unregister and Subscribe: a JSON
+// string holding a machine id.
+func MachineIDPayload(payload []byte) ([]byte, error) {
+	if payload == nil {
+		return nil, ErrPayloadNull.New("")
+	}
+	if payload[0] != '"' {
+		return nil, Required("Payload (a machine id string)")
+	}
+	id, err := stringValue(payload)
+	if err != nil {
+		return nil, err
+	}
+	b := []byte(id)
+	if err := ValidateID(b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Registration is the payload of a Register request.
+type Registration struct {
+	MachineID   []byte
+	ProcessName string
+	ProcessID   int64
+	// RegisteredAt is the raw value the client claimed, if any.
+	RegisteredAt []byte
+}
+
+// DecodeRegistration decodes a Register payload.
+func DecodeRegistration(payload []byte, reg *Registration) error {
+	*reg = Registration{}
+	if payload == nil {
+		return ErrPayloadNull.New("")
+	}
+	var s scanner
+	var it objectIter
+	if err := scanObject(&s, &it, payload); err != nil {
+		return Required("Payload (a registration object)")
+	}
+	for it.next() {
+		switch {
+		case it.is("MachineId"):
+			if it.Kind != '"' {
+				return Required("MachineId")
+			}
+			v, err := stringValue(it.raw())
+			if err != nil {
+				return err
+			}
+			reg.MachineID = []byte(v)
+		case it.is("ProcessName"):
+			if it.Kind == '"' {
+				reg.ProcessName, _ = stringValue(it.raw())
+			}
+		case it.is("ProcessId"):
+			reg.ProcessID, _ = strconv.ParseInt(string(it.raw()), 10, 64)
+		case it.is("RegisteredAt"):
+			reg.RegisteredAt = it.raw()
+		}
+	}
+	if err := s.finish(); err != nil {
+		return err
+	}
+	if reg.MachineID == nil {
+		return Required("MachineId")
+	}
+	return ValidateID(reg.MachineID)
+}
+
+// Event holds the fields of an event object. The router needs only Source,
+// Target and Name; clients also read Payload and Timestamp. Slices point
+// into the decoded bytes (ids and names are copied only when they contain
+// escapes).
+type Event struct {
+	Source    []byte
+	Target    []byte
+	Name      []byte
+	Payload   []byte // raw JSON value, nil when absent or null
+	Timestamp []byte // raw JSON value, nil when absent
+}
+
+// DecodeEvent decodes an event object: the payload of SendEvent, and the
+// Data of a delivery. It checks that the three names are present strings.
+func DecodeEvent(data []byte, ev *Event) error {
+	*ev = Event{}
+	if data == nil {
+		return ErrPayloadNull.New("")
+	}
+	var s scanner
+	var it objectIter
+	if err := scanObject(&s, &it, data); err != nil {
+		if err == ErrNotObject {
+			return Required("Payload (an event object)")
+		}
+		return err
+	}
+	for it.next() {
+		var dst *[]byte
+		switch {
+		case it.is("SourceMachineId"):
+			dst = &ev.Source
+		case it.is("TargetMachineId"):
+			dst = &ev.Target
+		case it.is("EventName"):
+			dst = &ev.Name
+		case it.is("Payload"):
+			ev.Payload = it.raw()
+			continue
+		case it.is("Timestamp"):
+			ev.Timestamp = it.raw()
+			continue
+		default:
+			continue
+		}
+		if it.Kind != '"' {
+			*dst = nil // wrong type counts as missing
+			continue
+		}
+		raw := it.raw()
+		v := raw[1 : len(raw)-1]
+		if hasEscape(v) {
+			u, err := stringValue(raw)
+			if err != nil {
+				return err
+			}
+			v = []byte(u)
+		}
+		*dst = v
+	}
+	if err := s.finish(); err != nil {
+		return err
+	}
+	if len(ev.Payload) == 4 && string(ev.Payload) == "null" {
+		ev.Payload = nil
+	}
+	switch {
+	case ev.Source == nil:
+		return Required("SourceMachineId")
+	case ev.Target == nil:
+		return Required("TargetMachineId")
+	case len(ev.Name) == 0:
+		return Required("EventName")
+	}
+	return nil
+}
+
+func hasEscape(b []byte) bool {
+	for _, c := range b {
+		if c == '\\' {
+			return true
+		}
+	}
+	return false
+}
+
+// Response is one decoded line from the service.
+type Response struct {
+	Success bool
+	// Data is the raw Data value, nil when absent or null.
+	Data []byte
+	// Error is the error text, "" when none.
+	Error string
+	// ID is the raw "Id" echoed from the request, nil when absent.
+	ID []byte
+}
+
+// DecodeResponse decodes a line the service wrote.
+func DecodeResponse(line []byte, r *Response) error {
+	*r = Response{}
+	var s scanner
+	var it objectIter
+	if err := scanObject(&s, &it, line); err != nil {
+		return err
+	}
+	for it.next() {
+		switch {
+		case it.is("Success"):
+			r.Success = it.Kind == 't'
+		case it.is("Data"):
+			if it.Kind != 'n' {
+				r.Data = it.raw()
+			}
+		case it.is("Error"):
+			if it.Kind == '"' {
+				r.Error, _ = stringValue(it.raw())
+			}
+		case it.is("Id"):
+			r.ID = it.raw()
+		}
+	}
+	return s.finish()
+}
+
+// Field returns the raw value of the top-level member name of the JSON
+// object data, or nil when data is not an object or has no such member.
+func Field(data []byte, name string) []byte {
+	var s scanner
+	var it objectIter
+	if scanObject(&s, &it, data) != nil {
+		return nil
+	}
+	var v []byte
+	for it.next() {
+		if it.is(name) {
+			v = it.raw()
+		}
+	}
+	if s.finish() != nil {
+		return nil
+	}
+	return v
+}

@@ -1,0 +1,212 @@
+package protocol
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// TimeLayout is how statebus writes timestamps: UTC with exactly seven
+// fractional digits, the most .NET's DateTime parses reliably (the "o"
+// round-trip format).
+const TimeLayout = "2006-01-02T15:04:05.0000000Z"
+
+// AppendTime appends t as a quoted JSON timestamp in TimeLayout.
+func AppendTime(b []byte, t time.Time) []byte {
+	b = append(b, '"')
+	b = t.UTC().AppendFormat(b, TimeLayout)
+	return append(b, '"')
+}
+
+// ParseTime parses a timestamp as .NET writes them: RFC 3339 with any
+// number of fractional digits, with or without a zone (no zone is taken as
+// UTC).
+func ParseTime(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t, err = time.ParseInLocation("2006-01-02T15:04:05.999999999", s, time.UTC)
+	}
+	return t, err
+}
+
+const hex = "0123456789abcdef"
+
+// AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD so
+// that the output is always valid.
+func AppendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += n
+			start = i
+			continue
+		}
+		i += n
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// appendStringBytes is AppendString for a byte slice without converting it.
+func appendStringBytes(b, s []byte) []byte {
+	for _, c := range s {
+		if c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return AppendString(b, string(s))
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// Response prefixes and suffixes, shared so the hot paths only copy.
+const (
+	okPrefix  = `{"Success":true,"Data":`
+	errPrefix = `{"Success":false,"Data":null,"Error":`
+	noError   = `,"Error":null`
+)
+
+// AppendDelivery appends the line that delivers an event to its target:
+// the event object exactly as the sender wrote it, wrapped in a response.
+func AppendDelivery(b, event []byte) []byte {
+	b = append(b, okPrefix...)
+	b = append(b, event...)
+	return append(b, noError+"}\n"...)
+}
+
+// DeliveryOverhead is how many bytes AppendDelivery adds to an event.
+const DeliveryOverhead = len(okPrefix) + len(noError) + 2
+
+func appendEnd(b, id []byte) []byte {
+	if id != nil {
+		b = append(b, `,"Id":`...)
+		b = append(b, id...)
+	}
+	return append(b, '}', '\n')
+}
+
+// AppendAck appends the acknowledgement of a delivered event. recipients
+// is written only for broadcasts (n >= 0).
+func AppendAck(b []byte, target []byte, recipients int, id []byte) []byte {
+	b = append(b, okPrefix+`{"Delivered":true,"TargetMachineId":`...)
+	b = appendStringBytes(b, target)
+	if recipients >= 0 {
+		b = append(b, `,"Recipients":`...)
+		b = strconv.AppendInt(b, int64(recipients), 10)
+	}
+	b = append(b, '}')
+	b = append(b, noError...)
+	return appendEnd(b, id)
+}
+
+// AppendError appends an error response.
+func AppendError(b []byte, text string, id []byte) []byte {
+	b = append(b, errPrefix...)
+	b = AppendString(b, text)
+	return appendEnd(b, id)
+}
+
+// AppendOK appends a successful response whose Data is data (raw JSON,
+// "null" when nil).
+func AppendOK(b, data, id []byte) []byte {
+	b = append(b, okPrefix...)
+	if data == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, data...)
+	}
+	b = append(b, noError...)
+	return appendEnd(b, id)
+}
+
+// AppendMachineTime appends {"MachineId":id,"<field>":t}, the Data of the
+// Register and Subscribe responses (field RegisteredAt or SubscribedAt).
+func AppendMachineTime(b, id []byte, field string, t time.Time) []byte {
+	b = append(b, `{"MachineId":`...)
+	b = appendStringBytes(b, id)
+	b = append(b, ',', '"')
+	b = append(b, field...)
+	b = append(b, '"', ':')
+	b = AppendTime(b, t)
+	return append(b, '}')
+}
+
+func appendRequestStart(b []byte, t MessageType, id uint64) []byte {
+	b = append(b, `{"Type":`...)
+	b = strconv.AppendInt(b, int64(t), 10)
+	if id != 0 {
+		b = append(b, `,"Id":`...)
+		b = strconv.AppendUint(b, id, 10)
+	}
+	return append(b, `,"Payload":`...)
+}
+
+// AppendRegister appends a Register request. id 0 means no request id.
+func AppendRegister(b []byte, id uint64, machine, processName string, pid int, at time.Time) []byte {
+	b = appendRequestStart(b, Register, id)
+	b = append(b, `{"MachineId":`...)
+	b = AppendString(b, machine)
+	b = append(b, `,"ProcessName":`...)
+	b = AppendString(b, processName)
+	b = append(b, `,"ProcessId":`...)
+	b = strconv.AppendInt(b, int64(pid), 10)
+	b = append(b, `,"RegisteredAt":`...)
+	b = AppendTime(b, at)
+	return append(b, "}}\n"...)
+}
+
+// AppendMachineRequest appends a Subscribe or Unregister request, whose
+// payload is the machine id as a JSON string.
+func AppendMachineRequest(b []byte, t MessageType, id uint64, machine string) []byte {
+	b = appendRequestStart(b, t, id)
+	b = AppendString(b, machine)
+	return append(b, "}\n"...)
+}
+
+// AppendSendEvent appends a SendEvent request. payload is raw JSON (nil
+// for null).
+func AppendSendEvent(b []byte, id uint64, source, target, event string, payload []byte, at time.Time) []byte {
+	b = appendRequestStart(b, SendEvent, id)
+	b = append(b, `{"SourceMachineId":`...)
+	b = AppendString(b, source)
+	b = append(b, `,"TargetMachineId":`...)
+	b = AppendString(b, target)
+	b = append(b, `,"EventName":`...)
+	b = AppendString(b, event)
+	b = append(b, `,"Payload":`...)
+	if payload == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, payload...)
+	}
+	b = append(b, `,"Timestamp":`...)
+	b = AppendTime(b, at)
+	return append(b, "}}\n"...)
+}

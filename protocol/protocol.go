@@ -1,0 +1,88 @@
+// Package protocol is the XStateNet InterProcess wire protocol as statebus
+// speaks it: message types, the JSON lines exchanged, error texts and the
+// pipe name to socket path mapping. It does no I/O.
+//
+// Every line is one JSON object ending in "\n". Requests are
+// {"Type":n,"Payload":...} with an optional statebus "Id"; everything the
+// service writes is {"Success":b,"Data":...,"Error":...}. See
+// docs/protocol.md for the whole specification.
+package protocol
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"unicode/utf8"
+)
+
+// MessageType is the request kind, serialized as a number (the .NET enum)
+// or as its name.
+type MessageType int
+
+// The request types of the original protocol.
+const (
+	Register   MessageType = 0
+	Unregister MessageType = 1
+	SendEvent  MessageType = 2
+	Subscribe  MessageType = 3
+)
+
+var typeNames = [...]string{"Register", "Unregister", "SendEvent", "Subscribe"}
+
+// String returns the type's name as the .NET enum spells it.
+func (t MessageType) String() string {
+	if t >= 0 && int(t) < len(typeNames) {
+		return typeNames[t]
+	}
+	return strconv.Itoa(int(t))
+}
+
+// DefaultPipeName is the pipe name the XStateNet service and clients use
+// when none is configured.
+const DefaultPipeName = "XStateNet.MessageBus"
+
+// Broadcast is the TargetMachineId that addresses every subscribed machine
+// but the sender (a statebus extension).
+const Broadcast = "*"
+
+// MaxIDBytes is the longest machine id statebus accepts.
+const MaxIDBytes = 256
+
+// PipePath maps a pipe name to the Unix socket path .NET uses for it on
+// Linux and macOS: an absolute path is used as is, any other name becomes
+// $TMPDIR/CoreFxPipe_NAME (/tmp when TMPDIR is unset).
+func PipePath(name string) string {
+	if name == "" {
+		name = DefaultPipeName
+	}
+	if filepath.IsAbs(name) {
+		return name
+	}
+	dir := os.Getenv("TMPDIR")
+	if dir == "" {
+		dir = "/tmp"
+	}
+	return filepath.Join(dir, "CoreFxPipe_"+name)
+}
+
+// ValidateID checks a machine id: not empty, at most MaxIDBytes bytes,
+// valid UTF-8 and free of control characters. "*" is reserved for
+// broadcast.
+func ValidateID(id []byte) error {
+	switch {
+	case len(id) == 0:
+		return ErrInvalidID.with("Invalid machine id: must not be empty")
+	case len(id) > MaxIDBytes:
+		return ErrInvalidID.with("Invalid machine id: longer than " + strconv.Itoa(MaxIDBytes) + " bytes")
+	case string(id) == Broadcast:
+		return ErrInvalidID.with("Invalid machine id: \"*\" is reserved for broadcast")
+	case !utf8.Valid(id):
+		return ErrInvalidID.with("Invalid machine id: not valid UTF-8")
+	}
+	for _, c := range id {
+		if c < 0x20 || c == 0x7f {
+			return ErrInvalidID.with("Invalid machine id: contains control characters")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,398 @@
+package protocol
+
+import (
+	"encoding/json"
+	"unicode/utf8"
+)
+
+// MaxDepth is the deepest nesting of JSON objects and arrays a line may
+// have. Deeper input is refused so that a hostile line cannot make the
+// scanner's work or a client's decoder's stack grow without bound.
+const MaxDepth = 64
+
+// scanner is a small validating JSON scanner. It finds values and their
+// extents without building anything, which is all the router needs: the
+// bytes it routes are forwarded exactly as they arrived.
+type scanner struct {
+	data  []byte
+	pos   int
+	depth int
+	err   error
+}
+
+func (s *scanner) fail(err error) {
+	if s.err == nil {
+		s.err = err
+	}
+	s.pos = len(s.data)
+}
+
+func (s *scanner) skipSpace() {
+	for s.pos < len(s.data) {
+		switch s.data[s.pos] {
+		case ' ', '\t', '\r', '\n':
+			s.pos++
+		default:
+			return
+		}
+	}
+}
+
+// value skips one JSON value and returns its first byte's kind and extent.
+func (s *scanner) value() (kind byte, start, end int) {
+	s.skipSpace()
+	if s.pos >= len(s.data) {
+		s.fail(ErrInvalidJSON)
+		return 0, 0, 0
+	}
+	start = s.pos
+	kind = s.data[s.pos]
+	switch kind {
+	case '{':
+		s.object()
+	case '[':
+		s.array()
+	case '"':
+		s.str()
+	case 't':
+		s.literal("true")
+	case 'f':
+		s.literal("false")
+	case 'n':
+		s.literal("null")
+	default:
+		if kind == '-' || (kind >= '0' && kind <= '9') {
+			s.number()
+		} else {
+			s.fail(ErrInvalidJSON)
+		}
+	}
+	return kind, start, s.pos
+}
+
+func (s *scanner) literal(lit string) {
+	if len(s.data)-s.pos < len(lit) || string(s.data[s.pos:s.pos+len(lit)]) != lit {
+		s.fail(ErrInvalidJSON)
+		return
+	}
+	s.pos += len(lit)
+}
+
+func (s *scanner) number() {
+	d := s.data
+	p := s.pos
+	if p < len(d) && d[p] == '-' {
+		p++
+	}
+	switch {
+	case p < len(d) && d[p] == '0':
+		p++
+	case p < len(d) && d[p] >= '1' && d[p] <= '9':
+		for p < len(d) && d[p] >= '0' && d[p] <= '9' {
+			p++
+		}
+	default:
+		s.fail(ErrInvalidJSON)
+		return
+	}
+	if p < len(d) && d[p] == '.' {
+		p++
+		q := p
+		for p < len(d) && d[p] >= '0' && d[p] <= '9' {
+			p++
+		}
+		if p == q {
+			s.fail(ErrInvalidJSON)
+			return
+		}
+	}
+	if p < len(d) && (d[p] == 'e' || d[p] == 'E') {
+		p++
+		if p < len(d) && (d[p] == '+' || d[p] == '-') {
+			p++
+		}
+		q := p
+		for p < len(d) && d[p] >= '0' && d[p] <= '9' {
+			p++
+		}
+		if p == q {
+			s.fail(ErrInvalidJSON)
+			return
+		}
+	}
+	s.pos = p
+}
+
+// str skips a string starting at the opening quote and reports whether it
+// contains escapes (and so needs unquoting before use).
+func (s *scanner) str() (escaped bool) {
+	d := s.data
+	p := s.pos + 1
+	for p < len(d) {
+		c := d[p]
+		switch {
+		case c == '"':
+			s.pos = p + 1
+			return escaped
+		case c == '\\':
+			escaped = true
+			if p+1 >= len(d) {
+				s.fail(ErrInvalidJSON)
+				return
+			}
+			switch d[p+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				p += 2
+			case 'u':
+				if p+6 > len(d) || !isHex4(d[p+2:p+6]) {
+					s.fail(ErrInvalidJSON)
+					return
+				}
+				p += 6
+			default:
+				s.fail(ErrInvalidJSON)
+				return
+			}
+		case c < 0x20:
+			s.fail(ErrInvalidJSON)
+			return
+		case c < utf8.RuneSelf:
+			p++
+		default:
+			r, n := utf8.DecodeRune(d[p:])
+			if r == utf8.RuneError && n == 1 {
+				s.fail(ErrInvalidUTF8)
+				return
+			}
+			p += n
+		}
+	}
+	s.fail(ErrInvalidJSON)
+	return
+}
+
+func isHex4(b []byte) bool {
+	for _, c := range b {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *scanner) enter() bool {
+	s.depth++
+	if s.depth > MaxDepth {
+		s.fail(ErrTooDeep)
+		return false
+	}
+	return true
+}
+
+func (s *scanner) array() {
+	if !s.enter() {
+		return
+	}
+	s.pos++ // [
+	s.skipSpace()
+	if s.pos < len(s.data) && s.data[s.pos] == ']' {
+		s.pos++
+		s.depth--
+		return
+	}
+	for s.err == nil {
+		s.value()
+		s.skipSpace()
+		if s.pos >= len(s.data) {
+			s.fail(ErrInvalidJSON)
+			return
+		}
+		switch s.data[s.pos] {
+		case ',':
+			s.pos++
+		case ']':
+			s.pos++
+			s.depth--
+			return
+		default:
+			s.fail(ErrInvalidJSON)
+		}
+	}
+}
+
+// object skips a whole object.
+func (s *scanner) object() {
+	var it objectIter
+	if !it.begin(s) {
+		return
+	}
+	for it.next() {
+	}
+}
+
+// objectIter walks the members of one object without allocating: the
+// router reads a few keys of every event and skips the rest.
+type objectIter struct {
+	s       *scanner
+	done    bool
+	first   bool
+	Key     []byte // raw key without quotes, possibly escaped
+	Escaped bool   // Key contains escapes
+	Kind    byte   // first byte of the value: { [ " t f n - or a digit
+	Start   int    // value extent in s.data
+	End     int
+}
+
+func (it *objectIter) begin(s *scanner) bool {
+	it.s = s
+	it.first = true
+	if !s.enter() {
+		return false
+	}
+	s.pos++ // {
+	return true
+}
+
+// next advances to the next member; false at the end or on error.
+func (it *objectIter) next() bool {
+	s := it.s
+	if it.done || s.err != nil {
+		return false
+	}
+	s.skipSpace()
+	if s.pos >= len(s.data) {
+		s.fail(ErrInvalidJSON)
+		return false
+	}
+	if it.first {
+		it.first = false
+		if s.data[s.pos] == '}' {
+			s.pos++
+			s.depth--
+			it.done = true
+			return false
+		}
+	} else {
+		switch s.data[s.pos] {
+		case ',':
+			s.pos++
+			s.skipSpace()
+		case '}':
+			s.pos++
+			s.depth--
+			it.done = true
+			return false
+		default:
+			s.fail(ErrInvalidJSON)
+			return false
+		}
+	}
+	if s.pos >= len(s.data) || s.data[s.pos] != '"' {
+		s.fail(ErrInvalidJSON)
+		return false
+	}
+	ks := s.pos
+	it.Escaped = s.str()
+	if s.err != nil {
+		return false
+	}
+	it.Key = s.data[ks+1 : s.pos-1]
+	s.skipSpace()
+	if s.pos >= len(s.data) || s.data[s.pos] != ':' {
+		s.fail(ErrInvalidJSON)
+		return false
+	}
+	s.pos++
+	it.Kind, it.Start, it.End = s.value()
+	return s.err == nil
+}
+
+// is reports whether the current key equals name exactly.
+func (it *objectIter) is(name string) bool {
+	return keyIs(it.Key, it.Escaped, name)
+}
+
+// raw returns the current value's bytes.
+func (it *objectIter) raw() []byte {
+	return it.s.data[it.Start:it.End]
+}
+
+// scanObject prepares to walk data as a single JSON object. It returns an
+// error at once when data is not an object at all.
+func scanObject(s *scanner, it *objectIter, data []byte) error {
+	*s = scanner{data: data}
+	s.skipSpace()
+	if s.pos >= len(data) {
+		return ErrInvalidJSON
+	}
+	if data[s.pos] != '{' {
+		probe := scanner{data: data}
+		probe.value()
+		probe.skipSpace()
+		if probe.err != nil {
+			return probe.err
+		}
+		if probe.pos != len(data) {
+			return ErrInvalidJSON
+		}
+		return ErrNotObject
+	}
+	if !it.begin(s) {
+		return s.err
+	}
+	return nil
+}
+
+// finish checks that the walk ended cleanly with only white space after
+// the object.
+func (s *scanner) finish() error {
+	if s.err != nil {
+		return s.err
+	}
+	s.skipSpace()
+	if s.pos != len(s.data) {
+		return ErrInvalidJSON
+	}
+	return nil
+}
+
+// keyIs reports whether a raw key equals name exactly. Escaped keys are
+// unquoted first so that "\u0054ype" still means Type, as in any JSON
+// reader.
+func keyIs(key []byte, escaped bool, name string) bool {
+	if !escaped {
+		return string(key) == name
+	}
+	var k string
+	q := make([]byte, 0, len(key)+2)
+	q = append(q, '"')
+	q = append(q, key...)
+	q = append(q, '"')
+	if json.Unmarshal(q, &k) != nil {
+		return false
+	}
+	return k == name
+}
+
+// stringValue returns the string a raw JSON string value holds.
+func stringValue(raw []byte) (string, error) {
+	for _, c := range raw[1 : len(raw)-1] {
+		if c == '\\' {
+			var v string
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return "", ErrInvalidJSON
+			}
+			return v, nil
+		}
+	}
+	return string(raw[1 : len(raw)-1]), nil
+}
+
+// Valid reports whether data is one valid JSON value (with at most
+// MaxDepth levels of nesting and valid UTF-8 in its strings).
+func Valid(data []byte) bool {
+	s := scanner{data: data}
+	s.value()
+	s.skipSpace()
+	return s.err == nil && s.pos == len(data)
+}
