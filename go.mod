@@ -2,7 +2,4 @@ module statebus
 
 go 1.26.8
 
-require (
-	go.uber.org/goleak v1.3.0 // indirect
-	golang.org/x/sys v0.50.0 // indirect
-)
+require go.uber.org/goleak v1.3.0

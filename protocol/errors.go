@@ -74,6 +74,9 @@ var (
 	ErrTooDeep = &Kind{"JSON nested deeper than " + strconv.Itoa(MaxDepth) + " levels", "JSON nested too deep"}
 	// ErrNotObject: the line is valid JSON but not an object.
 	ErrNotObject = &Kind{"Message must be a JSON object", "message is not an object"}
+	// ErrSlowConsumer: the target's queue stayed full for the whole
+	// SlowConsumerTimeout.
+	ErrSlowConsumer = &Kind{"Target machine is not keeping up: ", "target machine is not keeping up"}
 	// ErrTooLarge: the line is longer than the service's MaxMessageBytes.
 	ErrTooLarge = &Kind{"Message exceeds ", "message too large"}
 	// ErrTooManyConnections: the service is at MaxConnections.
@@ -84,7 +87,7 @@ var (
 
 // kinds lists the kinds a client can recognize, most specific first.
 var kinds = []*Kind{
-	ErrTargetNotConnected, ErrDeliveryFailed, ErrUnknownType, ErrIDInUse,
+	ErrTargetNotConnected, ErrSlowConsumer, ErrDeliveryFailed, ErrUnknownType, ErrIDInUse,
 	ErrNotOwner, ErrInvalidID, ErrPayloadNull, ErrInvalidUTF8, ErrTooDeep,
 	ErrNotObject, ErrTooLarge, ErrTooManyConnections, ErrShuttingDown,
 	ErrInvalidJSON,

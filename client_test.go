@@ -1,0 +1,337 @@
+package statebus_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"statebus"
+	"statebus/internal/bustest"
+	"statebus/internal/server"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func dial(t testing.TB, srv *server.Server, id string, opts ...statebus.Option) *statebus.Client {
+	t.Helper()
+	c, err := statebus.Dial(context.Background(), id, append([]statebus.Option{statebus.WithPipeName(srv.Addr())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestConnect(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	c := dial(t, srv, "machine-a")
+	if c.ID() != "machine-a" {
+		t.Fatalf("ID = %q", c.ID())
+	}
+	h := srv.Health()
+	if !h.IsHealthy || h.ConnectionCount != 1 || h.RegisteredMachines != 1 {
+		t.Fatalf("health after connect: %+v", h)
+	}
+	m := srv.Machines()
+	if len(m) != 1 || m[0].MachineID != "machine-a" || !m[0].Subscribed || m[0].ProcessName == "" {
+		t.Fatalf("registry: %+v", m)
+	}
+}
+
+func TestConnectMissingSocket(t *testing.T) {
+	path := bustest.SocketPath(t)
+	_, err := statebus.Dial(context.Background(), "a", statebus.WithPipeName(path))
+	if !errors.Is(err, statebus.ErrNotConnected) {
+		t.Fatalf("err = %v, want ErrNotConnected", err)
+	}
+	want := "statebus: cannot connect to " + path + ": is statebusd running?"
+	if !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("err = %q, want prefix %q", err, want)
+	}
+}
+
+func TestSendAndReceive(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dial(t, srv, "machine-a")
+	b := dial(t, srv, "machine-b")
+	got := make(chan statebus.Event, 1)
+	b.OnEvent("PING", func(e statebus.Event) { got <- e })
+	if err := a.SendEvent(ctx(t), "machine-b", "PING", map[string]any{"Message": "Hello"}); err != nil {
+		t.Fatal(err)
+	}
+	e := <-got
+	if e.Source != "machine-a" || e.Target != "machine-b" || e.Name != "PING" ||
+		string(e.Payload) != `{"Message":"Hello"}` || time.Since(e.Timestamp) > time.Minute {
+		t.Fatalf("received %+v", e)
+	}
+	var p struct{ Message string }
+	if err := e.Decode(&p); err != nil || p.Message != "Hello" {
+		t.Fatalf("Decode: %v %+v", err, p)
+	}
+}
+
+func TestTwoHandlersOneEvent(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dial(t, srv, "a")
+	b := dial(t, srv, "b")
+	var order []string
+	var mu sync.Mutex
+	done := make(chan struct{})
+	add := func(s string) { mu.Lock(); order = append(order, s); mu.Unlock() }
+	b.OnEvent("E", func(statebus.Event) { add("first") })
+	remove := b.OnEvent("E", func(statebus.Event) { add("second") })
+	b.OnEvent("*", func(e statebus.Event) {
+		add("any:" + e.Name)
+		if e.Name == "DONE" {
+			close(done)
+		}
+	})
+	a.SendEvent(ctx(t), "b", "E", nil)
+	bustest.Eventually(t, 5*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 3 }, "first E not handled")
+	remove()
+	a.SendEvent(ctx(t), "b", "E", nil)
+	a.SendEvent(ctx(t), "b", "DONE", nil)
+	<-done
+	want := "first second any:E first any:E any:DONE"
+	if got := strings.Join(order, " "); got != want {
+		t.Fatalf("handler calls %q, want %q", got, want)
+	}
+}
+
+func TestSendErrors(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dial(t, srv, "a")
+	err := a.SendEvent(ctx(t), "nobody", "E", nil)
+	if !errors.Is(err, statebus.ErrTargetNotConnected) || err.Error() != "Target machine not connected: nobody" {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := statebus.Dial(ctx(t), "a", statebus.WithPipeName(srv.Addr())); !errors.Is(err, statebus.ErrIDInUse) {
+		t.Fatalf("second dial as a: %v", err)
+	}
+	var reported atomic.Value
+	p := dial(t, srv, "p", statebus.WithErrorHandler(func(err error) { reported.Store(err) }))
+	if err := p.PostEvent(ctx(t), "nobody", "E", nil); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, 5*time.Second, func() bool { return reported.Load() != nil }, "PostEvent refusal not reported")
+	if err := reported.Load().(error); !errors.Is(err, statebus.ErrTargetNotConnected) {
+		t.Fatalf("reported %v", err)
+	}
+	if err := a.SendEvent(ctx(t), "a", "E", func() {}); err == nil {
+		t.Fatal("unencodable payload accepted")
+	}
+}
+
+func TestSendWithoutConnection(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dial(t, srv, "a")
+	a.Close()
+	a.Close() // idempotent
+	if err := a.SendEvent(ctx(t), "a", "E", nil); !errors.Is(err, statebus.ErrNotConnected) {
+		t.Fatalf("after Close: %v", err)
+	}
+	if err := a.PostEvent(ctx(t), "a", "E", nil); !errors.Is(err, statebus.ErrNotConnected) {
+		t.Fatalf("post after Close: %v", err)
+	}
+	bustest.Eventually(t, 5*time.Second, func() bool { return srv.Health().RegisteredMachines == 0 },
+		"closed client's id still registered")
+}
+
+func TestConnectionLost(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dial(t, srv, "a")
+	srv.Shutdown(context.Background())
+	select {
+	case <-a.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("client did not notice the service going away")
+	}
+	if err := a.SendEvent(ctx(t), "a", "E", nil); !errors.Is(err, statebus.ErrNotConnected) {
+		t.Fatalf("after loss: %v", err)
+	}
+}
+
+func TestConcurrentConnect(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := statebus.Dial(ctx(t), fmt.Sprintf("client-%d", i), statebus.WithPipeName(srv.Addr()))
+			if err != nil {
+				errs <- err
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if h := srv.Health(); h.ConnectionCount != 10 || h.RegisteredMachines != 10 {
+		t.Fatalf("health: %+v", h)
+	}
+}
+
+// TestPingPong is the seed's ping-pong scenario: 5 PINGs, 5 PONGs.
+func TestPingPong(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dial(t, srv, "machine-a")
+	b := dial(t, srv, "machine-b")
+	b.OnEvent("PING", func(e statebus.Event) {
+		// Sending from a handler must not deadlock the connection.
+		// (The ack of the last PONG may race the test's end and Close.)
+		err := b.SendEvent(context.Background(), e.Source, "PONG", map[string]any{"Message": "World"})
+		if err != nil && !errors.Is(err, statebus.ErrNotConnected) {
+			t.Error(err)
+		}
+	})
+	pongs := make(chan statebus.Event, 5)
+	a.OnEvent("PONG", func(e statebus.Event) { pongs <- e })
+	for i := range 5 {
+		if err := a.SendEvent(ctx(t), "machine-b", "PING", map[string]any{"Message": "Hello", "N": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 5 {
+		select {
+		case e := <-pongs:
+			if e.Source != "machine-b" || string(e.Payload) != `{"Message":"World"}` {
+				t.Fatalf("pong %+v", e)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("missing PONG")
+		}
+	}
+}
+
+func TestWaitForEvent(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dial(t, srv, "a")
+	b := dial(t, srv, "b")
+	got := make(chan statebus.Event, 1)
+	go func() {
+		e, err := b.WaitForEvent(ctx(t), "HELLO")
+		if err != nil {
+			t.Error(err)
+		}
+		got <- e
+	}()
+	// WaitForEvent sees only events after its call: send until it has one.
+	var e statebus.Event
+	bustest.Eventually(t, 10*time.Second, func() bool {
+		a.SendEvent(ctx(t), "b", "HELLO", json.RawMessage(`[1]`))
+		select {
+		case e = <-got:
+			return true
+		default:
+			return false
+		}
+	}, "WaitForEvent never returned")
+	if string(e.Payload) != "[1]" {
+		t.Fatalf("payload %s", e.Payload)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if _, err := b.WaitForEvent(short, "NEVER"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("timeout: %v", err)
+	}
+}
+
+// TestBroadcastFiveClients is the seed's 5-client test: each client sends
+// one broadcast; every client receives the other four: 20/20.
+func TestBroadcastFiveClients(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	var clients []*statebus.Client
+	var total atomic.Int32
+	counts := make([]atomic.Int32, 5)
+	for i := range 5 {
+		c := dial(t, srv, fmt.Sprintf("client-%d", i+1))
+		c.OnEvent("BROADCAST", func(e statebus.Event) {
+			if e.Source == c.ID() {
+				t.Errorf("%s received its own broadcast", c.ID())
+			}
+			counts[i].Add(1)
+			total.Add(1)
+		})
+		clients = append(clients, c)
+	}
+	for _, c := range clients {
+		if err := c.SendEvent(ctx(t), "*", "BROADCAST", map[string]string{"From": c.ID()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bustest.Eventually(t, 10*time.Second, func() bool { return total.Load() == 20 }, "delivered %d/20", total.Load())
+	for i := range counts {
+		if n := counts[i].Load(); n != 4 {
+			t.Errorf("client-%d received %d/4", i+1, n)
+		}
+	}
+}
+
+func TestStress(t *testing.T) {
+	for _, n := range []int{100, 100_000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			if n > 1000 && testing.Short() {
+				t.Skip("short")
+			}
+			srv := bustest.Start(t, nil)
+			a := dial(t, srv, "sender")
+			b := dial(t, srv, "receiver")
+			var next, bad atomic.Int64
+			done := make(chan struct{})
+			b.OnEvent("SEQ", func(e statebus.Event) {
+				var seq int64
+				json.Unmarshal(e.Payload, &seq)
+				if seq != next.Load() {
+					bad.Add(1)
+				}
+				if next.Add(1) == int64(n) {
+					close(done)
+				}
+			})
+			var refused atomic.Int64
+			p := dial(t, srv, "poster", statebus.WithErrorHandler(func(error) { refused.Add(1) }))
+			_ = p
+			for i := range n {
+				// Fire-and-forget for speed, with a waited send every 1000
+				// to prove acknowledgements interleave correctly.
+				var err error
+				if i%1000 == 999 {
+					err = a.SendEvent(ctx(t), "receiver", "SEQ", i)
+				} else {
+					err = a.PostEvent(ctx(t), "receiver", "SEQ", i)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			select {
+			case <-done:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("received %d/%d", next.Load(), n)
+			}
+			if bad.Load() != 0 {
+				t.Fatalf("%d events out of order", bad.Load())
+			}
+		})
+	}
+}

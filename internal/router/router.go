@@ -1,0 +1,172 @@
+// Package router decides who gets an event: it maps machine ids to the
+// connection (the owner) that holds them. It is pure logic with no I/O, so
+// the rules (one live owner per id, routing only to subscribed ids) are
+// tested without sockets.
+package router
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"statebus/protocol"
+)
+
+// Info is what the registry records about a machine id.
+type Info struct {
+	// MachineID is the registered id.
+	MachineID string
+	// ProcessName and ProcessID are what the client claimed in Register.
+	ProcessName string
+	ProcessID   int64
+	// RegisteredAt is when the service registered the id.
+	RegisteredAt time.Time
+	// Subscribed is true once the id receives events; SubscribedAt says
+	// since when.
+	Subscribed   bool
+	SubscribedAt time.Time
+	// Conn identifies the connection the id lives on; PeerPID, PeerUID and
+	// PeerGID are that connection's credentials as the kernel reports them
+	// (-1 when unknown).
+	Conn    uint64
+	PeerPID int
+	PeerUID int
+	PeerGID int
+}
+
+type entry[O comparable] struct {
+	owner O
+	info  Info
+}
+
+// Table is the registry and routing table. The zero value is not usable;
+// call New. It is safe for concurrent use: lookups take a read lock, so
+// routing runs in parallel and only registration changes serialize.
+type Table[O comparable] struct {
+	mu sync.RWMutex
+	m  map[string]*entry[O]
+}
+
+// New returns an empty table.
+func New[O comparable]() *Table[O] {
+	return &Table[O]{m: make(map[string]*entry[O])}
+}
+
+// Register records info.MachineID as held by owner. It fails with
+// protocol.ErrIDInUse while another owner holds the id; registering an id
+// the owner already holds updates the claimed process details.
+func (t *Table[O]) Register(owner O, info Info) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[info.MachineID]
+	if ok {
+		if e.owner != owner {
+			return protocol.ErrIDInUse.New(info.MachineID)
+		}
+		e.info.ProcessName, e.info.ProcessID = info.ProcessName, info.ProcessID
+		return nil
+	}
+	t.m[info.MachineID] = &entry[O]{owner: owner, info: info}
+	return nil
+}
+
+// Subscribe makes id routable to owner, registering it first with info
+// when the owner does not hold it yet (created reports that). It fails
+// with protocol.ErrIDInUse while another owner holds the id.
+func (t *Table[O]) Subscribe(owner O, info Info, at time.Time) (created bool, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[info.MachineID]
+	if ok && e.owner != owner {
+		return false, protocol.ErrIDInUse.New(info.MachineID)
+	}
+	if !ok {
+		e = &entry[O]{owner: owner, info: info}
+		t.m[info.MachineID] = e
+	}
+	if !e.info.Subscribed {
+		e.info.Subscribed, e.info.SubscribedAt = true, at
+	}
+	return !ok, nil
+}
+
+// Unregister removes id if owner holds it. Removing an id nobody holds is
+// not an error; removing another owner's id is.
+func (t *Table[O]) Unregister(owner O, id string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[id]
+	if !ok {
+		return nil
+	}
+	if e.owner != owner {
+		return protocol.ErrNotOwner.New(id)
+	}
+	delete(t.m, id)
+	return nil
+}
+
+// Drop removes the given ids if owner still holds them: the cleanup when a
+// connection closes.
+func (t *Table[O]) Drop(owner O, ids []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, id := range ids {
+		if e, ok := t.m[id]; ok && e.owner == owner {
+			delete(t.m, id)
+		}
+	}
+}
+
+// Route is a subscribed id and its owner. ID is the registry's own copy of
+// the string, so keeping it costs no allocation.
+type Route[O comparable] struct {
+	Owner O
+	ID    string
+}
+
+// Lookup returns the route of a subscribed id.
+func (t *Table[O]) Lookup(id []byte) (r Route[O], ok bool) {
+	t.mu.RLock()
+	e, ok := t.m[string(id)]
+	if ok && e.info.Subscribed {
+		r = Route[O]{e.owner, e.info.MachineID}
+	} else {
+		ok = false
+	}
+	t.mu.RUnlock()
+	return r, ok
+}
+
+// AppendSubscribed appends the route of every subscribed id but except to
+// dst and returns it. Callers deliver outside the lock so that a slow
+// target never holds up registrations.
+func (t *Table[O]) AppendSubscribed(dst []Route[O], except []byte) []Route[O] {
+	t.mu.RLock()
+	for id, e := range t.m {
+		if e.info.Subscribed && id != string(except) {
+			dst = append(dst, Route[O]{e.owner, id})
+		}
+	}
+	t.mu.RUnlock()
+	return dst
+}
+
+// Len returns the number of registered ids.
+func (t *Table[O]) Len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.m)
+}
+
+// Snapshot returns every registered id's Info, sorted by id.
+func (t *Table[O]) Snapshot() []Info {
+	t.mu.RLock()
+	out := make([]Info, 0, len(t.m))
+	for _, e := range t.m {
+		out = append(out, e.info)
+	}
+	t.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].MachineID < out[j].MachineID })
+	return out
+}

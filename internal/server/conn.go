@@ -1,0 +1,362 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"statebus/internal/lines"
+	"statebus/internal/outq"
+	"statebus/internal/router"
+	"statebus/protocol"
+)
+
+var bom = []byte{0xEF, 0xBB, 0xBF}
+
+// conn is one client connection: a reader (serve) that parses and executes
+// requests, and a writer (the queue's Run) that owns the socket's write
+// side.
+type conn struct {
+	srv *Server
+	id  uint64
+	nc  *net.UnixConn
+	q   *outq.Queue[delivery]
+
+	pid, uid, gid int
+	connectedAt   time.Time
+
+	// Owned by the reader goroutine.
+	ids     []string              // machine ids this connection holds
+	targets []router.Route[*conn] // scratch for broadcast
+	req     protocol.Request
+	ev      protocol.Event
+}
+
+// delivery is the record queued with each event line. When the line has
+// been written the sender gets its acknowledgement; when it cannot be, the
+// sender gets an error. Nothing per record is allocated for the common
+// numeric request id.
+type delivery struct {
+	sender    *conn
+	target    string // the target's id as the registry holds it
+	id        reqID
+	broadcast bool // acknowledged when queued; only failures are reported
+}
+
+// reqID is a request's optional "Id", kept without allocating when it is a
+// plain number.
+type reqID struct {
+	num uint64
+	raw []byte // a copy, for ids that are not plain numbers
+	set bool
+}
+
+func makeReqID(raw []byte) reqID {
+	if raw == nil {
+		return reqID{}
+	}
+	if raw[0] != '"' && raw[0] != '-' && len(raw) <= 19 {
+		if n, err := strconv.ParseUint(string(raw), 10, 64); err == nil {
+			return reqID{num: n, set: true}
+		}
+	}
+	return reqID{raw: bytes.Clone(raw), set: true}
+}
+
+// appendTo returns the id as JSON, using buf's storage for numbers.
+func (r reqID) bytes(buf []byte) []byte {
+	if !r.set {
+		return nil
+	}
+	if r.raw != nil {
+		return r.raw
+	}
+	return strconv.AppendUint(buf[:0], r.num, 10)
+}
+
+func (s *Server) newConn(nc *net.UnixConn) *conn {
+	c := &conn{
+		srv:         s,
+		id:          s.nextConn.Add(1),
+		nc:          nc,
+		q:           outq.New[delivery](s.cfg.MaxQueueBytes),
+		connectedAt: time.Now(),
+	}
+	c.pid, c.uid, c.gid = peerCred(nc)
+	c.q.Written = c.written
+	c.q.Failed = c.failed
+	return c
+}
+
+// serve runs the connection until the client goes away or the server
+// stops, then drops its machine ids at once, lets the writer finish and
+// closes the socket.
+func (c *conn) serve() {
+	s := c.srv
+	s.log.Debug("connected", "conn", c.id, "pid", c.pid, "uid", c.uid)
+	writerDone := make(chan error, 1)
+	go func() {
+		err := c.q.Run(c.nc)
+		if err != nil {
+			c.nc.Close() // wake the reader too
+		}
+		writerDone <- err
+	}()
+
+	err := c.readLoop()
+
+	s.routes.Drop(c, c.ids)
+	c.q.Close()
+	// Give the writer a bounded time to write what is queued.
+	c.nc.SetWriteDeadline(time.Now().Add(s.cfg.ShutdownTimeout))
+	<-writerDone
+	c.nc.Close()
+	s.log.Debug("disconnected", "conn", c.id, "machines", c.ids, "reason", err)
+}
+
+// stop makes the reader return soon and bounds the writer's drain.
+func (c *conn) stop(deadline time.Time) {
+	c.nc.SetReadDeadline(time.Now())
+	c.nc.SetWriteDeadline(deadline)
+}
+
+func (c *conn) readLoop() error {
+	s := c.srv
+	lr := lines.NewReader(c.nc, s.cfg.MaxMessageBytes, c.touch)
+	for {
+		line, err := lr.Next()
+		if err == lines.ErrTooLong {
+			c.replyError(protocol.TooLarge(s.cfg.MaxMessageBytes), nil)
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		line = bytes.TrimPrefix(line, bom)
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue // blank lines are ignored, as keep-alives
+		}
+		c.handle(line)
+	}
+}
+
+func (c *conn) touch() { c.srv.lastActivity.Store(time.Now().UnixNano()) }
+
+// handle executes one request line.
+func (c *conn) handle(line []byte) {
+	r := &c.req
+	if err := protocol.DecodeRequest(line, r); err != nil {
+		c.replyError(err, r.ID)
+		return
+	}
+	var err error
+	switch r.Type {
+	case protocol.SendEvent:
+		err = c.sendEvent(r)
+	case protocol.Register:
+		err = c.register(r)
+	case protocol.Subscribe:
+		err = c.subscribe(r)
+	case protocol.Unregister:
+		err = c.unregister(r)
+	}
+	if err != nil {
+		c.replyError(err, r.ID)
+	}
+}
+
+func (c *conn) info(id string) router.Info {
+	return router.Info{
+		MachineID: id, RegisteredAt: time.Now(),
+		Conn: c.id, PeerPID: c.pid, PeerUID: c.uid, PeerGID: c.gid,
+	}
+}
+
+func (c *conn) register(r *protocol.Request) error {
+	var reg protocol.Registration
+	if err := protocol.DecodeRegistration(r.Payload, &reg); err != nil {
+		return err
+	}
+	id := c.held(reg.MachineID)
+	if id == "" {
+		id = string(reg.MachineID)
+	}
+	info := c.info(id)
+	info.ProcessName, info.ProcessID = reg.ProcessName, reg.ProcessID
+	if err := c.srv.routes.Register(c, info); err != nil {
+		return err
+	}
+	c.hold(id)
+	c.srv.log.Debug("registered", "machine", id, "conn", c.id, "pid", c.pid)
+	c.reply(protocol.AppendMachineTime(nil, reg.MachineID, "RegisteredAt", info.RegisteredAt), r.ID)
+	return nil
+}
+
+func (c *conn) subscribe(r *protocol.Request) error {
+	b, err := protocol.MachineIDPayload(r.Payload)
+	if err != nil {
+		return err
+	}
+	id := c.held(b)
+	if id == "" {
+		id = string(b)
+	}
+	now := time.Now()
+	if _, err := c.srv.routes.Subscribe(c, c.info(id), now); err != nil {
+		return err
+	}
+	c.hold(id)
+	c.srv.log.Debug("subscribed", "machine", id, "conn", c.id)
+	c.reply(protocol.AppendMachineTime(nil, b, "SubscribedAt", now), r.ID)
+	return nil
+}
+
+func (c *conn) unregister(r *protocol.Request) error {
+	b, err := protocol.MachineIDPayload(r.Payload)
+	if err != nil {
+		return err
+	}
+	if err := c.srv.routes.Unregister(c, string(b)); err != nil {
+		return err
+	}
+	for i, id := range c.ids {
+		if id == string(b) {
+			c.ids = append(c.ids[:i], c.ids[i+1:]...)
+			break
+		}
+	}
+	c.reply(nil, r.ID)
+	return nil
+}
+
+// held returns the id as this connection holds it, or "".
+func (c *conn) held(id []byte) string {
+	for _, h := range c.ids {
+		if h == string(id) {
+			return h
+		}
+	}
+	return ""
+}
+
+func (c *conn) hold(id string) {
+	if c.held([]byte(id)) == "" {
+		c.ids = append(c.ids, id)
+	}
+}
+
+// sendEvent routes one event. The event object is forwarded byte for byte;
+// only its three names are read.
+func (c *conn) sendEvent(r *protocol.Request) error {
+	ev := &c.ev
+	if err := protocol.DecodeEvent(r.Payload, ev); err != nil {
+		return err
+	}
+	if c.held(ev.Source) == "" {
+		return protocol.ErrNotOwner.New(string(ev.Source))
+	}
+	if len(ev.Target) == 1 && ev.Target[0] == '*' {
+		return c.broadcast(r)
+	}
+	route, ok := c.srv.routes.Lookup(ev.Target)
+	if !ok {
+		return protocol.ErrTargetNotConnected.New(string(ev.Target))
+	}
+	return c.deliver(route.Owner, route.ID, r, false)
+}
+
+// deliver queues the event line on target. It waits for room up to
+// SlowConsumerTimeout.
+func (c *conn) deliver(target *conn, tid string, r *protocol.Request, broadcast bool) error {
+	s := c.srv
+	b, err := target.q.Begin(len(r.Payload)+protocol.DeliveryOverhead, s.cfg.SlowConsumerTimeout, s.done)
+	switch err {
+	case nil:
+	case outq.ErrFull:
+		return protocol.ErrSlowConsumer.New(tid)
+	case outq.ErrCanceled:
+		return protocol.ErrShuttingDown.New("")
+	default:
+		return protocol.ErrTargetNotConnected.New(tid)
+	}
+	b = protocol.AppendDelivery(b, r.Payload)
+	target.q.CommitRec(b, delivery{sender: c, target: tid, id: makeReqID(r.ID), broadcast: broadcast})
+	return nil
+}
+
+// broadcast queues the event on every subscribed machine but the sender
+// and acknowledges at once with the number of recipients.
+func (c *conn) broadcast(r *protocol.Request) error {
+	c.targets = c.srv.routes.AppendSubscribed(c.targets[:0], c.ev.Source)
+	n := 0
+	for _, t := range c.targets {
+		if err := c.deliver(t.Owner, t.ID, r, true); err == nil {
+			n++
+		}
+	}
+	clear(c.targets)
+	b, err := c.q.BeginNoWait()
+	if err != nil {
+		return nil
+	}
+	c.q.Commit(protocol.AppendAck(b, []byte(protocol.Broadcast), n, r.ID))
+	return nil
+}
+
+// written runs on a target's writer after its lines reached the socket:
+// each sender gets its acknowledgements, appended in one go per sender.
+func (c *conn) written(recs []delivery) {
+	var idb [20]byte
+	for i := 0; i < len(recs); {
+		sender := recs[i].sender
+		b, err := sender.q.BeginNoWait()
+		for ; i < len(recs) && recs[i].sender == sender; i++ {
+			if err == nil && !recs[i].broadcast {
+				d := &recs[i]
+				b = protocol.AppendAck(b, []byte(d.target), -1, d.id.bytes(idb[:]))
+			}
+		}
+		if err == nil {
+			sender.q.Commit(b)
+		}
+	}
+}
+
+// failed runs when queued lines can no longer be written to c: every
+// sender learns which events were not delivered.
+func (c *conn) failed(recs []delivery, cause error) {
+	var idb [20]byte
+	for _, d := range recs {
+		b, err := d.sender.q.BeginNoWait()
+		if err != nil {
+			continue
+		}
+		text := protocol.ErrDeliveryFailed.New(d.target + " disconnected before the event was written").Text
+		d.sender.q.Commit(protocol.AppendError(b, text, d.id.bytes(idb[:])))
+	}
+	c.srv.log.Debug("undelivered events", "conn", c.id, "count", len(recs), "err", cause)
+}
+
+// reply queues a successful response.
+func (c *conn) reply(data, id []byte) {
+	b, err := c.q.BeginNoWait()
+	if err != nil {
+		return
+	}
+	c.q.Commit(protocol.AppendOK(b, data, id))
+}
+
+// replyError queues an error response.
+func (c *conn) replyError(err error, id []byte) {
+	b, qerr := c.q.BeginNoWait()
+	if qerr != nil {
+		return
+	}
+	c.q.Commit(protocol.AppendError(b, protocol.Wire(err).Text, id))
+}

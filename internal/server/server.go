@@ -1,0 +1,342 @@
+// Package server is statebusd: it accepts connections on a Unix socket,
+// keeps the registry of machine ids and routes events between them,
+// speaking the XStateNet InterProcess protocol.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"statebus/internal/router"
+	"statebus/protocol"
+)
+
+// Config is the service's configuration. Start from DefaultConfig.
+type Config struct {
+	// SocketPath is where the service listens: protocol.PipePath of the
+	// configured pipe name.
+	SocketPath string
+	// SocketMode is the socket file's permission bits. 0660 lets the
+	// service's user and group connect.
+	SocketMode os.FileMode
+	// MaxConnections is how many clients may be connected at once; one
+	// more gets "Too many connections (limit N)" and is closed.
+	MaxConnections int
+	// MaxMessageBytes is the longest request line accepted; longer lines
+	// are discarded and answered with "Message exceeds N bytes".
+	MaxMessageBytes int
+	// MaxQueueBytes bounds each connection's outbound queue. A sender whose
+	// target's queue is full waits up to SlowConsumerTimeout.
+	MaxQueueBytes int
+	// SlowConsumerTimeout is how long a sender waits for a full target
+	// queue before its event is refused with "Target machine is not
+	// keeping up".
+	SlowConsumerTimeout time.Duration
+	// HealthCheckInterval is how often the health monitor logs the
+	// service's health. Zero disables the monitor.
+	HealthCheckInterval time.Duration
+	// IdleWarning is how long without any activity before the health
+	// monitor warns.
+	IdleWarning time.Duration
+	// ShutdownTimeout bounds how long Shutdown waits for queued lines to be
+	// written before it closes connections anyway.
+	ShutdownTimeout time.Duration
+	// Logger receives the service's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the configuration statebusd runs with when nothing
+// is configured: the original service's pipe name and limits.
+func DefaultConfig() Config {
+	return Config{
+		SocketPath:          protocol.PipePath(protocol.DefaultPipeName),
+		SocketMode:          0o660,
+		MaxConnections:      100,
+		MaxMessageBytes:     1 << 20,
+		MaxQueueBytes:       4 << 20,
+		SlowConsumerTimeout: 5 * time.Second,
+		HealthCheckInterval: 30 * time.Second,
+		IdleWarning:         5 * time.Minute,
+		ShutdownTimeout:     5 * time.Second,
+	}
+}
+
+// Validate reports the first field that cannot work.
+func (c *Config) Validate() error {
+	switch {
+	case c.SocketPath == "":
+		return errors.New("config: SocketPath is empty")
+	case len(c.SocketPath) > 107:
+		return fmt.Errorf("config: socket path %q is %d bytes; Unix sockets allow at most 107", c.SocketPath, len(c.SocketPath))
+	case c.SocketMode&^os.ModePerm != 0 || c.SocketMode&0o600 != 0o600:
+		return fmt.Errorf("config: SocketMode %o must be permission bits including 0600", c.SocketMode)
+	case c.MaxConnections < 1:
+		return fmt.Errorf("config: MaxConnections must be at least 1, not %d", c.MaxConnections)
+	case c.MaxMessageBytes < 1024:
+		return fmt.Errorf("config: MaxMessageBytes must be at least 1024, not %d", c.MaxMessageBytes)
+	case c.MaxQueueBytes < c.MaxMessageBytes:
+		return fmt.Errorf("config: MaxQueueBytes (%d) must be at least MaxMessageBytes (%d)", c.MaxQueueBytes, c.MaxMessageBytes)
+	case c.SlowConsumerTimeout <= 0:
+		return fmt.Errorf("config: SlowConsumerTimeout must be positive, not %v", c.SlowConsumerTimeout)
+	case c.HealthCheckInterval < 0:
+		return fmt.Errorf("config: HealthCheckInterval must not be negative, not %v", c.HealthCheckInterval)
+	case c.ShutdownTimeout <= 0:
+		return fmt.Errorf("config: ShutdownTimeout must be positive, not %v", c.ShutdownTimeout)
+	}
+	return nil
+}
+
+// Health is the service's health status, as the original's
+// GetHealthStatus reports it.
+type Health struct {
+	IsHealthy          bool
+	ConnectionCount    int
+	RegisteredMachines int
+	LastActivityAt     time.Time
+}
+
+// Server is a running statebusd.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	routes *router.Table[*conn]
+
+	ln       *net.UnixListener
+	sockInfo os.FileInfo
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	handlers sync.WaitGroup
+
+	nextConn     atomic.Uint64
+	connCount    atomic.Int64
+	lastActivity atomic.Int64 // unix nanoseconds
+	startedAt    time.Time
+
+	done      chan struct{}
+	closeOnce sync.Once
+	serveDone chan struct{}
+	serveErr  error
+}
+
+// New checks cfg and returns a server that is not yet listening.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:       cfg,
+		log:       log,
+		routes:    router.New[*conn](),
+		conns:     make(map[*conn]struct{}),
+		done:      make(chan struct{}),
+		serveDone: make(chan struct{}),
+		startedAt: time.Now(),
+	}
+	s.lastActivity.Store(s.startedAt.UnixNano())
+	return s, nil
+}
+
+// Start listens on the configured socket and serves in the background
+// until Shutdown.
+func (s *Server) Start() error {
+	ln, err := Listen(s.cfg.SocketPath, s.cfg.SocketMode)
+	if err != nil {
+		return err
+	}
+	return s.StartOn(ln)
+}
+
+// StartOn serves on an existing listener (for example one passed by
+// systemd) in the background until Shutdown.
+func (s *Server) StartOn(ln *net.UnixListener) error {
+	s.ln = ln
+	if path := ln.Addr().String(); path != "" {
+		s.sockInfo, _ = os.Lstat(path)
+	}
+	s.log.Info("statebusd listening", "socket", ln.Addr().String(),
+		"max_connections", s.cfg.MaxConnections)
+	go s.acceptLoop()
+	if s.cfg.HealthCheckInterval > 0 {
+		s.handlers.Add(1)
+		go s.monitor()
+	}
+	return nil
+}
+
+// Addr returns the socket path the server listens on.
+func (s *Server) Addr() string { return s.cfg.SocketPath }
+
+// Done is closed when Shutdown begins.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+func (s *Server) acceptLoop() {
+	defer close(s.serveDone)
+	var delay time.Duration
+	for {
+		nc, err := s.ln.AcceptUnix()
+		if err != nil {
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				s.serveErr = err
+				s.log.Error("listener closed; no longer accepting", "err", err)
+				return
+			}
+			// Out of file descriptors or similar: back off, keep serving
+			// the connections we have.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Error("accept failed; retrying", "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-s.done:
+				return
+			}
+			continue
+		}
+		delay = 0
+		if n := s.connCount.Add(1); n > int64(s.cfg.MaxConnections) {
+			s.connCount.Add(-1)
+			s.log.Warn("connection refused: too many connections", "limit", s.cfg.MaxConnections)
+			go refuse(nc, protocol.TooManyConnections(s.cfg.MaxConnections).Text)
+			continue
+		}
+		c := s.newConn(nc)
+		s.mu.Lock()
+		select {
+		case <-s.done:
+			s.mu.Unlock()
+			s.connCount.Add(-1)
+			go refuse(nc, protocol.ErrShuttingDown.Prefix)
+			continue
+		default:
+		}
+		s.conns[c] = struct{}{}
+		s.handlers.Add(1)
+		s.mu.Unlock()
+		go s.handle(c)
+	}
+}
+
+// refuse writes one error line to a connection that will not be served
+// and closes it.
+func refuse(nc *net.UnixConn, text string) {
+	nc.SetWriteDeadline(time.Now().Add(time.Second))
+	nc.Write(protocol.AppendError(nil, text, nil))
+	nc.Close()
+}
+
+func (s *Server) handle(c *conn) {
+	defer s.handlers.Done()
+	c.serve()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.connCount.Add(-1)
+}
+
+// Shutdown stops accepting, lets every connection's queued lines be
+// written (up to ShutdownTimeout or ctx, whichever ends first), closes the
+// connections and removes the socket. It is safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		close(s.done)
+		if s.ln != nil {
+			s.ln.Close()
+		}
+	})
+	if s.ln != nil {
+		<-s.serveDone
+	}
+	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.stop(deadline)
+	}
+	s.mu.Unlock()
+
+	waited := make(chan struct{})
+	go func() { s.handlers.Wait(); close(waited) }()
+	var err error
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		err = ctx.Err()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.nc.Close()
+		}
+		s.mu.Unlock()
+		<-waited
+	}
+	removeSocket(s.cfg.SocketPath, s.sockInfo)
+	s.sockInfo = nil
+	if err == nil {
+		err = s.serveErr
+	}
+	return err
+}
+
+// Health returns the service's health status.
+func (s *Server) Health() Health {
+	healthy := true
+	select {
+	case <-s.done:
+		healthy = false
+	case <-s.serveDone:
+		healthy = false
+	default:
+	}
+	return Health{
+		IsHealthy:          healthy,
+		ConnectionCount:    int(s.connCount.Load()),
+		RegisteredMachines: s.routes.Len(),
+		LastActivityAt:     time.Unix(0, s.lastActivity.Load()).UTC(),
+	}
+}
+
+// Machines returns the registry: every registered machine id with what
+// its client claimed and what the kernel says about the connection.
+func (s *Server) Machines() []router.Info { return s.routes.Snapshot() }
+
+// monitor logs the health status every HealthCheckInterval and warns on a
+// long silence and on connections near the limit.
+func (s *Server) monitor() {
+	defer s.handlers.Done()
+	t := time.NewTicker(s.cfg.HealthCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		h := s.Health()
+		s.log.Info("health", "healthy", h.IsHealthy, "connections", h.ConnectionCount,
+			"machines", h.RegisteredMachines, "last_activity", h.LastActivityAt)
+		if idle := time.Since(h.LastActivityAt); idle >= s.cfg.IdleWarning {
+			s.log.Warn("no activity", "for", idle.Round(time.Second))
+		}
+		if h.ConnectionCount*5 > s.cfg.MaxConnections*4 {
+			s.log.Warn("connections above 80% of MaxConnections",
+				"connections", h.ConnectionCount, "limit", s.cfg.MaxConnections)
+		}
+	}
+}
