@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -147,7 +148,10 @@ func Dial(ctx context.Context, id string, opts ...Option) (*Client, error) {
 	}
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("statebus: connecting %s as %q: %w", path, id, err)
+		if errors.Is(err, ErrNotConnected) {
+			return nil, err // already names the path and the cause
+		}
+		return nil, fmt.Errorf("statebus: cannot register %q at %s: %w", id, path, err)
 	}
 	return c, nil
 }

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"statebus"
+	"statebus/internal/server"
+)
+
+// When STATEBUSD_TEST_MAIN is set the test binary is statebusd: fault tests
+// run it as a real child process.
+func TestMain(m *testing.M) {
+	if os.Getenv("STATEBUSD_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func shortDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "sbd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestRunInProcess(t *testing.T) {
+	dir := shortDir(t)
+	cfg := filepath.Join(dir, "appsettings.json")
+	os.WriteFile(cfg, []byte(`{
+	  "Logging": {"LogLevel": {"Default": "Information", "XStateNet.InterProcess": "Debug"}},
+	  "MessageBus": {"PipeName": "FromFile", "MaxConnections": 7, "HealthCheckIntervalSeconds": 30}
+	}`), 0o644)
+	t.Setenv("TMPDIR", dir)
+	sigs := make(chan os.Signal, 1)
+	started := make(chan *server.Server, 1)
+	var stderr bytes.Buffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run([]string{"--config", cfg, "--max-connections", "9"},
+			env(map[string]string{"STATEBUS_PIPE_NAME": "FromEnv", "STATEBUS_MAX_CONNECTIONS": "8"}),
+			os.Stdout, &stderr, sigs, started)
+	}()
+	var srv *server.Server
+	select {
+	case srv = <-started:
+	case c := <-code:
+		t.Fatalf("exited %d: %s", c, stderr.String())
+	}
+	// The environment overrides the file; the flag overrides both.
+	if want := filepath.Join(dir, "CoreFxPipe_FromEnv"); srv.Addr() != want {
+		t.Fatalf("socket %s, want %s", srv.Addr(), want)
+	}
+	for i := range 9 {
+		c, err := statebus.Dial(context.Background(), fmt.Sprint("m", i), statebus.WithPipeName(srv.Addr()))
+		if err != nil {
+			t.Fatalf("connection %d of --max-connections 9: %v", i+1, err)
+		}
+		defer c.Close()
+	}
+	if _, err := statebus.Dial(context.Background(), "tenth", statebus.WithPipeName(srv.Addr())); err == nil ||
+		!strings.Contains(err.Error(), "Too many connections (limit 9)") {
+		t.Fatalf("tenth connection: %v", err)
+	}
+	sigs <- syscall.SIGTERM
+	if c := <-code; c != 0 {
+		t.Fatalf("exit code %d: %s", c, stderr.String())
+	}
+	if _, err := os.Lstat(srv.Addr()); !os.IsNotExist(err) {
+		t.Fatal("socket left behind")
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--max-connections", "x"}, nil, `flag --max-connections: invalid value "x"`},
+		{nil, map[string]string{"MessageBus__MaxConnections": "0"}, "MaxConnections must be at least 1"},
+		{[]string{"--log-level", "loud"}, nil, `unknown log level "loud"`},
+		{[]string{"--config", "/nonexistent/appsettings.json"}, nil, "cannot read config"},
+	} {
+		var stderr bytes.Buffer
+		code := run(tc.args, env(tc.env), os.Stdout, &stderr, nil, nil)
+		if code == 0 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v %v: code %d, stderr %q, want %q", tc.args, tc.env, code, stderr.String(), tc.want)
+		}
+	}
+}
+
+// startProcess runs statebusd as a real child process on path.
+func startProcess(t *testing.T, path string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "--pipe-name", path)
+	cmd.Env = append(os.Environ(), "STATEBUSD_TEST_MAIN=1")
+	var out bytes.Buffer
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return cmd, &out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("statebusd did not start: %s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestProcessLifecycle(t *testing.T) {
+	path := filepath.Join(shortDir(t), "bus.sock")
+	cmd, out := startProcess(t, path)
+
+	// A second instance refuses a live socket, non-zero.
+	second := exec.Command(os.Args[0], "--pipe-name", path)
+	second.Env = append(os.Environ(), "STATEBUSD_TEST_MAIN=1")
+	msg, err := second.CombinedOutput()
+	if err == nil || !strings.Contains(string(msg), "another statebusd is already serving "+path) {
+		t.Fatalf("second instance: %v %s", err, msg)
+	}
+
+	// SIGTERM: exit 0 within 5 s, socket removed.
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, out)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %v to stop", d)
+	}
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Fatal("socket left behind after SIGTERM")
+	}
+
+	// SIGKILL leaves a stale socket; the next start replaces it.
+	cmd, _ = startProcess(t, path)
+	cmd.Process.Kill()
+	cmd.Wait()
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("expected a stale socket after SIGKILL: %v", err)
+	}
+	startProcess(t, path)
+	c, err := statebus.Dial(context.Background(), "after-restart", statebus.WithPipeName(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}

@@ -1,0 +1,241 @@
+// Package config loads statebusd's configuration: an appsettings.json-shaped
+// file (the original service's keys work unchanged), overridden by
+// environment variables, overridden by command-line flags.
+package config
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"statebus/internal/server"
+	"statebus/protocol"
+)
+
+// File is the configuration file's shape. Unknown keys are ignored, as
+// .NET's configuration binder ignores them.
+type File struct {
+	Logging struct {
+		LogLevel map[string]string `json:"LogLevel"`
+	} `json:"Logging"`
+	MessageBus MessageBus `json:"MessageBus"`
+}
+
+// MessageBus is the "MessageBus" section. Pointers tell "absent" from zero.
+type MessageBus struct {
+	PipeName                   *string  `json:"PipeName"`
+	SocketMode                 *string  `json:"SocketMode"`
+	MaxConnections             *int     `json:"MaxConnections"`
+	HealthCheckIntervalSeconds *int     `json:"HealthCheckIntervalSeconds"`
+	MaxMessageBytes            *int     `json:"MaxMessageBytes"`
+	MaxQueueBytes              *int     `json:"MaxQueueBytes"`
+	SlowConsumerTimeoutSeconds *float64 `json:"SlowConsumerTimeoutSeconds"`
+	ShutdownTimeoutSeconds     *float64 `json:"ShutdownTimeoutSeconds"`
+}
+
+// Settings is the result of loading: the server's configuration and the
+// log settings.
+type Settings struct {
+	Server    server.Config
+	PipeName  string
+	LogLevel  slog.Level
+	LogFormat string // "text" or "json"
+	Version   bool
+}
+
+// setting is one configurable value: its key in the file's MessageBus
+// section, its environment variable and its flag.
+type setting struct {
+	key, env, flag, usage string
+	set                   func(s *Settings, v string) error
+}
+
+var settings = []setting{
+	{"PipeName", "STATEBUS_PIPE_NAME", "pipe-name", "pipe name, or absolute socket path (default " + protocol.DefaultPipeName + ")",
+		func(s *Settings, v string) error { s.PipeName = v; return nil }},
+	{"SocketMode", "STATEBUS_SOCKET_MODE", "socket-mode", "socket file permissions, octal (default 0660)",
+		func(s *Settings, v string) error {
+			m, err := strconv.ParseUint(v, 8, 32)
+			s.Server.SocketMode = os.FileMode(m)
+			return err
+		}},
+	{"MaxConnections", "STATEBUS_MAX_CONNECTIONS", "max-connections", "most clients connected at once (default 100)",
+		intSetting(func(s *Settings, n int) { s.Server.MaxConnections = n })},
+	{"HealthCheckIntervalSeconds", "STATEBUS_HEALTH_CHECK_INTERVAL_SECONDS", "health-interval", "seconds between health log lines; 0 disables (default 30)",
+		intSetting(func(s *Settings, n int) { s.Server.HealthCheckInterval = time.Duration(n) * time.Second })},
+	{"MaxMessageBytes", "STATEBUS_MAX_MESSAGE_BYTES", "max-message-bytes", "longest request line accepted (default 1048576)",
+		intSetting(func(s *Settings, n int) { s.Server.MaxMessageBytes = n })},
+	{"MaxQueueBytes", "STATEBUS_MAX_QUEUE_BYTES", "max-queue-bytes", "bytes queued per connection before senders wait (default 4194304)",
+		intSetting(func(s *Settings, n int) { s.Server.MaxQueueBytes = n })},
+	{"SlowConsumerTimeoutSeconds", "STATEBUS_SLOW_CONSUMER_TIMEOUT_SECONDS", "slow-consumer-timeout", "seconds a sender waits for a full target before the event is refused (default 5)",
+		secondsSetting(func(s *Settings, d time.Duration) { s.Server.SlowConsumerTimeout = d })},
+	{"ShutdownTimeoutSeconds", "STATEBUS_SHUTDOWN_TIMEOUT_SECONDS", "shutdown-timeout", "seconds to flush queued events on shutdown (default 5)",
+		secondsSetting(func(s *Settings, d time.Duration) { s.Server.ShutdownTimeout = d })},
+}
+
+func intSetting(f func(*Settings, int)) func(*Settings, string) error {
+	return func(s *Settings, v string) error {
+		n, err := strconv.Atoi(v)
+		f(s, n)
+		return err
+	}
+}
+
+func secondsSetting(f func(*Settings, time.Duration)) func(*Settings, string) error {
+	return func(s *Settings, v string) error {
+		x, err := strconv.ParseFloat(v, 64)
+		f(s, time.Duration(x*float64(time.Second)))
+		return err
+	}
+}
+
+// Load parses args (without the program name) and builds the settings from
+// defaults, the --config file, the environment (getenv) and the flags, in
+// that order of precedence, lowest first.
+func Load(args []string, getenv func(string) string) (*Settings, error) {
+	s := &Settings{Server: server.DefaultConfig(), PipeName: protocol.DefaultPipeName, LogFormat: "text"}
+	fs := flag.NewFlagSet("statebusd", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	configPath := fs.String("config", getenv("STATEBUS_CONFIG"), "appsettings.json-style config file (env STATEBUS_CONFIG)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (default from Logging:LogLevel:Default, else info)")
+	logFormat := fs.String("log-format", "", "text or json (default text)")
+	fs.BoolVar(&s.Version, "version", false, "print the version and exit")
+	for _, st := range settings {
+		fs.String(st.flag, "", st.usage+" (env "+st.env+")")
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: statebusd [flags]\n\nRuns the statebus message bus service. Example:\n\n  statebusd --pipe-name XStateNet.MessageBus --log-level debug\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	levelText := ""
+	if *configPath != "" {
+		f, err := ReadFile(*configPath)
+		if err != nil {
+			return nil, err
+		}
+		levelText = f.Logging.LogLevel["Default"]
+		if err := f.MessageBus.apply(s); err != nil {
+			return nil, fmt.Errorf("%s: %w", *configPath, err)
+		}
+	}
+	set := func(source, name, v string, st setting) error {
+		if err := st.set(s, strings.TrimSpace(v)); err != nil {
+			return fmt.Errorf("%s %s: invalid value %q", source, name, v)
+		}
+		return nil
+	}
+	for _, st := range settings {
+		// STATEBUS_X, and the .NET form MessageBus__X.
+		for _, env := range []string{"MessageBus__" + st.key, st.env} {
+			if v := getenv(env); v != "" {
+				if err := set("environment variable", env, v, st); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if v := getenv("STATEBUS_LOG_LEVEL"); v != "" {
+		levelText = v
+	}
+	var flagErr error
+	fs.Visit(func(f *flag.Flag) {
+		for _, st := range settings {
+			if st.flag == f.Name && flagErr == nil {
+				flagErr = set("flag", "--"+f.Name, f.Value.String(), st)
+			}
+		}
+	})
+	if flagErr != nil {
+		return nil, flagErr
+	}
+	if *logLevel != "" {
+		levelText = *logLevel
+	}
+	lvl, err := ParseLevel(levelText)
+	if err != nil {
+		return nil, err
+	}
+	s.LogLevel = lvl
+	if *logFormat != "" {
+		s.LogFormat = *logFormat
+	}
+	if s.LogFormat != "text" && s.LogFormat != "json" {
+		return nil, fmt.Errorf("--log-format must be text or json, not %q", s.LogFormat)
+	}
+	s.Server.SocketPath = protocol.PipePath(s.PipeName)
+	if err := s.Server.Validate(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ReadFile reads an appsettings.json-shaped file.
+func ReadFile(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read config: %w", err)
+	}
+	var f File
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("config %s is not valid: %w", path, err)
+	}
+	return &f, nil
+}
+
+func (m *MessageBus) apply(s *Settings) error {
+	vals := map[string]string{}
+	if m.PipeName != nil {
+		vals["PipeName"] = *m.PipeName
+	}
+	if m.SocketMode != nil {
+		vals["SocketMode"] = *m.SocketMode
+	}
+	for k, p := range map[string]*int{"MaxConnections": m.MaxConnections,
+		"HealthCheckIntervalSeconds": m.HealthCheckIntervalSeconds,
+		"MaxMessageBytes":            m.MaxMessageBytes, "MaxQueueBytes": m.MaxQueueBytes} {
+		if p != nil {
+			vals[k] = strconv.Itoa(*p)
+		}
+	}
+	for k, p := range map[string]*float64{"SlowConsumerTimeoutSeconds": m.SlowConsumerTimeoutSeconds,
+		"ShutdownTimeoutSeconds": m.ShutdownTimeoutSeconds} {
+		if p != nil {
+			vals[k] = strconv.FormatFloat(*p, 'f', -1, 64)
+		}
+	}
+	for _, st := range settings {
+		if v, ok := vals[st.key]; ok {
+			if err := st.set(s, v); err != nil {
+				return fmt.Errorf("MessageBus:%s: invalid value %q", st.key, v)
+			}
+		}
+	}
+	return nil
+}
+
+// ParseLevel accepts slog's level names and .NET's (Trace, Debug,
+// Information, Warning, Error, Critical). Empty means info.
+func ParseLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "info", "information":
+		return slog.LevelInfo, nil
+	case "trace", "debug":
+		return slog.LevelDebug, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error", "critical", "none":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("unknown log level %q: use debug, info, warn or error", s)
+}

@@ -1,0 +1,126 @@
+package server_test
+
+import (
+	"context"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"statebus/internal/bustest"
+	"statebus/internal/server"
+)
+
+func TestSocketFile(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	fi, err := os.Stat(srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("socket mode %v, want socket 0660", fi.Mode())
+	}
+	// A live socket is not taken over.
+	_, err = server.Listen(srv.Addr(), 0o660)
+	if err == nil || err.Error() != "another statebusd is already serving "+srv.Addr() {
+		t.Fatalf("second listener: %v", err)
+	}
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(srv.Addr()); !os.IsNotExist(err) {
+		t.Fatalf("socket not removed on shutdown: %v", err)
+	}
+}
+
+func TestStaleSocketReplaced(t *testing.T) {
+	path := bustest.SocketPath(t)
+	// A socket file nobody listens on, as a killed statebusd leaves.
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	srv := bustest.Start(t, func(c *server.Config) { c.SocketPath = path; c.SocketMode = 0o600 })
+	c, err := net.Dial("unix", srv.Addr())
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	c.Close()
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, want 0600", fi.Mode())
+	}
+	// A regular file is never removed.
+	file := bustest.SocketPath(t)
+	os.WriteFile(file, []byte("data"), 0o644)
+	if _, err := server.Listen(file, 0o660); err == nil || !strings.Contains(err.Error(), "is not a socket") {
+		t.Fatalf("listening over a regular file: %v", err)
+	}
+}
+
+func TestShutdownFlushesAndCloses(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dialRaw(t, srv).connect("a")
+	b := dialRaw(t, srv).connect("b")
+	for range 100 {
+		a.send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"}}`)
+	}
+	// Wait until all 100 are queued or written (each acked).
+	for range 100 {
+		a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null}`)
+	}
+	start := time.Now()
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("shutdown took %v", d)
+	}
+	for range 100 {
+		b.expect(`{"Success":true,"Data":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"},"Error":null}`)
+	}
+	b.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := b.r.ReadByte(); err == nil {
+		t.Fatal("connection still open after shutdown")
+	}
+	if srv.Health().IsHealthy {
+		t.Fatal("healthy after shutdown")
+	}
+	if _, err := net.Dial("unix", srv.Addr()); err == nil {
+		t.Fatal("still accepting after shutdown")
+	}
+}
+
+func TestShutdownWithStuckReader(t *testing.T) {
+	srv := bustest.Start(t, func(c *server.Config) {
+		c.ShutdownTimeout = 300 * time.Millisecond
+		c.MaxQueueBytes = 1 << 20
+		c.SlowConsumerTimeout = 100 * time.Millisecond
+	})
+	a := dialRaw(t, srv).connect("a")
+	dialRaw(t, srv).connect("stuck") // never reads again
+	payload := strings.Repeat("x", 60000)
+	go func() {
+		for range 200 {
+			if _, err := a.c.Write([]byte(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"stuck","EventName":"E","Payload":"` + payload + `"}}` + "\n")); err != nil {
+				return
+			}
+		}
+	}()
+	// The stuck target's queue fills: some events are refused as slow.
+	for {
+		line := a.read()
+		if strings.Contains(line, "Target machine is not keeping up: stuck") {
+			break
+		}
+	}
+	start := time.Now()
+	if err := srv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("shutdown with a stuck reader took %v", d)
+	}
+}

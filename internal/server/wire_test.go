@@ -1,0 +1,256 @@
+package server_test
+
+import (
+	"bufio"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"statebus/internal/bustest"
+	"statebus/internal/server"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// raw is a client that talks bytes exactly as the .NET client does: a UTF-8
+// BOM before its first line, one JSON object per line.
+type raw struct {
+	t  *testing.T
+	c  net.Conn
+	r  *bufio.Reader
+	id string
+}
+
+func dialRaw(t *testing.T, srv *server.Server) *raw {
+	t.Helper()
+	c, err := net.Dial("unix", srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	// The BOM arrives in a write of its own, as with Mono.
+	if _, err := c.Write([]byte{0xEF, 0xBB, 0xBF}); err != nil {
+		t.Fatal(err)
+	}
+	return &raw{t: t, c: c, r: bufio.NewReader(c)}
+}
+
+func (r *raw) send(line string) {
+	r.t.Helper()
+	if _, err := r.c.Write([]byte(line + "\n")); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *raw) read() string {
+	r.t.Helper()
+	r.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := r.r.ReadString('\n')
+	if err != nil {
+		r.t.Fatalf("read: %v (got %q)", err, line)
+	}
+	return strings.TrimSuffix(line, "\n")
+}
+
+// expect reads one line and checks it equals want exactly.
+func (r *raw) expect(want string) {
+	r.t.Helper()
+	if got := r.read(); got != want {
+		r.t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+// expectMatch reads one line and checks it matches the regexp.
+func (r *raw) expectMatch(re string) string {
+	r.t.Helper()
+	got := r.read()
+	if !regexp.MustCompile("^" + re + "$").MatchString(got) {
+		r.t.Fatalf("got  %s\nwant /%s/", got, re)
+	}
+	return got
+}
+
+// ts matches a timestamp as .NET writes it: exactly 7 fractional digits.
+const ts = `"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z"`
+
+// connect registers and subscribes id as the .NET client does.
+func (r *raw) connect(id string) *raw {
+	r.t.Helper()
+	r.id = id
+	r.send(`{"Type":0,"Payload":{"MachineId":"` + id + `","ProcessName":"TestClient","ProcessId":4242,"RegisteredAt":"2025-10-03T17:16:09.8123456Z"}}`)
+	r.expectMatch(`\{"Success":true,"Data":\{"MachineId":"` + id + `","RegisteredAt":` + ts + `\},"Error":null\}`)
+	r.send(`{"Type":3,"Payload":"` + id + `"}`)
+	r.expectMatch(`\{"Success":true,"Data":\{"MachineId":"` + id + `","SubscribedAt":` + ts + `\},"Error":null\}`)
+	return r
+}
+
+func TestWireRegisterSubscribe(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dialRaw(t, srv).connect("machine-a")
+	m := srv.Machines()
+	if len(m) != 1 || m[0].ProcessName != "TestClient" || m[0].ProcessID != 4242 ||
+		m[0].PeerPID <= 0 || m[0].PeerUID < 0 || !m[0].Subscribed {
+		t.Fatalf("registry: %+v", m)
+	}
+	// Type as the enum name, and \r\n line endings.
+	a.send("{\"Type\":\"Subscribe\",\"Payload\":\"machine-a\"}\r")
+	a.expectMatch(`\{"Success":true,"Data":\{"MachineId":"machine-a","SubscribedAt":` + ts + `\},"Error":null\}`)
+	// Subscribe without Register registers (the original allowed it).
+	b := dialRaw(t, srv)
+	b.send(`{"Type":"Subscribe","Payload":"machine-b"}`)
+	b.expectMatch(`\{"Success":true,"Data":\{"MachineId":"machine-b","SubscribedAt":` + ts + `\},"Error":null\}`)
+	if h := srv.Health(); h.RegisteredMachines != 2 || h.ConnectionCount != 2 {
+		t.Fatalf("health %+v", h)
+	}
+	b.send(`{"Type":1,"Payload":"machine-b"}`)
+	b.expect(`{"Success":true,"Data":null,"Error":null}`)
+	if h := srv.Health(); h.RegisteredMachines != 1 {
+		t.Fatalf("after unregister: %+v", h)
+	}
+}
+
+func TestWireSendEvent(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dialRaw(t, srv).connect("machine-a")
+	b := dialRaw(t, srv).connect("machine-b")
+	// The event object is forwarded byte for byte: spacing, key order,
+	// escapes and unknown fields included.
+	event := `{ "SourceMachineId":"machine-a", "TargetMachineId":"machine-b","EventName":"PING","Payload":{"Message":"Hello","Esc":"\u00e9\n","N":1.50},"Timestamp":"2025-10-03T17:16:09.8","Extra":[1]}`
+	a.send(`{"Type":2,"Payload":` + event + `}`)
+	b.expect(`{"Success":true,"Data":` + event + `,"Error":null}`)
+	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"machine-b"},"Error":null}`)
+
+	// Null payload is an event like any other.
+	a.send(`{"Type":"SendEvent","Payload":{"SourceMachineId":"machine-a","TargetMachineId":"machine-b","EventName":"E","Payload":null}}`)
+	b.expect(`{"Success":true,"Data":{"SourceMachineId":"machine-a","TargetMachineId":"machine-b","EventName":"E","Payload":null},"Error":null}`)
+	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"machine-b"},"Error":null}`)
+}
+
+func TestWireErrors(t *testing.T) {
+	srv := bustest.Start(t, func(c *server.Config) { c.MaxMessageBytes = 1024 })
+	a := dialRaw(t, srv).connect("a")
+	long := `{"Type":2,"Payload":"` + strings.Repeat("x", 5000) + `"}`
+	for _, tc := range []struct{ line, want string }{
+		{`not json`, "Invalid JSON format"},
+		{`{"Type":0}`, "Payload is null"},
+		{`{"Type":0,"Payload":null}`, "Payload is null"},
+		{`{"Type":2}`, "Payload is null"},
+		{`{"Type":9,"Payload":{}}`, "Unknown message type: 9"},
+		{`{"Type":"Publish","Payload":{}}`, "Unknown message type: Publish"},
+		{`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"nobody","EventName":"E"}}`, "Target machine not connected: nobody"},
+		{`{"Type":2,"Payload":{"SourceMachineId":"a","EventName":"E"}}`, "TargetMachineId is required"},
+		{`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"a"}}`, "EventName is required"},
+		{`{"Type":0,"Payload":{"MachineId":""}}`, "Invalid machine id: must not be empty"},
+		{`{"Type":3,"Payload":"*"}`, `Invalid machine id: \"*\" is reserved for broadcast`},
+		{`[1]`, "Message must be a JSON object"},
+		{long, "Message exceeds 1024 bytes"},
+	} {
+		a.send(tc.line)
+		a.expect(`{"Success":false,"Data":null,"Error":"` + tc.want + `"}`)
+	}
+	// Errors leave the connection working; blank lines are ignored.
+	a.send("")
+	a.send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"a","EventName":"SELF"}}`)
+	a.expect(`{"Success":true,"Data":{"SourceMachineId":"a","TargetMachineId":"a","EventName":"SELF"},"Error":null}`)
+	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"a"},"Error":null}`)
+}
+
+func TestWireRequestID(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dialRaw(t, srv)
+	a.send(`{"Type":0,"Id":1,"Payload":{"MachineId":"a"}}`)
+	a.expectMatch(`\{"Success":true,"Data":\{"MachineId":"a","RegisteredAt":` + ts + `\},"Error":null,"Id":1\}`)
+	a.send(`{"Type":3,"Payload":"a","Id":"sub-1"}`)
+	a.expectMatch(`\{"Success":true,"Data":\{"MachineId":"a","SubscribedAt":` + ts + `\},"Error":null,"Id":"sub-1"\}`)
+	a.send(`{"Type":2,"Id":18446744073709551615,"Payload":{"SourceMachineId":"a","TargetMachineId":"x","EventName":"E"}}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"Target machine not connected: x","Id":18446744073709551615}`)
+	a.send(`{"Type":2,"Id":3,"Payload":{"SourceMachineId":"a","TargetMachineId":"a","EventName":"E"}}`)
+	a.expect(`{"Success":true,"Data":{"SourceMachineId":"a","TargetMachineId":"a","EventName":"E"},"Error":null}`)
+	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"a"},"Error":null,"Id":3}`)
+	a.send(`{"Type":7,"Id":"q"}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"Unknown message type: 7","Id":"q"}`)
+}
+
+func TestWireHijackAndSpoof(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dialRaw(t, srv).connect("a")
+	m := dialRaw(t, srv).connect("mallory")
+	m.send(`{"Type":0,"Payload":{"MachineId":"a"}}`)
+	m.expect(`{"Success":false,"Data":null,"Error":"Machine id already in use: a"}`)
+	m.send(`{"Type":3,"Payload":"a"}`)
+	m.expect(`{"Success":false,"Data":null,"Error":"Machine id already in use: a"}`)
+	m.send(`{"Type":1,"Payload":"a"}`)
+	m.expect(`{"Success":false,"Data":null,"Error":"Machine id not registered on this connection: a"}`)
+	m.send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"mallory","EventName":"E"}}`)
+	m.expect(`{"Success":false,"Data":null,"Error":"Machine id not registered on this connection: a"}`)
+	// a still gets its own events.
+	m.send(`{"Type":2,"Payload":{"SourceMachineId":"mallory","TargetMachineId":"a","EventName":"E"}}`)
+	a.expect(`{"Success":true,"Data":{"SourceMachineId":"mallory","TargetMachineId":"a","EventName":"E"},"Error":null}`)
+}
+
+func TestWireDisconnectCleanup(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dialRaw(t, srv).connect("a")
+	b := dialRaw(t, srv).connect("b")
+	a.c.Close()
+	bustest.Eventually(t, 5*time.Second, func() bool {
+		h := srv.Health()
+		return h.RegisteredMachines == 1 && h.ConnectionCount == 1
+	}, "closed connection's id still registered: %+v", srv.Health())
+	b.send(`{"Type":2,"Payload":{"SourceMachineId":"b","TargetMachineId":"a","EventName":"E"}}`)
+	b.expect(`{"Success":false,"Data":null,"Error":"Target machine not connected: a"}`)
+	// The id is free for a new connection.
+	dialRaw(t, srv).connect("a")
+}
+
+func TestWireBroadcast(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dialRaw(t, srv).connect("a")
+	b := dialRaw(t, srv).connect("b")
+	c := dialRaw(t, srv).connect("c")
+	dialRaw(t, srv) // connected but not subscribed: gets nothing
+	ev := `{"SourceMachineId":"a","TargetMachineId":"*","EventName":"HELLO","Payload":{"X":1}}`
+	a.send(`{"Type":2,"Id":5,"Payload":` + ev + `}`)
+	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"*","Recipients":2},"Error":null,"Id":5}`)
+	b.expect(`{"Success":true,"Data":` + ev + `,"Error":null}`)
+	c.expect(`{"Success":true,"Data":` + ev + `,"Error":null}`)
+}
+
+func TestWireTooManyConnections(t *testing.T) {
+	srv := bustest.Start(t, func(c *server.Config) { c.MaxConnections = 2 })
+	dialRaw(t, srv).connect("a")
+	dialRaw(t, srv).connect("b")
+	x := dialRaw(t, srv)
+	x.expect(`{"Success":false,"Data":null,"Error":"Too many connections (limit 2)"}`)
+	x.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := x.r.ReadByte(); err == nil {
+		t.Fatal("refused connection was not closed")
+	}
+	if h := srv.Health(); h.ConnectionCount != 2 {
+		t.Fatalf("health %+v", h)
+	}
+}
+
+func TestWireOrderAndBatching(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dialRaw(t, srv).connect("a")
+	b := dialRaw(t, srv).connect("b")
+	// Many events in one write: all delivered, in order.
+	var sb strings.Builder
+	const n = 2000
+	for i := range n {
+		sb.WriteString(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E","Payload":` + strconv.Itoa(i) + `}}` + "\n")
+	}
+	go a.c.Write([]byte(sb.String()))
+	for i := range n {
+		b.expect(`{"Success":true,"Data":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E","Payload":` + strconv.Itoa(i) + `},"Error":null}`)
+	}
+	for range n {
+		a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null}`)
+	}
+}
