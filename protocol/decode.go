@@ -27,15 +27,15 @@ func DecodeRequest(line []byte, r *Request) error {
 	}
 	var typ []byte
 	var typKind byte
-	for it.next() {
+	for it.next(&s) {
 		switch {
 		case it.is("Type"):
-			typ, typKind = it.raw(), it.Kind
+			typ, typKind = it.raw(&s), it.Kind
 		case it.is("Payload"):
-			r.Payload = it.raw()
+			r.Payload = it.raw(&s)
 		case it.is("Id"):
 			if it.Kind == '"' || it.Kind == '-' || (it.Kind >= '0' && it.Kind <= '9') {
-				r.ID = it.raw()
+				r.ID = it.raw(&s)
 			}
 		}
 	}
@@ -113,25 +113,25 @@ func DecodeRegistration(payload []byte, reg *Registration) error {
 	if err := scanObject(&s, &it, payload); err != nil {
 		return Required("Payload (a registration object)")
 	}
-	for it.next() {
+	for it.next(&s) {
 		switch {
 		case it.is("MachineId"):
 			if it.Kind != '"' {
 				return Required("MachineId")
 			}
-			v, err := stringValue(it.raw())
+			v, err := stringValue(it.raw(&s))
 			if err != nil {
 				return err
 			}
 			reg.MachineID = []byte(v)
 		case it.is("ProcessName"):
 			if it.Kind == '"' {
-				reg.ProcessName, _ = stringValue(it.raw())
+				reg.ProcessName, _ = stringValue(it.raw(&s))
 			}
 		case it.is("ProcessId"):
-			reg.ProcessID, _ = strconv.ParseInt(string(it.raw()), 10, 64)
+			reg.ProcessID, _ = strconv.ParseInt(string(it.raw(&s)), 10, 64)
 		case it.is("RegisteredAt"):
-			reg.RegisteredAt = it.raw()
+			reg.RegisteredAt = it.raw(&s)
 		}
 	}
 	if err := s.finish(); err != nil {
@@ -170,7 +170,7 @@ func DecodeEvent(data []byte, ev *Event) error {
 		}
 		return err
 	}
-	for it.next() {
+	for it.next(&s) {
 		var dst *[]byte
 		switch {
 		case it.is("SourceMachineId"):
@@ -180,10 +180,10 @@ func DecodeEvent(data []byte, ev *Event) error {
 		case it.is("EventName"):
 			dst = &ev.Name
 		case it.is("Payload"):
-			ev.Payload = it.raw()
+			ev.Payload = it.raw(&s)
 			continue
 		case it.is("Timestamp"):
-			ev.Timestamp = it.raw()
+			ev.Timestamp = it.raw(&s)
 			continue
 		default:
 			continue
@@ -192,7 +192,7 @@ func DecodeEvent(data []byte, ev *Event) error {
 			*dst = nil // wrong type counts as missing
 			continue
 		}
-		raw := it.raw()
+		raw := it.raw(&s)
 		v := raw[1 : len(raw)-1]
 		if hasEscape(v) {
 			u, err := stringValue(raw)
@@ -211,14 +211,21 @@ func DecodeEvent(data []byte, ev *Event) error {
 	}
 	switch {
 	case ev.Source == nil:
-		return Required("SourceMachineId")
+		return errNoSource
 	case ev.Target == nil:
-		return Required("TargetMachineId")
+		return errNoTarget
 	case len(ev.Name) == 0:
-		return Required("EventName")
+		return errNoName
 	}
 	return nil
 }
+
+// Preallocated: clients decode every acknowledgement as a possible event.
+var (
+	errNoSource = Required("SourceMachineId")
+	errNoTarget = Required("TargetMachineId")
+	errNoName   = Required("EventName")
+)
 
 func hasEscape(b []byte) bool {
 	for _, c := range b {
@@ -248,20 +255,20 @@ func DecodeResponse(line []byte, r *Response) error {
 	if err := scanObject(&s, &it, line); err != nil {
 		return err
 	}
-	for it.next() {
+	for it.next(&s) {
 		switch {
 		case it.is("Success"):
 			r.Success = it.Kind == 't'
 		case it.is("Data"):
 			if it.Kind != 'n' {
-				r.Data = it.raw()
+				r.Data = it.raw(&s)
 			}
 		case it.is("Error"):
 			if it.Kind == '"' {
-				r.Error, _ = stringValue(it.raw())
+				r.Error, _ = stringValue(it.raw(&s))
 			}
 		case it.is("Id"):
-			r.ID = it.raw()
+			r.ID = it.raw(&s)
 		}
 	}
 	return s.finish()
@@ -276,9 +283,9 @@ func Field(data []byte, name string) []byte {
 		return nil
 	}
 	var v []byte
-	for it.next() {
+	for it.next(&s) {
 		if it.is(name) {
-			v = it.raw()
+			v = it.raw(&s)
 		}
 	}
 	if s.finish() != nil {

@@ -11,11 +11,43 @@ import (
 // round-trip format).
 const TimeLayout = "2006-01-02T15:04:05.0000000Z"
 
-// AppendTime appends t as a quoted JSON timestamp in TimeLayout.
+// AppendTime appends t as a quoted JSON timestamp in TimeLayout. It is
+// written by hand: clients stamp every event, and this is several times
+// faster than time.AppendFormat.
 func AppendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	if year < 0 || year > 9999 {
+		b = append(b, '"')
+		b = t.AppendFormat(b, TimeLayout)
+		return append(b, '"')
+	}
 	b = append(b, '"')
-	b = t.UTC().AppendFormat(b, TimeLayout)
-	return append(b, '"')
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, minute, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	b = appendDigits(b, t.Nanosecond()/100, 7)
+	return append(b, 'Z', '"')
+}
+
+// appendDigits appends v zero-padded to n digits.
+func appendDigits(b []byte, v, n int) []byte {
+	var buf [9]byte
+	for i := n - 1; i >= 0; i-- {
+		buf[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(b, buf[:n]...)
 }
 
 // ParseTime parses a timestamp as .NET writes them: RFC 3339 with any

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"unicode/utf8"
 )
@@ -123,14 +124,33 @@ func (s *scanner) number() {
 	s.pos = p
 }
 
+// plain marks the bytes a string may hold as they are: printable ASCII
+// other than the quote and the backslash.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // str skips a string starting at the opening quote and reports whether it
 // contains escapes (and so needs unquoting before use).
 func (s *scanner) str() (escaped bool) {
 	d := s.data
 	p := s.pos + 1
-	for p < len(d) {
-		c := d[p]
-		switch {
+	for {
+		// Eight bytes at a time while none needs a closer look.
+		for p+8 <= len(d) && !special8(binary.LittleEndian.Uint64(d[p:])) {
+			p += 8
+		}
+		for p < len(d) && plain[d[p]] {
+			p++
+		}
+		if p >= len(d) {
+			s.fail(ErrInvalidJSON)
+			return
+		}
+		switch c := d[p]; {
 		case c == '"':
 			s.pos = p + 1
 			return escaped
@@ -156,8 +176,6 @@ func (s *scanner) str() (escaped bool) {
 		case c < 0x20:
 			s.fail(ErrInvalidJSON)
 			return
-		case c < utf8.RuneSelf:
-			p++
 		default:
 			r, n := utf8.DecodeRune(d[p:])
 			if r == utf8.RuneError && n == 1 {
@@ -167,8 +185,17 @@ func (s *scanner) str() (escaped bool) {
 			p += n
 		}
 	}
-	s.fail(ErrInvalidJSON)
-	return
+}
+
+// special8 reports whether any of the eight bytes in x is not plain: a
+// control character, a quote, a backslash or a non-ASCII byte.
+func special8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	ctl := (x - 0x20*ones) & ^x // a byte below 0x20
+	q := x ^ ('"' * ones)       // zero where a quote is
+	bs := x ^ ('\\' * ones)     // zero where a backslash is
+	zero := (q-ones) & ^q | (bs-ones) & ^bs
+	return (ctl|zero|x)&highs != 0
 }
 
 func isHex4(b []byte) bool {
@@ -226,14 +253,13 @@ func (s *scanner) object() {
 	if !it.begin(s) {
 		return
 	}
-	for it.next() {
+	for it.next(s) {
 	}
 }
 
 // objectIter walks the members of one object without allocating: the
 // router reads a few keys of every event and skips the rest.
 type objectIter struct {
-	s       *scanner
 	done    bool
 	first   bool
 	Key     []byte // raw key without quotes, possibly escaped
@@ -244,7 +270,6 @@ type objectIter struct {
 }
 
 func (it *objectIter) begin(s *scanner) bool {
-	it.s = s
 	it.first = true
 	if !s.enter() {
 		return false
@@ -254,8 +279,7 @@ func (it *objectIter) begin(s *scanner) bool {
 }
 
 // next advances to the next member; false at the end or on error.
-func (it *objectIter) next() bool {
-	s := it.s
+func (it *objectIter) next(s *scanner) bool {
 	if it.done || s.err != nil {
 		return false
 	}
@@ -313,8 +337,8 @@ func (it *objectIter) is(name string) bool {
 }
 
 // raw returns the current value's bytes.
-func (it *objectIter) raw() []byte {
-	return it.s.data[it.Start:it.End]
+func (it *objectIter) raw(s *scanner) []byte {
+	return s.data[it.Start:it.End]
 }
 
 // scanObject prepares to walk data as a single JSON object. It returns an
