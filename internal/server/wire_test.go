@@ -33,10 +33,9 @@ func dialRaw(t *testing.T, srv *server.Server) *raw {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	// The BOM arrives in a write of its own, as with Mono.
-	if _, err := c.Write([]byte{0xEF, 0xBB, 0xBF}); err != nil {
-		t.Fatal(err)
-	}
+	// The BOM arrives in a write of its own, as with Mono. (A refused
+	// connection may already be closed: its test reads why.)
+	c.Write([]byte{0xEF, 0xBB, 0xBF})
 	return &raw{t: t, c: c, r: bufio.NewReader(c)}
 }
 
