@@ -70,7 +70,7 @@ type Client struct {
 	seq  atomic.Uint64
 
 	mu      sync.Mutex
-	pending map[uint64]chan error
+	pending map[uint64]pendingCall
 	err     error // why the client stopped, once it has
 
 	handlers atomic.Pointer[map[string][]*Handler]
@@ -94,12 +94,24 @@ type Client struct {
 	intern       map[string]string // reader goroutine only
 }
 
+// pendingCall is a request waiting for its response. Data is copied only
+// for calls that asked for it.
+type pendingCall struct {
+	ch   chan response
+	data bool
+}
+
+type response struct {
+	data []byte
+	err  error
+}
+
 type item struct {
 	ev  Event
 	err error
 }
 
-var chanPool = sync.Pool{New: func() any { return make(chan error, 1) }}
+var chanPool = sync.Pool{New: func() any { return make(chan response, 1) }}
 
 // Dial connects to the service, registers id and subscribes it, and
 // returns once both were confirmed. It fails if the service cannot be
@@ -108,6 +120,11 @@ func Dial(ctx context.Context, id string, opts ...Option) (*Client, error) {
 	if err := protocol.ValidateID([]byte(id)); err != nil {
 		return nil, fmt.Errorf("statebus: %w", err)
 	}
+	return dial(ctx, id, opts)
+}
+
+// dial connects, and registers and subscribes id unless it is empty.
+func dial(ctx context.Context, id string, opts []Option) (*Client, error) {
 	o := defaultOptions()
 	for _, f := range opts {
 		f(&o)
@@ -126,7 +143,7 @@ func Dial(ctx context.Context, id string, opts ...Option) (*Client, error) {
 		opt:          o,
 		nc:           nc.(*net.UnixConn),
 		q:            outq.New[struct{}](o.maxQueue),
-		pending:      make(map[uint64]chan error),
+		pending:      make(map[uint64]pendingCall),
 		waiters:      make(map[string][]chan Event),
 		evWake:       make(chan struct{}, 1),
 		done:         make(chan struct{}),
@@ -140,11 +157,14 @@ func Dial(ctx context.Context, id string, opts ...Option) (*Client, error) {
 	go c.readLoop()
 	go c.dispatchLoop()
 
+	if id == "" {
+		return c, nil // a tool's connection: no machine id
+	}
 	seq := c.seq.Add(1)
-	err = c.call(ctx, seq, protocol.AppendRegister(nil, seq, id, o.processName, os.Getpid(), time.Now()))
+	_, err = c.call(ctx, seq, protocol.AppendRegister(nil, seq, id, o.processName, os.Getpid(), time.Now()), false)
 	if err == nil {
 		seq = c.seq.Add(1)
-		err = c.call(ctx, seq, protocol.AppendMachineRequest(nil, protocol.Subscribe, seq, id))
+		_, err = c.call(ctx, seq, protocol.AppendMachineRequest(nil, protocol.Subscribe, seq, id), false)
 	}
 	if err != nil {
 		c.Close()
@@ -249,12 +269,13 @@ func (c *Client) SendEvent(ctx context.Context, target, name string, payload any
 		return err
 	}
 	seq := c.seq.Add(1)
-	ch := c.expect(seq)
+	ch := c.expect(seq, false)
 	if err := c.sendEvent(ctx, seq, target, name, p); err != nil {
 		c.forget(seq, ch)
 		return err
 	}
-	return c.wait(ctx, seq, ch)
+	_, err = c.wait(ctx, seq, ch)
+	return err
 }
 
 // PostEvent sends an event without waiting for its acknowledgement: it
@@ -298,28 +319,29 @@ func encodePayload(payload any) ([]byte, error) {
 	return p, nil
 }
 
-// call writes a request line that carries seq and waits for its response.
-func (c *Client) call(ctx context.Context, seq uint64, line []byte) error {
-	ch := c.expect(seq)
+// call writes a request line that carries seq and waits for its response,
+// returning a copy of its Data when data is true.
+func (c *Client) call(ctx context.Context, seq uint64, line []byte, data bool) ([]byte, error) {
+	ch := c.expect(seq, data)
 	b, err := c.q.Begin(len(line), 0, ctx.Done())
 	if err != nil {
 		c.forget(seq, ch)
 		if err == outq.ErrCanceled {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
-		return c.notConnected()
+		return nil, c.notConnected()
 	}
 	c.q.Commit(append(b, line...))
 	return c.wait(ctx, seq, ch)
 }
 
-func (c *Client) expect(seq uint64) chan error {
-	ch := chanPool.Get().(chan error)
+func (c *Client) expect(seq uint64, data bool) chan response {
+	ch := chanPool.Get().(chan response)
 	c.mu.Lock()
 	if c.err != nil {
-		ch <- c.err
+		ch <- response{err: c.err}
 	} else {
-		c.pending[seq] = ch
+		c.pending[seq] = pendingCall{ch, data}
 	}
 	c.mu.Unlock()
 	return ch
@@ -327,7 +349,7 @@ func (c *Client) expect(seq uint64) chan error {
 
 // forget drops a pending call; ch goes back to the pool only when no
 // response can still be sent to it.
-func (c *Client) forget(seq uint64, ch chan error) {
+func (c *Client) forget(seq uint64, ch chan response) {
 	c.mu.Lock()
 	_, ok := c.pending[seq]
 	delete(c.pending, seq)
@@ -337,14 +359,14 @@ func (c *Client) forget(seq uint64, ch chan error) {
 	}
 }
 
-func (c *Client) wait(ctx context.Context, seq uint64, ch chan error) error {
+func (c *Client) wait(ctx context.Context, seq uint64, ch chan response) ([]byte, error) {
 	select {
-	case err := <-ch:
+	case r := <-ch:
 		chanPool.Put(ch)
-		return err
+		return r.data, r.err
 	case <-ctx.Done():
 		c.forget(seq, ch)
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 
@@ -410,12 +432,16 @@ func (c *Client) complete(r *protocol.Response) {
 	}
 	seq, perr := strconv.ParseUint(string(r.ID), 10, 64)
 	c.mu.Lock()
-	ch, ok := c.pending[seq]
+	pc, ok := c.pending[seq]
 	delete(c.pending, seq)
 	c.mu.Unlock()
 	switch {
 	case ok && perr == nil:
-		ch <- err
+		resp := response{err: err}
+		if pc.data && r.Data != nil {
+			resp.data = bytes.Clone(r.Data)
+		}
+		pc.ch <- resp
 	case err != nil:
 		c.enqueue(item{err: err})
 	}
@@ -529,8 +555,8 @@ func (c *Client) stop(cause error, byUser bool) {
 	c.stopOnce.Do(func() {
 		c.mu.Lock()
 		c.err = cause
-		for seq, ch := range c.pending {
-			ch <- cause
+		for seq, pc := range c.pending {
+			pc.ch <- response{err: cause}
 			delete(c.pending, seq)
 		}
 		c.mu.Unlock()

@@ -55,9 +55,9 @@ func DecodeRequest(line []byte, r *Request) error {
 			return err
 		}
 		r.TypeText = []byte(name)
-		for i, n := range typeNames {
+		for t, n := range typeNames {
 			if n == name {
-				r.Type = MessageType(i)
+				r.Type = t
 				return nil
 			}
 		}
@@ -65,7 +65,11 @@ func DecodeRequest(line []byte, r *Request) error {
 	default:
 		r.TypeText = typ
 		n, err := strconv.Atoi(string(typ))
-		if err != nil || n < 0 || n >= len(typeNames) {
+		if err == nil && n >= 0 && n <= int(Subscribe) {
+			r.Type = MessageType(n) // the common case, without a map lookup
+			return nil
+		}
+		if _, ok := typeNames[MessageType(n)]; err != nil || !ok {
 			return ErrUnknownType.New(string(typ))
 		}
 		r.Type = MessageType(n)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 	"unicode/utf8"
 )
 
@@ -27,14 +28,56 @@ const (
 	Subscribe  MessageType = 3
 )
 
-var typeNames = [...]string{"Register", "Unregister", "SendEvent", "Subscribe"}
+// statebus extensions: request types the .NET clients never send. They
+// need no registration, so tools can ask without taking a machine id.
+const (
+	// Health asks for the service's health status (Data: HealthStatus).
+	Health MessageType = 100
+	// Machines asks for the registry (Data: an array of MachineInfo).
+	Machines MessageType = 101
+)
+
+var typeNames = map[MessageType]string{
+	Register: "Register", Unregister: "Unregister", SendEvent: "SendEvent", Subscribe: "Subscribe",
+	Health: "Health", Machines: "Machines",
+}
 
 // String returns the type's name as the .NET enum spells it.
 func (t MessageType) String() string {
-	if t >= 0 && int(t) < len(typeNames) {
-		return typeNames[t]
+	if n, ok := typeNames[t]; ok {
+		return n
 	}
 	return strconv.Itoa(int(t))
+}
+
+// HealthStatus is the Data of a Health response: the original's
+// GetHealthStatus fields, then statebus's own.
+type HealthStatus struct {
+	IsHealthy          bool
+	ConnectionCount    int
+	RegisteredMachines int
+	LastActivityAt     time.Time
+	StartedAt          time.Time
+	UptimeSeconds      float64
+	PeakConnections    int
+	PeakConnectionsAt  time.Time
+	MaxConnections     int
+	Version            string
+}
+
+// MachineInfo is one entry of a Machines response.
+type MachineInfo struct {
+	MachineID    string `json:"MachineId"`
+	ProcessName  string // as the client claimed it
+	ProcessID    int64  `json:"ProcessId"` // as the client claimed it
+	PeerPID      int    `json:"PeerPid"`   // from the kernel (SO_PEERCRED); -1 if unknown
+	PeerUID      int    `json:"PeerUid"`
+	PeerGID      int    `json:"PeerGid"`
+	RegisteredAt time.Time
+	Subscribed   bool
+	SubscribedAt *time.Time `json:",omitempty"`
+	ConnectionID uint64     `json:"ConnectionId"`
+	ConnectedAt  time.Time
 }
 
 // DefaultPipeName is the pipe name the XStateNet service and clients use

@@ -28,10 +28,11 @@ type Info struct {
 	// Conn identifies the connection the id lives on; PeerPID, PeerUID and
 	// PeerGID are that connection's credentials as the kernel reports them
 	// (-1 when unknown).
-	Conn    uint64
-	PeerPID int
-	PeerUID int
-	PeerGID int
+	Conn        uint64
+	ConnectedAt time.Time
+	PeerPID     int
+	PeerUID     int
+	PeerGID     int
 }
 
 type entry[O comparable] struct {

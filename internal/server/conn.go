@@ -165,6 +165,8 @@ func (c *conn) handle(line []byte) {
 		err = c.subscribe(r)
 	case protocol.Unregister:
 		err = c.unregister(r)
+	case protocol.Health, protocol.Machines:
+		err = c.admin(r)
 	}
 	if err != nil {
 		c.replyError(err, r.ID)
@@ -174,7 +176,7 @@ func (c *conn) handle(line []byte) {
 func (c *conn) info(id string) router.Info {
 	return router.Info{
 		MachineID: id, RegisteredAt: time.Now(),
-		Conn: c.id, PeerPID: c.pid, PeerUID: c.uid, PeerGID: c.gid,
+		Conn: c.id, ConnectedAt: c.connectedAt, PeerPID: c.pid, PeerUID: c.uid, PeerGID: c.gid,
 	}
 }
 

@@ -118,6 +118,8 @@ type Server struct {
 	nextConn     atomic.Uint64
 	connCount    atomic.Int64
 	lastActivity atomic.Int64 // unix nanoseconds
+	peak         atomic.Int64
+	peakAt       atomic.Int64 // unix nanoseconds
 	startedAt    time.Time
 
 	done      chan struct{}
@@ -209,12 +211,14 @@ func (s *Server) acceptLoop() {
 			continue
 		}
 		delay = 0
-		if n := s.connCount.Add(1); n > int64(s.cfg.MaxConnections) {
+		n := s.connCount.Add(1)
+		if n > int64(s.cfg.MaxConnections) {
 			s.connCount.Add(-1)
 			s.log.Warn("connection refused: too many connections", "limit", s.cfg.MaxConnections)
 			go refuse(nc, protocol.TooManyConnections(s.cfg.MaxConnections).Text)
 			continue
 		}
+		s.notePeak(n)
 		c := s.newConn(nc)
 		s.mu.Lock()
 		select {

@@ -253,3 +253,13 @@ func TestWireOrderAndBatching(t *testing.T) {
 		a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null}`)
 	}
 }
+
+func TestWireHealthExtension(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	dialRaw(t, srv).connect("a")
+	x := dialRaw(t, srv)
+	x.send(`{"Type":100,"Id":1}`)
+	x.expectMatch(`\{"Success":true,"Data":\{"IsHealthy":true,"ConnectionCount":2,"RegisteredMachines":1,"LastActivityAt":"[^"]+",.*\},"Error":null,"Id":1\}`)
+	x.send(`{"Type":"Machines"}`)
+	x.expectMatch(`\{"Success":true,"Data":\[\{"MachineId":"a","ProcessName":"TestClient","ProcessId":4242,"PeerPid":\d+,.*\}\],"Error":null\}`)
+}

@@ -1,0 +1,81 @@
+package server
+
+import (
+	"encoding/json"
+	"time"
+
+	"statebus/internal/version"
+	"statebus/protocol"
+)
+
+// Status returns the health status with statebus's additions (uptime,
+// peak connections), as the Health request reports it.
+func (s *Server) Status() protocol.HealthStatus {
+	h := s.Health()
+	peakAt := s.peakAt.Load()
+	st := protocol.HealthStatus{
+		IsHealthy:          h.IsHealthy,
+		ConnectionCount:    h.ConnectionCount,
+		RegisteredMachines: h.RegisteredMachines,
+		LastActivityAt:     h.LastActivityAt,
+		StartedAt:          s.startedAt.UTC(),
+		UptimeSeconds:      time.Since(s.startedAt).Seconds(),
+		PeakConnections:    int(s.peak.Load()),
+		MaxConnections:     s.cfg.MaxConnections,
+		Version:            version.String(),
+	}
+	if peakAt != 0 {
+		st.PeakConnectionsAt = time.Unix(0, peakAt).UTC()
+	}
+	return st
+}
+
+// notePeak records n connections if it is a new peak.
+func (s *Server) notePeak(n int64) {
+	for {
+		p := s.peak.Load()
+		if n <= p {
+			return
+		}
+		if s.peak.CompareAndSwap(p, n) {
+			s.peakAt.Store(time.Now().UnixNano())
+			return
+		}
+	}
+}
+
+// MachineInfos returns the registry in its wire form.
+func (s *Server) MachineInfos() []protocol.MachineInfo {
+	snap := s.routes.Snapshot()
+	out := make([]protocol.MachineInfo, len(snap))
+	for i, m := range snap {
+		out[i] = protocol.MachineInfo{
+			MachineID: m.MachineID, ProcessName: m.ProcessName, ProcessID: m.ProcessID,
+			PeerPID: m.PeerPID, PeerUID: m.PeerUID, PeerGID: m.PeerGID,
+			RegisteredAt: m.RegisteredAt.UTC(), Subscribed: m.Subscribed,
+			ConnectionID: m.Conn, ConnectedAt: m.ConnectedAt.UTC(),
+		}
+		if m.Subscribed {
+			at := m.SubscribedAt.UTC()
+			out[i].SubscribedAt = &at
+		}
+	}
+	return out
+}
+
+// admin answers the statebus extension requests.
+func (c *conn) admin(r *protocol.Request) error {
+	var v any
+	switch r.Type {
+	case protocol.Health:
+		v = c.srv.Status()
+	case protocol.Machines:
+		v = c.srv.MachineInfos()
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	c.reply(data, r.ID)
+	return nil
+}
