@@ -45,7 +45,7 @@ func (l *Reader) Next() ([]byte, error) {
 		if i := bytes.IndexByte(l.buf[l.r:l.w], '\n'); i >= 0 {
 			line := l.buf[l.r : l.r+i]
 			l.r += i + 1
-			if discarding {
+			if discarding || len(line) > l.max {
 				return nil, ErrTooLong
 			}
 			if n := len(line); n > 0 && line[n-1] == '\r' {

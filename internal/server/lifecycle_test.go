@@ -2,9 +2,11 @@ package server_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,4 +125,39 @@ func TestShutdownWithStuckReader(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("shutdown with a stuck reader took %v", d)
 	}
+}
+
+func TestHealthMonitorLogs(t *testing.T) {
+	var buf syncBuffer
+	srv := bustest.Start(t, func(c *server.Config) {
+		c.HealthCheckInterval = 10 * time.Millisecond
+		c.IdleWarning = 20 * time.Millisecond
+		c.MaxConnections = 2
+		c.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+	})
+	dialRaw(t, srv).connect("a")
+	dialRaw(t, srv).connect("b")
+	bustest.Eventually(t, 5*time.Second, func() bool {
+		s := buf.String()
+		return strings.Contains(s, "msg=health") && strings.Contains(s, "connections=2") &&
+			strings.Contains(s, `msg="no activity"`) &&
+			strings.Contains(s, `msg="connections above 80% of MaxConnections"`)
+	}, "health monitor logs: %s", buf.String())
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

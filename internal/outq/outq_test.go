@@ -1,0 +1,103 @@
+package outq
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+)
+
+func appendLine(t *testing.T, q *Queue[int], line string, rec int) error {
+	t.Helper()
+	b, err := q.Begin(len(line), 50*time.Millisecond, nil)
+	if err != nil {
+		return err
+	}
+	q.CommitRec(append(b, line...), rec)
+	return nil
+}
+
+// gate is a writer that blocks until opened.
+type gate struct {
+	mu   sync.Mutex
+	open chan struct{}
+	buf  bytes.Buffer
+	err  error
+}
+
+func (g *gate) Write(p []byte) (int, error) {
+	<-g.open
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.err != nil {
+		return 0, g.err
+	}
+	return g.buf.Write(p)
+}
+
+func TestWriteAndAcknowledge(t *testing.T) {
+	q := New[int](0)
+	var mu sync.Mutex
+	var written []int
+	q.Written = func(r []int) { mu.Lock(); written = append(written, r...); mu.Unlock() }
+	g := &gate{open: make(chan struct{})}
+	close(g.open)
+	done := make(chan error)
+	go func() { done <- q.Run(g) }()
+	for i := range 100 {
+		if err := appendLine(t, q, "line\n", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if g.buf.Len() != 500 || len(written) != 100 || written[99] != 99 {
+		t.Fatalf("wrote %d bytes, acknowledged %d", g.buf.Len(), len(written))
+	}
+	if _, err := q.BeginNoWait(); err != ErrClosed {
+		t.Fatalf("append after close: %v", err)
+	}
+}
+
+func TestLimitAndFailure(t *testing.T) {
+	q := New[int](10)
+	var failed []int
+	var cause error
+	q.Failed = func(r []int, err error) { failed, cause = append(failed, r...), err }
+	g := &gate{open: make(chan struct{}), err: io.ErrClosedPipe}
+	done := make(chan error)
+	go func() { done <- q.Run(g) }()
+	// The first line is taken by the (blocked) writer; the next fill the
+	// queue to its limit; one more waits, then is refused as full.
+	appendLine(t, q, "12345678\n", 1)
+	for deadline := time.Now().Add(5 * time.Second); q.Len() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer never took the first batch")
+		}
+	}
+	if err := appendLine(t, q, "123456789\n", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := appendLine(t, q, "x\n", 3); err != ErrFull {
+		t.Fatalf("over the limit: %v, want ErrFull", err)
+	}
+	cancel := make(chan struct{})
+	close(cancel)
+	if _, err := q.Begin(5, 0, cancel); err != ErrCanceled {
+		t.Fatalf("canceled wait: %v", err)
+	}
+	close(g.open) // the write fails: both records fail
+	if err := <-done; !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(failed) != 2 || cause != io.ErrClosedPipe {
+		t.Fatalf("failed %v (%v)", failed, cause)
+	}
+	if _, err := q.Begin(1, 0, nil); err != ErrClosed {
+		t.Fatalf("after failure: %v", err)
+	}
+}
