@@ -81,6 +81,8 @@ var (
 	ErrTooLarge = &Kind{"Message exceeds ", "message too large"}
 	// ErrTooManyConnections: the service is at MaxConnections.
 	ErrTooManyConnections = &Kind{"Too many connections (limit ", "too many connections"}
+	// ErrHandshake: the connection did not register in time.
+	ErrHandshake = &Kind{"Handshake timeout: ", "handshake timeout"}
 	// ErrShuttingDown: the service is stopping.
 	ErrShuttingDown = &Kind{"Service is shutting down", "service is shutting down"}
 )
@@ -89,7 +91,7 @@ var (
 var kinds = []*Kind{
 	ErrTargetNotConnected, ErrSlowConsumer, ErrDeliveryFailed, ErrUnknownType, ErrIDInUse,
 	ErrNotOwner, ErrInvalidID, ErrPayloadNull, ErrInvalidUTF8, ErrTooDeep,
-	ErrNotObject, ErrTooLarge, ErrTooManyConnections, ErrShuttingDown,
+	ErrNotObject, ErrTooLarge, ErrTooManyConnections, ErrHandshake, ErrShuttingDown,
 	ErrInvalidJSON,
 }
 

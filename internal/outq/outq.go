@@ -41,6 +41,9 @@ type Queue[R any] struct {
 	// one line is always accepted into an empty queue, however long.
 	// Zero means no limit.
 	Limit int
+	// MaxLines bounds the queued lines that carry records (events), as
+	// Limit bounds bytes. Zero means no limit.
+	MaxLines int
 	// Written, when set, gets the records of lines that were written.
 	Written func([]R)
 	// Failed, when set, gets the records of lines that will never be
@@ -51,6 +54,7 @@ type Queue[R any] struct {
 	buf      []byte
 	recs     []rec[R]
 	closed   bool
+	stalled  bool          // a wait timed out and the writer has not moved since
 	space    chan struct{} // closed when the writer takes a batch; nil unless someone waits
 	wake     chan struct{} // 1 slot: the writer has work
 	startLen int           // len(buf) at Begin
@@ -61,14 +65,29 @@ func New[R any](limit int) *Queue[R] {
 	return &Queue[R]{Limit: limit, wake: make(chan struct{}, 1)}
 }
 
+// full reports whether n more bytes would exceed a limit. An empty queue
+// always takes one line, however long.
+func (q *Queue[R]) full(n int) bool {
+	if len(q.buf) == 0 || q.closed {
+		return false
+	}
+	return q.Limit > 0 && len(q.buf)+n > q.Limit || q.MaxLines > 0 && len(q.recs) >= q.MaxLines
+}
+
 // Begin locks the queue for appending n bytes and returns the buffer to
 // append to. The caller must append and then call Commit or CommitRec with
 // the result, and must not block in between. When the queue is over its
 // limit Begin waits up to wait (forever when wait is 0) or until cancel is
-// closed.
+// closed. Once a wait has timed out, later calls fail at once with ErrFull
+// until the writer makes progress: a stuck reader costs each sender one
+// timeout, not one per line.
 func (q *Queue[R]) Begin(n int, wait time.Duration, cancel <-chan struct{}) ([]byte, error) {
 	q.mu.Lock()
-	if q.Limit > 0 && len(q.buf) > 0 && len(q.buf)+n > q.Limit && !q.closed {
+	if q.full(n) {
+		if q.stalled {
+			q.mu.Unlock()
+			return nil, ErrFull
+		}
 		if err := q.waitSpace(n, wait, cancel); err != nil {
 			return nil, err
 		}
@@ -103,7 +122,7 @@ func (q *Queue[R]) waitSpace(n int, wait time.Duration, cancel <-chan struct{}) 
 		defer t.Stop()
 		timeout = t.C
 	}
-	for q.Limit > 0 && len(q.buf) > 0 && len(q.buf)+n > q.Limit && !q.closed {
+	for q.full(n) {
 		if q.space == nil {
 			q.space = make(chan struct{})
 		}
@@ -112,6 +131,9 @@ func (q *Queue[R]) waitSpace(n int, wait time.Duration, cancel <-chan struct{}) 
 		select {
 		case <-space:
 		case <-timeout:
+			q.mu.Lock()
+			q.stalled = true
+			q.mu.Unlock()
 			return ErrFull
 		case <-cancel:
 			return ErrCanceled
@@ -192,6 +214,7 @@ func (q *Queue[R]) Run(w io.Writer) error {
 		}
 		batch, recs := q.buf, q.recs
 		q.buf, q.recs = spare[:0], spareRecs[:0]
+		q.stalled = false
 		if q.space != nil {
 			close(q.space)
 			q.space = nil

@@ -82,13 +82,18 @@ func TestLimitAndFailure(t *testing.T) {
 	if err := appendLine(t, q, "123456789\n", 2); err != nil {
 		t.Fatal(err)
 	}
-	if err := appendLine(t, q, "x\n", 3); err != ErrFull {
-		t.Fatalf("over the limit: %v, want ErrFull", err)
-	}
 	cancel := make(chan struct{})
 	close(cancel)
 	if _, err := q.Begin(5, 0, cancel); err != ErrCanceled {
 		t.Fatalf("canceled wait: %v", err)
+	}
+	if err := appendLine(t, q, "x\n", 3); err != ErrFull {
+		t.Fatalf("over the limit: %v, want ErrFull", err)
+	}
+	// Stalled: refused at once, without waiting again.
+	start := time.Now()
+	if _, err := q.Begin(5, time.Hour, nil); err != ErrFull || time.Since(start) > time.Second {
+		t.Fatalf("stalled queue: %v after %v", err, time.Since(start))
 	}
 	close(g.open) // the write fails: both records fail
 	if err := <-done; !errors.Is(err, io.ErrClosedPipe) {

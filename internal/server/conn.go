@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
@@ -29,6 +30,7 @@ type conn struct {
 	connectedAt   time.Time
 
 	// Owned by the reader goroutine.
+	greeted bool                  // the handshake is done: it registered or asked a question
 	ids     []string              // machine ids this connection holds
 	targets []router.Route[*conn] // scratch for broadcast
 	req     protocol.Request
@@ -85,6 +87,7 @@ func (s *Server) newConn(nc *net.UnixConn) *conn {
 		q:           outq.New[delivery](s.cfg.MaxQueueBytes),
 		connectedAt: time.Now(),
 	}
+	c.q.MaxLines = s.cfg.MaxQueueEvents
 	c.pid, c.uid, c.gid = peerCred(nc)
 	c.q.Written = c.written
 	c.q.Failed = c.failed
@@ -126,8 +129,18 @@ func (c *conn) stop(deadline time.Time) {
 func (c *conn) readLoop() error {
 	s := c.srv
 	lr := lines.NewReader(c.nc, s.cfg.MaxMessageBytes, c.touch)
+	c.nc.SetReadDeadline(c.connectedAt.Add(s.cfg.HandshakeTimeout))
 	for {
 		line, err := lr.Next()
+		if err != nil && !c.greeted && errors.Is(err, os.ErrDeadlineExceeded) {
+			select {
+			case <-s.done: // shutting down, not a handshake timeout
+			default:
+				c.replyError(protocol.ErrHandshake.New("no Register within "+s.cfg.HandshakeTimeout.String()), nil)
+				s.log.Info("handshake timeout", "conn", c.id, "pid", c.pid, "uid", c.uid)
+			}
+			return err
+		}
 		if err == lines.ErrTooLong {
 			c.replyError(protocol.TooLarge(s.cfg.MaxMessageBytes), nil)
 			continue
@@ -143,6 +156,10 @@ func (c *conn) readLoop() error {
 			continue // blank lines are ignored, as keep-alives
 		}
 		c.handle(line)
+		if !c.greeted && (len(c.ids) > 0 || c.req.Type == protocol.Health || c.req.Type == protocol.Machines) {
+			c.greeted = true
+			c.nc.SetReadDeadline(time.Time{})
+		}
 	}
 }
 

@@ -35,6 +35,13 @@ type Config struct {
 	// MaxQueueBytes bounds each connection's outbound queue. A sender whose
 	// target's queue is full waits up to SlowConsumerTimeout.
 	MaxQueueBytes int
+	// MaxQueueEvents bounds the events queued per connection, as
+	// MaxQueueBytes bounds bytes.
+	MaxQueueEvents int
+	// HandshakeTimeout is how long a new connection may take to register
+	// (or ask a Health or Machines question) before it is closed, so that
+	// connections that send nothing, or half a line, hold nothing for long.
+	HandshakeTimeout time.Duration
 	// SlowConsumerTimeout is how long a sender waits for a full target
 	// queue before its event is refused with "Target machine is not
 	// keeping up".
@@ -61,6 +68,8 @@ func DefaultConfig() Config {
 		MaxConnections:      100,
 		MaxMessageBytes:     1 << 20,
 		MaxQueueBytes:       4 << 20,
+		MaxQueueEvents:      65536,
+		HandshakeTimeout:    10 * time.Second,
 		SlowConsumerTimeout: 5 * time.Second,
 		HealthCheckInterval: 30 * time.Second,
 		IdleWarning:         5 * time.Minute,
@@ -83,6 +92,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: MaxMessageBytes must be at least 1024, not %d", c.MaxMessageBytes)
 	case c.MaxQueueBytes < c.MaxMessageBytes:
 		return fmt.Errorf("config: MaxQueueBytes (%d) must be at least MaxMessageBytes (%d)", c.MaxQueueBytes, c.MaxMessageBytes)
+	case c.MaxQueueEvents < 1:
+		return fmt.Errorf("config: MaxQueueEvents must be at least 1, not %d", c.MaxQueueEvents)
+	case c.HandshakeTimeout <= 0:
+		return fmt.Errorf("config: HandshakeTimeout must be positive, not %v", c.HandshakeTimeout)
 	case c.SlowConsumerTimeout <= 0:
 		return fmt.Errorf("config: SlowConsumerTimeout must be positive, not %v", c.SlowConsumerTimeout)
 	case c.HealthCheckInterval < 0:
