@@ -30,9 +30,13 @@ func (c *Client) Machines(ctx context.Context) ([]MachineInfo, error) {
 }
 
 func (c *Client) query(ctx context.Context, t protocol.MessageType, v any) error {
+	s, err := c.session(ctx)
+	if err != nil {
+		return err
+	}
 	seq := c.seq.Add(1)
 	line := fmt.Appendf(nil, `{"Type":%d,"Id":%d}`+"\n", int(t), seq)
-	data, err := c.call(ctx, seq, line, true)
+	data, err := c.call(ctx, s, seq, line, true)
 	if err != nil {
 		return err
 	}

@@ -153,7 +153,7 @@ func TestSendWithoutConnection(t *testing.T) {
 
 func TestConnectionLost(t *testing.T) {
 	srv := bustest.Start(t, nil)
-	a := dial(t, srv, "a")
+	a := dial(t, srv, "a", statebus.WithReconnect(false))
 	srv.Shutdown(context.Background())
 	select {
 	case <-a.Done():
@@ -162,6 +162,90 @@ func TestConnectionLost(t *testing.T) {
 	}
 	if err := a.SendEvent(ctx(t), "a", "E", nil); !errors.Is(err, statebus.ErrNotConnected) {
 		t.Fatalf("after loss: %v", err)
+	}
+	if !errors.Is(a.Err(), statebus.ErrNotConnected) {
+		t.Fatalf("Err() = %v", a.Err())
+	}
+}
+
+// TestReconnect: the service goes away and comes back on the same socket;
+// the client reconnects, registers again and keeps its handlers.
+func TestReconnect(t *testing.T) {
+	path := bustest.SocketPath(t)
+	start := func() *server.Server {
+		return bustest.Start(t, func(c *server.Config) { c.SocketPath = path })
+	}
+	srv := start()
+	states := make(chan statebus.StateChange, 10)
+	opts := []statebus.Option{
+		statebus.WithReconnectBackoff(time.Millisecond, 20*time.Millisecond),
+		statebus.WithStateHandler(func(s statebus.StateChange) { states <- s }),
+	}
+	a := dial(t, srv, "a", opts...)
+	b := dial(t, srv, "b", opts...)
+	got := make(chan statebus.Event, 10)
+	b.OnEvent("E", func(e statebus.Event) { got <- e })
+
+	srv.Shutdown(context.Background())
+	for range 2 {
+		if s := <-states; s.State != statebus.Disconnected || !errors.Is(s.Err, statebus.ErrNotConnected) {
+			t.Fatalf("state %+v, want disconnected", s)
+		}
+	}
+	// While disconnected, calls fail at once.
+	if err := a.SendEvent(ctx(t), "b", "E", nil); !errors.Is(err, statebus.ErrNotConnected) {
+		t.Fatalf("send while disconnected: %v", err)
+	}
+	select {
+	case <-a.Done():
+		t.Fatal("a reconnecting client must not be done")
+	default:
+	}
+
+	srv = start()
+	for range 2 {
+		if s := <-states; s.State != statebus.Reconnected || s.Attempt < 1 {
+			t.Fatalf("state %+v, want reconnected", s)
+		}
+	}
+	if err := a.SendEvent(ctx(t), "b", "E", "after"); err != nil {
+		t.Fatal(err)
+	}
+	if e := <-got; string(e.Payload) != `"after"` {
+		t.Fatalf("got %s", e.Payload)
+	}
+	if h := srv.Health(); h.RegisteredMachines != 2 {
+		t.Fatalf("health after reconnect: %+v", h)
+	}
+}
+
+// TestWaitForReconnect: with WithWaitForReconnect a call made while
+// disconnected waits for the service to come back.
+func TestWaitForReconnect(t *testing.T) {
+	path := bustest.SocketPath(t)
+	srv := bustest.Start(t, func(c *server.Config) { c.SocketPath = path })
+	down := make(chan struct{}, 1)
+	a := dial(t, srv, "a", statebus.WithWaitForReconnect(),
+		statebus.WithReconnectBackoff(time.Millisecond, 20*time.Millisecond),
+		statebus.WithStateHandler(func(s statebus.StateChange) {
+			if s.State == statebus.Disconnected {
+				down <- struct{}{}
+			}
+		}))
+	srv.Shutdown(context.Background())
+	<-down
+	sent := make(chan error, 1)
+	go func() { sent <- a.SendEvent(ctx(t), "a", "E", nil) }()
+	bustest.Start(t, func(c *server.Config) { c.SocketPath = path })
+	if err := <-sent; err != nil {
+		t.Fatalf("send waiting for reconnect: %v", err)
+	}
+	short, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	<-short.Done()
+	if err := a.PostEvent(short, "a", "E", nil); err == nil {
+		// Connected again: an expired context may still post at once.
+		return
 	}
 }
 

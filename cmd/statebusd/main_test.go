@@ -24,6 +24,10 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
+	if os.Getenv("STATEBUSD_TEST_CLIENT") != "" {
+		runTestClient()
+		return
+	}
 	os.Exit(m.Run())
 }
 
