@@ -1,0 +1,495 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/schollz/progressbar/v3"
+
+	"statebus"
+	"statebus/internal/server"
+	"statebus/protocol"
+)
+
+func init() {
+	commands["bench"] = command{summary: "measure throughput and latency with real clients (like nats bench)", run: runBench}
+}
+
+const benchAbout = `Measures the bus with real clients, each on its own connection: publishers
+send events, subscribers receive them, and every event carries its send time
+so the receiver records send-to-receive latency in an HDR histogram.
+
+Modes:
+  unicast    each publisher sends its share of --msgs to the subscribers in
+             turn (publisher i's k-th event goes to subscriber (i+k) % subs),
+             pipelined (PostEvent: no waiting for acknowledgements).
+  broadcast  each publisher sends its share of --msgs to "*": every
+             subscriber receives every event (delivered = msgs * subs). The
+             bus sends "*" to every other subscribed machine, so with more
+             than one publisher the publishers also receive each other's
+             events; those are not counted.
+  reqrep     --pubs requesters, --subs responders; requester i sends REQ to
+             responder i % subs and waits for the RSP the responder posts
+             back to the event's source before sending the next. Latency is
+             the round trip. Request/reply is not a protocol feature yet:
+             this is built from two ordinary events.
+
+--msgs is the total number of events published (round trips in reqrep),
+split evenly over the publishers. Throughput counts delivered events (MB/s
+counts their payload bytes, 10^6 bytes a MB) from the first send to the last
+arrival. lost = sent - received must be 0: after the publishers finish, the
+command waits for stragglers until nothing arrives for --wait, and exits 1
+if any are missing, if the service refused an event, or on --timeout.`
+
+const benchExample = `statebus bench --inproc --pubs 1 --subs 1 --msgs 1000000 --size 128
+statebus bench --mode broadcast --subs 5 --msgs 200000 --json
+statebus bench --mode reqrep --msgs 100000 --pipe-name /tmp/bus.sock`
+
+// Bounds on a run, so a typo cannot ask for a week or a gigabyte per client.
+const (
+	benchMaxClients = 256 // publishers, and subscribers, each
+	benchMaxMsgs    = 100_000_000
+	benchMaxSize    = 512 << 10 // well under the service's 1 MiB line limit
+	benchMaxTimeout = time.Hour
+)
+
+type benchConfig struct {
+	mode               string
+	pubs, subs, size   int
+	msgs               int64
+	pipeName           string
+	json, inproc       bool
+	timeout, straggler time.Duration
+}
+
+// benchClient is one connection and what it counted.
+type benchClient struct {
+	c    *statebus.Client
+	role string // "pub" or "sub"
+	want int64  // events it should receive
+
+	// mu guards the fields below. Only this client's dispatch goroutine
+	// (or, for counts sent, its publishing goroutine) takes it during the
+	// run, so it is uncontended until the final merge.
+	mu   sync.Mutex
+	n    int64 // received (subscribers, requesters) or sent (publishers)
+	sent int64
+	hist *hdrhistogram.Histogram
+	last time.Time // when the last event arrived, or the last send returned
+	bad  int64     // events whose payload carried no send time
+
+	refused atomic.Int64 // refusals the service sent
+	errMu   sync.Mutex
+	err     error // the first refusal or failure
+}
+
+func (b *benchClient) fail(err error) {
+	b.refused.Add(1)
+	b.errMu.Lock()
+	if b.err == nil {
+		b.err = err
+	}
+	b.errMu.Unlock()
+}
+
+// record counts an event that arrived now with the send time in p.
+func (b *benchClient) record(p []byte, now time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.n++
+	b.last = now
+	if t, ok := benchStampOf(p); ok {
+		// Clamp: the histogram tracks 1 ns to its highest value.
+		b.hist.RecordValue(min(max(now.UnixNano()-t, 1), b.hist.HighestTrackableValue()))
+	} else {
+		b.bad++
+	}
+}
+
+func (b *benchClient) count() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.n
+}
+
+func runBench(ctx context.Context, e *env, args []string) int {
+	cfg, code, ok := benchParse(e, args)
+	if !ok {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	if cfg.inproc {
+		srv, err := benchStartServer(cfg.pubs + cfg.subs)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "statebus bench: cannot start an in-process statebusd: %v\n", err)
+			return 1
+		}
+		defer func() {
+			sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer scancel()
+			srv.Shutdown(sctx)
+			os.RemoveAll(filepath.Dir(srv.Addr()))
+		}()
+		cfg.pipeName = srv.Addr()
+	}
+	pubs, subs, err := benchDial(ctx, cfg)
+	defer func() {
+		for _, b := range append(pubs, subs...) {
+			b.c.Close()
+		}
+	}()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "statebus bench: %v\n", err)
+		return 1
+	}
+	res, failures := benchRun(ctx, e, cfg, pubs, subs)
+	if cfg.json {
+		benchWriteJSON(e.stdout, res)
+	} else {
+		benchReport(e.stdout, cfg, res)
+	}
+	if ctx.Err() != nil {
+		failures = append(failures, fmt.Sprintf("stopped: %v (--timeout %v)", context.Cause(ctx), cfg.timeout))
+	}
+	for _, f := range failures {
+		fmt.Fprintf(e.stderr, "statebus bench: %s\n", f)
+	}
+	if len(failures) > 0 || res.Lost != 0 {
+		return 1
+	}
+	return 0
+}
+
+func benchParse(e *env, args []string) (cfg benchConfig, code int, ok bool) {
+	fs := flag.NewFlagSet("statebus bench", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	pipe := e.getenv("STATEBUS_PIPE_NAME")
+	if pipe == "" {
+		pipe = protocol.DefaultPipeName
+	}
+	fs.StringVar(&cfg.pipeName, "pipe-name", pipe, "pipe name or absolute socket path of statebusd (env STATEBUS_PIPE_NAME)")
+	fs.BoolVar(&cfg.json, "json", false, "print one JSON object instead of text")
+	fs.StringVar(&cfg.mode, "mode", "unicast", "unicast, broadcast or reqrep")
+	fs.IntVar(&cfg.pubs, "pubs", 1, "publishers (requesters in reqrep), each on its own connection")
+	fs.IntVar(&cfg.subs, "subs", 1, "subscribers (responders in reqrep), each on its own connection")
+	fs.Int64Var(&cfg.msgs, "msgs", 100_000, "events published in all (round trips in reqrep), split over the publishers")
+	fs.IntVar(&cfg.size, "size", 128, fmt.Sprintf("payload bytes per event (at least %d: the send time)", benchMinSize))
+	fs.BoolVar(&cfg.inproc, "inproc", false, "start a statebusd in this process on a temporary socket (no daemon needed)")
+	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Minute, "give up after this long, connecting included")
+	fs.DurationVar(&cfg.straggler, "wait", 5*time.Second, "once the publishers are done, how long to wait for missing events while none arrive")
+	usage := func(w io.Writer) {
+		fmt.Fprintf(w, "Usage: statebus bench [flags]\n\n%s\n\nExample:\n", benchAbout)
+		for _, l := range strings.Split(benchExample, "\n") {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+		fmt.Fprintln(w, "\nFlags:")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	bad := func(format string, a ...any) (benchConfig, int, bool) {
+		fmt.Fprintf(e.stderr, "statebus bench: %s\nRun 'statebus bench --help' for usage.\n", fmt.Sprintf(format, a...))
+		return cfg, 2, false
+	}
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		usage(e.stdout)
+		return cfg, 0, false
+	case err != nil:
+		return bad("%v", err)
+	case fs.NArg() > 0:
+		return bad("unexpected argument %q", fs.Arg(0))
+	case cfg.mode != "unicast" && cfg.mode != "broadcast" && cfg.mode != "reqrep":
+		return bad("--mode must be unicast, broadcast or reqrep, not %q", cfg.mode)
+	case cfg.pubs < 1 || cfg.pubs > benchMaxClients:
+		return bad("--pubs must be 1 to %d, not %d", benchMaxClients, cfg.pubs)
+	case cfg.subs < 1 || cfg.subs > benchMaxClients:
+		return bad("--subs must be 1 to %d, not %d", benchMaxClients, cfg.subs)
+	case cfg.msgs < 1 || cfg.msgs > benchMaxMsgs:
+		return bad("--msgs must be 1 to %d, not %d", benchMaxMsgs, cfg.msgs)
+	case cfg.size < benchMinSize || cfg.size > benchMaxSize:
+		return bad("--size must be %d to %d bytes, not %d", benchMinSize, benchMaxSize, cfg.size)
+	case cfg.timeout <= 0 || cfg.timeout > benchMaxTimeout:
+		return bad("--timeout must be positive and at most %v, not %v", benchMaxTimeout, cfg.timeout)
+	case cfg.straggler <= 0 || cfg.straggler > cfg.timeout:
+		return bad("--wait must be positive and at most --timeout, not %v", cfg.straggler)
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "pipe-name" && cfg.inproc {
+			err = errors.New("--inproc and --pipe-name exclude each other")
+		}
+	})
+	if err != nil {
+		return bad("%v", err)
+	}
+	return cfg, 0, true
+}
+
+// benchStartServer runs a statebusd in this process on a fresh socket.
+func benchStartServer(clients int) (*server.Server, error) {
+	dir, err := os.MkdirTemp("", "sbb")
+	if err != nil {
+		return nil, err
+	}
+	cfg := server.DefaultConfig()
+	cfg.SocketPath = filepath.Join(dir, "bus.sock")
+	cfg.MaxConnections = clients + 16
+	cfg.HealthCheckInterval = 0
+	srv, err := server.New(cfg)
+	if err == nil {
+		err = srv.Start()
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return srv, nil
+}
+
+// benchShare is publisher i's share of msgs.
+func benchShare(msgs int64, pubs, i int) int64 {
+	n := msgs / int64(pubs)
+	if int64(i) < msgs%int64(pubs) {
+		n++
+	}
+	return n
+}
+
+// benchUnicastWant is how many events subscriber j receives in unicast,
+// where publisher i's k-th event goes to subscriber (i+k) % subs.
+func benchUnicastWant(msgs int64, pubs, subs, j int) int64 {
+	var want int64
+	for i := range pubs {
+		c := benchShare(msgs, pubs, i)
+		want += c / int64(subs)
+		// The first c % subs events go to subscribers i, i+1, ...
+		if off := (j - i%subs + subs) % subs; int64(off) < c%int64(subs) {
+			want++
+		}
+	}
+	return want
+}
+
+// benchDial connects the publishers and the subscribers; with an error,
+// the clients connected so far are returned for closing.
+func benchDial(ctx context.Context, cfg benchConfig) (pubs, subs []*benchClient, err error) {
+	run := fmt.Sprintf("bench-%d-%04x", os.Getpid(), rand.IntN(1<<16))
+	dial := func(role string, i int, want int64) (*benchClient, error) {
+		b := &benchClient{role: role, want: want}
+		if (role == "sub") != (cfg.mode == "reqrep") { // a receiver
+			b.hist = benchHistogram()
+		}
+		c, err := statebus.Dial(ctx, fmt.Sprintf("%s-%s-%d", run, role, i),
+			statebus.WithPipeName(cfg.pipeName), statebus.WithProcessName("statebus bench"),
+			statebus.WithErrorHandler(b.fail),
+			// A run measures one connection per client: a reconnection
+			// in the middle would hide the loss behind a pause.
+			statebus.WithReconnect(false))
+		if err != nil {
+			return nil, err
+		}
+		b.c = c
+		return b, nil
+	}
+	for j := range cfg.subs {
+		var want int64
+		switch cfg.mode {
+		case "unicast":
+			want = benchUnicastWant(cfg.msgs, cfg.pubs, cfg.subs, j)
+		case "broadcast":
+			want = cfg.msgs
+		}
+		b, err := dial("sub", j, want)
+		if err != nil {
+			return pubs, subs, err
+		}
+		subs = append(subs, b)
+	}
+	for i := range cfg.pubs {
+		var want int64
+		if cfg.mode == "reqrep" {
+			want = benchShare(cfg.msgs, cfg.pubs, i)
+		}
+		b, err := dial("pub", i, want)
+		if err != nil {
+			return pubs, subs, err
+		}
+		pubs = append(pubs, b)
+	}
+	return pubs, subs, nil
+}
+
+// benchRun runs the workload on connected clients and measures it. It
+// returns the result and what went wrong besides lost events.
+func benchRun(ctx context.Context, e *env, cfg benchConfig, pubs, subs []*benchClient) (benchResult, []string) {
+	receivers := subs
+	if cfg.mode == "reqrep" {
+		receivers = pubs
+		for _, s := range subs {
+			s.c.OnEvent("REQ", func(ev statebus.Event) {
+				s.mu.Lock()
+				s.n++
+				s.last = time.Now()
+				s.mu.Unlock()
+				if err := s.c.PostEvent(ctx, ev.Source, "RSP", ev.Payload); err != nil && ctx.Err() == nil {
+					s.fail(err)
+				}
+			})
+		}
+	} else {
+		for _, s := range subs {
+			s.c.OnEvent("BENCH", func(ev statebus.Event) { s.record(ev.Payload, time.Now()) })
+		}
+	}
+	var total int64
+	for _, r := range receivers {
+		total += r.want
+	}
+
+	var bar *progressbar.ProgressBar
+	if e.tty && !cfg.json {
+		bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(e.stdout),
+			progressbar.OptionSetDescription(cfg.mode), progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(), progressbar.OptionSetItsString("msgs"),
+			progressbar.OptionSetWidth(30), progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionClearOnFinish())
+	}
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, p := range pubs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if cfg.mode == "reqrep" {
+				err = benchRequest(ctx, cfg, p, subs[i%len(subs)].c.ID())
+			} else {
+				err = benchPublish(ctx, cfg, p, i, subs)
+			}
+			if err != nil && ctx.Err() == nil {
+				p.fail(err)
+			}
+		}()
+	}
+	pubsDone := make(chan struct{})
+	go func() { wg.Wait(); close(pubsDone) }()
+	benchWait(ctx, cfg, receivers, total, pubsDone, bar)
+	<-pubsDone // publishers return at once when ctx ends
+	if bar != nil {
+		bar.Clear()
+	}
+
+	// Stop the clients so no handler runs during the merge.
+	for _, b := range append(subs, pubs...) {
+		b.c.Close()
+	}
+	return benchSummarize(cfg, start, pubs, subs, receivers)
+}
+
+// benchPublish sends publisher i's share, pipelined.
+func benchPublish(ctx context.Context, cfg benchConfig, p *benchClient, i int, subs []*benchClient) error {
+	buf := benchPayload(cfg.size)
+	n := benchShare(cfg.msgs, cfg.pubs, i)
+	for k := range n {
+		target := "*"
+		if cfg.mode == "unicast" {
+			target = subs[(int64(i)+k)%int64(len(subs))].c.ID()
+		}
+		benchStamp(buf, time.Now())
+		if err := p.c.PostEvent(ctx, target, "BENCH", json.RawMessage(buf)); err != nil {
+			return err
+		}
+		p.mu.Lock()
+		p.sent++
+		p.last = time.Now()
+		p.mu.Unlock()
+	}
+	return nil
+}
+
+// benchRequest does requester p's round trips one at a time. A reply that
+// does not come within --wait ends them.
+func benchRequest(ctx context.Context, cfg benchConfig, p *benchClient, responder string) error {
+	rsp := make(chan struct{}, 1)
+	p.c.OnEvent("RSP", func(ev statebus.Event) {
+		p.record(ev.Payload, time.Now())
+		select {
+		case rsp <- struct{}{}:
+		default:
+		}
+	})
+	buf := benchPayload(cfg.size)
+	timer := time.NewTimer(cfg.straggler)
+	defer timer.Stop()
+	for range p.want {
+		benchStamp(buf, time.Now())
+		if err := p.c.PostEvent(ctx, responder, "REQ", json.RawMessage(buf)); err != nil {
+			return err
+		}
+		p.mu.Lock()
+		p.sent++
+		p.mu.Unlock()
+		timer.Reset(cfg.straggler)
+		select {
+		case <-rsp:
+		case <-timer.C:
+			return fmt.Errorf("no RSP from %s within --wait %v", responder, cfg.straggler)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// benchWait returns when every receiver has its events, when ctx ends, or
+// when the publishers are done and nothing arrived for --wait.
+func benchWait(ctx context.Context, cfg benchConfig, receivers []*benchClient, total int64, pubsDone <-chan struct{}, bar *progressbar.ProgressBar) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var prev int64
+	lastChange := time.Now()
+	for {
+		var got int64
+		for _, r := range receivers {
+			got += r.count()
+		}
+		if bar != nil {
+			bar.Set64(got)
+		}
+		if got >= total {
+			return
+		}
+		now := time.Now()
+		if got != prev {
+			prev, lastChange = got, now
+		}
+		select {
+		case <-pubsDone:
+			if cfg.mode == "reqrep" || now.Sub(lastChange) >= cfg.straggler {
+				return
+			}
+		default:
+			lastChange = now // the publishers' own pace is not a stall
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
