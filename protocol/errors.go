@@ -81,6 +81,8 @@ var (
 	ErrTooLarge = &Kind{"Message exceeds ", "message too large"}
 	// ErrTooManyConnections: the service is at MaxConnections.
 	ErrTooManyConnections = &Kind{"Too many connections (limit ", "too many connections"}
+	// ErrAccessDenied: the access rules do not allow the action.
+	ErrAccessDenied = &Kind{"Access denied: ", "access denied"}
 	// ErrHandshake: the connection did not register in time.
 	ErrHandshake = &Kind{"Handshake timeout: ", "handshake timeout"}
 	// ErrShuttingDown: the service is stopping.
@@ -91,7 +93,7 @@ var (
 var kinds = []*Kind{
 	ErrTargetNotConnected, ErrSlowConsumer, ErrDeliveryFailed, ErrUnknownType, ErrIDInUse,
 	ErrNotOwner, ErrInvalidID, ErrPayloadNull, ErrInvalidUTF8, ErrTooDeep,
-	ErrNotObject, ErrTooLarge, ErrTooManyConnections, ErrHandshake, ErrShuttingDown,
+	ErrNotObject, ErrTooLarge, ErrTooManyConnections, ErrAccessDenied, ErrHandshake, ErrShuttingDown,
 	ErrInvalidJSON,
 }
 

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"statebus/internal/access"
 	"statebus/internal/lines"
 	"statebus/internal/outq"
 	"statebus/internal/router"
@@ -28,6 +29,7 @@ type conn struct {
 
 	pid, uid, gid int
 	connectedAt   time.Time
+	rule          *access.Rule // nil: unrestricted
 
 	// Owned by the reader goroutine.
 	greeted bool                  // the handshake is done: it registered or asked a question
@@ -205,6 +207,9 @@ func (c *conn) register(r *protocol.Request) error {
 	id := c.held(reg.MachineID)
 	if id == "" {
 		id = string(reg.MachineID)
+		if err := c.mayRegister(id); err != nil {
+			return err
+		}
 	}
 	info := c.info(id)
 	info.ProcessName, info.ProcessID = reg.ProcessName, reg.ProcessID
@@ -225,6 +230,9 @@ func (c *conn) subscribe(r *protocol.Request) error {
 	id := c.held(b)
 	if id == "" {
 		id = string(b)
+		if err := c.mayRegister(id); err != nil {
+			return err
+		}
 	}
 	now := time.Now()
 	if _, err := c.srv.routes.Subscribe(c, c.info(id), now); err != nil {
@@ -254,6 +262,14 @@ func (c *conn) unregister(r *protocol.Request) error {
 	return nil
 }
 
+func (c *conn) mayRegister(id string) error {
+	err := c.rule.MayRegister(id)
+	if err != nil {
+		c.srv.log.Warn("denied", "reason", err, "conn", c.id, "pid", c.pid, "uid", c.uid)
+	}
+	return err
+}
+
 // held returns the id as this connection holds it, or "".
 func (c *conn) held(id []byte) string {
 	for _, h := range c.ids {
@@ -279,6 +295,12 @@ func (c *conn) sendEvent(r *protocol.Request) error {
 	}
 	if c.held(ev.Source) == "" {
 		return protocol.ErrNotOwner.New(string(ev.Source))
+	}
+	if c.rule != nil {
+		if err := c.rule.MaySend(string(ev.Target)); err != nil {
+			c.srv.log.Warn("denied", "reason", err, "conn", c.id, "pid", c.pid, "uid", c.uid)
+			return err
+		}
 	}
 	if len(ev.Target) == 1 && ev.Target[0] == '*' {
 		return c.broadcast(r)

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"statebus/internal/access"
 	"statebus/internal/router"
 	"statebus/protocol"
 )
@@ -55,6 +56,9 @@ type Config struct {
 	// ShutdownTimeout bounds how long Shutdown waits for queued lines to be
 	// written before it closes connections anyway.
 	ShutdownTimeout time.Duration
+	// Access says who may connect and what each user may do. The zero
+	// value admits the service's user, root and the socket's group.
+	Access access.Policy
 	// Logger receives the service's logs. Nil discards them.
 	Logger *slog.Logger
 }
@@ -123,6 +127,7 @@ type Server struct {
 
 	ln       *net.UnixListener
 	sockInfo os.FileInfo
+	access   atomic.Pointer[access.Checker]
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -160,7 +165,26 @@ func New(cfg Config) (*Server, error) {
 		startedAt: time.Now(),
 	}
 	s.lastActivity.Store(s.startedAt.UnixNano())
+	if err := s.SetAccess(cfg.Access); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// SetAccess replaces the access policy. It applies to connections made
+// from now on; existing connections keep the rules they connected under.
+func (s *Server) SetAccess(p access.Policy) error {
+	gid := os.Getegid()
+	if st, ok := sysStat(s.sockInfo); ok {
+		gid = st
+	}
+	c, err := access.New(p, os.Geteuid(), gid)
+	if err != nil {
+		return err
+	}
+	s.cfg.Access = p
+	s.access.Store(c)
+	return nil
 }
 
 // Start listens on the configured socket and serves in the background
@@ -179,6 +203,9 @@ func (s *Server) StartOn(ln *net.UnixListener) error {
 	s.ln = ln
 	if path := ln.Addr().String(); path != "" {
 		s.sockInfo, _ = os.Lstat(path)
+		if err := s.SetAccess(s.cfg.Access); err != nil { // now with the socket's group
+			return err
+		}
 	}
 	s.log.Info("statebusd listening", "socket", ln.Addr().String(),
 		"max_connections", s.cfg.MaxConnections)
@@ -233,6 +260,13 @@ func (s *Server) acceptLoop() {
 		}
 		s.notePeak(n)
 		c := s.newConn(nc)
+		if err := s.access.Load().MayConnect(c.pid, c.uid, c.gid); err != nil {
+			s.connCount.Add(-1)
+			s.log.Warn("connection refused", "reason", err, "pid", c.pid, "uid", c.uid, "gid", c.gid)
+			go refuse(nc, protocol.Wire(err).Text)
+			continue
+		}
+		c.rule = s.access.Load().Rule(c.uid)
 		s.mu.Lock()
 		select {
 		case <-s.done:

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"net"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,7 +16,13 @@ import (
 	"statebus/internal/server"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv("STATEBUS_ACCESS_CHILD") == "1" {
+		accessChild()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // raw is a client that talks bytes exactly as the .NET client does: a UTF-8
 // BOM before its first line, one JSON object per line.

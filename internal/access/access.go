@@ -1,0 +1,153 @@
+// Package access decides who may connect to the bus and what each user may
+// do on it, from the peer credentials the kernel reports for a connection.
+// It is pure logic: the server asks, this package answers.
+package access
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+
+	"statebus/protocol"
+)
+
+// Policy is the access configuration. The zero Policy lets only the
+// service's own user, root and the socket's group connect, and lets them
+// do everything.
+type Policy struct {
+	// AllowUIDs and AllowGIDs list who may connect besides the defaults. A
+	// peer may connect when its uid is listed, or its primary or any
+	// supplementary group is.
+	AllowUIDs []int `json:"AllowUids"`
+	AllowGIDs []int `json:"AllowGids"`
+	// AllowAny lets every local user connect (the socket's file mode still
+	// applies).
+	AllowAny bool `json:"AllowAny"`
+	// Rules restrict what a user may do once connected; a user without a
+	// rule is unrestricted.
+	Rules []Rule `json:"Rules"`
+}
+
+// Rule restricts one uid. Patterns are shell globs (path.Match): "sensor-*"
+// matches "sensor-1". An empty list means no restriction of that kind.
+type Rule struct {
+	UID int `json:"Uid"`
+	// Register lists the machine ids the user may register or subscribe.
+	Register []string `json:"Register"`
+	// SendTo lists the targets the user may send events to ("*" is
+	// broadcast).
+	SendTo []string `json:"SendTo"`
+}
+
+// Checker applies a Policy for a service running as serviceUID with its
+// socket owned by group socketGID.
+type Checker struct {
+	policy     Policy
+	serviceUID int
+	socketGID  int
+	rules      map[int]*Rule
+}
+
+// New checks the policy's patterns and returns its checker.
+func New(p Policy, serviceUID, socketGID int) (*Checker, error) {
+	c := &Checker{policy: p, serviceUID: serviceUID, socketGID: socketGID, rules: map[int]*Rule{}}
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		for _, pat := range append(append([]string{}, r.Register...), r.SendTo...) {
+			if _, err := path.Match(pat, ""); err != nil {
+				return nil, fmt.Errorf("access rule for uid %d: bad pattern %q", r.UID, pat)
+			}
+		}
+		if _, dup := c.rules[r.UID]; dup {
+			return nil, fmt.Errorf("access: two rules for uid %d", r.UID)
+		}
+		c.rules[r.UID] = r
+	}
+	return c, nil
+}
+
+// MayConnect returns nil if a peer with uid, gid (and pid, for its
+// supplementary groups) may connect, else the error to send it.
+func (c *Checker) MayConnect(pid, uid, gid int) error {
+	if c.policy.AllowAny || uid == 0 || uid == c.serviceUID || gid == c.socketGID ||
+		contains(c.policy.AllowUIDs, uid) || contains(c.policy.AllowGIDs, gid) {
+		return nil
+	}
+	for _, g := range groups(pid) {
+		if g == c.socketGID || contains(c.policy.AllowGIDs, g) {
+			return nil
+		}
+	}
+	if uid < 0 {
+		return protocol.ErrAccessDenied.New("the peer's credentials are unknown")
+	}
+	return protocol.ErrAccessDenied.New("uid " + strconv.Itoa(uid) + " is not allowed to connect")
+}
+
+// Rule returns the rule restricting uid, or nil.
+func (c *Checker) Rule(uid int) *Rule { return c.rules[uid] }
+
+// MayRegister returns nil if the rule allows registering id, else the
+// error to send.
+func (r *Rule) MayRegister(id string) error {
+	if r == nil || matchAny(r.Register, id) {
+		return nil
+	}
+	return protocol.ErrAccessDenied.New("uid " + strconv.Itoa(r.UID) + " may not register " + id)
+}
+
+// MaySend returns nil if the rule allows sending to target, else the error
+// to send.
+func (r *Rule) MaySend(target string) error {
+	if r == nil || matchAny(r.SendTo, target) {
+		return nil
+	}
+	return protocol.ErrAccessDenied.New("uid " + strconv.Itoa(r.UID) + " may not send to " + target)
+}
+
+func matchAny(patterns []string, s string) bool {
+	if len(patterns) == 0 {
+		return true
+	}
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, s); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []int, v int) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// groups returns the supplementary groups of process pid from /proc (none
+// when it cannot be read).
+func groups(pid int) []int {
+	if pid <= 0 {
+		return nil
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return nil
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Groups:"); ok {
+			var gs []int
+			for _, f := range strings.Fields(rest) {
+				if g, err := strconv.Atoi(f); err == nil {
+					gs = append(gs, g)
+				}
+			}
+			return gs
+		}
+	}
+	return nil
+}

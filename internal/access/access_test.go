@@ -1,0 +1,60 @@
+package access
+
+import "testing"
+
+func TestMayConnect(t *testing.T) {
+	c, err := New(Policy{AllowUIDs: []int{1001}, AllowGIDs: []int{500}}, 999, 998)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		uid, gid int
+		ok       bool
+	}{
+		{999, 1, true},    // the service's own user
+		{0, 0, true},      // root
+		{1234, 998, true}, // the socket's group
+		{1001, 1, true},   // listed uid
+		{1234, 500, true}, // listed gid
+		{1234, 1234, false},
+	} {
+		err := c.MayConnect(-1, tc.uid, tc.gid)
+		if (err == nil) != tc.ok {
+			t.Errorf("uid %d gid %d: %v", tc.uid, tc.gid, err)
+		}
+	}
+	if err := c.MayConnect(-1, 1234, 1234); err.Error() != "Access denied: uid 1234 is not allowed to connect" {
+		t.Errorf("text: %v", err)
+	}
+	any, _ := New(Policy{AllowAny: true}, 999, 998)
+	if err := any.MayConnect(-1, 4321, 4321); err != nil {
+		t.Errorf("AllowAny: %v", err)
+	}
+}
+
+func TestRules(t *testing.T) {
+	c, err := New(Policy{Rules: []Rule{{UID: 1000, Register: []string{"sensor-*"}, SendTo: []string{"controller", "log-*"}}}}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Rule(1000)
+	if r.MayRegister("sensor-1") != nil || r.MayRegister("controller") == nil {
+		t.Error("register patterns")
+	}
+	if err := r.MayRegister("controller"); err.Error() != "Access denied: uid 1000 may not register controller" {
+		t.Errorf("text: %v", err)
+	}
+	if r.MaySend("controller") != nil || r.MaySend("log-a") != nil || r.MaySend("sensor-2") == nil || r.MaySend("*") == nil {
+		t.Error("send patterns")
+	}
+	var none *Rule = c.Rule(2000)
+	if none.MayRegister("x") != nil || none.MaySend("*") != nil {
+		t.Error("a user without a rule is unrestricted")
+	}
+	if _, err := New(Policy{Rules: []Rule{{UID: 1, SendTo: []string{"["}}}}, 0, 0); err == nil {
+		t.Error("bad pattern accepted")
+	}
+	if _, err := New(Policy{Rules: []Rule{{UID: 1}, {UID: 1}}}, 0, 0); err == nil {
+		t.Error("duplicate rule accepted")
+	}
+}

@@ -1,0 +1,126 @@
+package server_test
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"statebus/internal/access"
+	"statebus/internal/bustest"
+	"statebus/internal/server"
+)
+
+// accessChild runs in a child process under another uid: it sends each
+// line of $STATEBUS_ACCESS_LINES and prints one response per line.
+func accessChild() {
+	c, err := net.Dial("unix", os.Getenv("STATEBUS_ACCESS_SOCKET"))
+	if err != nil {
+		fmt.Println("dial:", err)
+		os.Exit(1)
+	}
+	r := bufio.NewReader(c)
+	for _, line := range strings.Split(os.Getenv("STATEBUS_ACCESS_LINES"), "\n") {
+		c.Write([]byte(line + "\n"))
+		resp, err := r.ReadString('\n')
+		fmt.Print(resp)
+		if err != nil {
+			fmt.Println("closed:", err)
+			return
+		}
+	}
+}
+
+// asNobody runs the test binary as uid/gid 65534 talking to path, and
+// returns what it printed.
+func asNobody(t *testing.T, path string, lines ...string) string {
+	t.Helper()
+	// The child must reach the binary and the socket as nobody.
+	dir, err := os.MkdirTemp("", "sbacc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "child")
+	src, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "STATEBUS_ACCESS_CHILD=1", "STATEBUS_ACCESS_SOCKET="+path,
+		"STATEBUS_ACCESS_LINES="+strings.Join(lines, "\n"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+func accessServer(t *testing.T, p access.Policy) *server.Server {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a client under a second uid")
+	}
+	srv := bustest.Start(t, func(c *server.Config) { c.SocketMode = 0o666; c.Access = p })
+	os.Chmod(filepath.Dir(srv.Addr()), 0o755)
+	return srv
+}
+
+func TestAccessDefaultRefusesOtherUsers(t *testing.T) {
+	srv := accessServer(t, access.Policy{})
+	out := asNobody(t, srv.Addr(), `{"Type":3,"Payload":"intruder"}`)
+	want := `{"Success":false,"Data":null,"Error":"Access denied: uid 65534 is not allowed to connect"}`
+	if !strings.HasPrefix(out, want+"\n") {
+		t.Fatalf("got %q, want %q then a closed connection", out, want)
+	}
+	if h := srv.Health(); h.RegisteredMachines != 0 {
+		t.Fatalf("refused peer registered: %+v", h)
+	}
+}
+
+func TestAccessRules(t *testing.T) {
+	srv := accessServer(t, access.Policy{
+		AllowUIDs: []int{65534},
+		Rules:     []access.Rule{{UID: 65534, Register: []string{"sensor-*"}, SendTo: []string{"controller"}}},
+	})
+	dialRaw(t, srv).connect("controller")
+	dialRaw(t, srv).connect("other")
+	out := asNobody(t, srv.Addr(),
+		`{"Type":3,"Payload":"admin"}`,
+		`{"Type":3,"Payload":"sensor-1"}`,
+		`{"Type":2,"Payload":{"SourceMachineId":"sensor-1","TargetMachineId":"other","EventName":"E"}}`,
+		`{"Type":2,"Payload":{"SourceMachineId":"sensor-1","TargetMachineId":"*","EventName":"E"}}`,
+		`{"Type":2,"Payload":{"SourceMachineId":"sensor-1","TargetMachineId":"controller","EventName":"E"}}`,
+	)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	want := []string{
+		`{"Success":false,"Data":null,"Error":"Access denied: uid 65534 may not register admin"}`,
+		`{"Success":true,"Data":{"MachineId":"sensor-1","SubscribedAt":`,
+		`{"Success":false,"Data":null,"Error":"Access denied: uid 65534 may not send to other"}`,
+		`{"Success":false,"Data":null,"Error":"Access denied: uid 65534 may not send to *"}`,
+		`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"controller"},"Error":null}`,
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("got %d lines:\n%s", len(lines), out)
+	}
+	for i := range want {
+		if !strings.HasPrefix(lines[i], want[i]) {
+			t.Errorf("line %d: got %s\nwant %s", i, lines[i], want[i])
+		}
+	}
+	// The registry shows the kernel's uid for the child.
+	for _, m := range srv.Machines() {
+		if m.MachineID == "sensor-1" && m.PeerUID != 65534 {
+			t.Errorf("registry uid %d, want 65534", m.PeerUID)
+		}
+	}
+}
