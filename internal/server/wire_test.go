@@ -2,11 +2,14 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,6 +157,13 @@ func TestWireErrors(t *testing.T) {
 		{`{"Type":0,"Payload":{"MachineId":""}}`, "Invalid machine id: must not be empty"},
 		{`{"Type":3,"Payload":"*"}`, `Invalid machine id: \"*\" is reserved for broadcast`},
 		{`[1]`, "Message must be a JSON object"},
+		{`{"Type":3,"Payload":"` + strings.Repeat("x", 257) + `"}`, "Invalid machine id: longer than 256 bytes"},
+		{`{"Type":3,"Payload":"a\u0007b"}`, "Invalid machine id: contains control characters"},
+		{`{"Type":3,"Payload":7}`, "Payload (a machine id string) is required"},
+		{`{"Type":0,"Payload":{"ProcessName":"p"}}`, "MachineId is required"},
+		{"{\"Type\":2,\"Payload\":\"\xff\"}", "Invalid UTF-8 in message"},
+		{`{"Type":2,"Payload":` + strings.Repeat("[", 65) + strings.Repeat("]", 65) + `}`, "JSON nested deeper than 64 levels"},
+		{`{"Type":2,"Payload":{"SourceMachineId":"nope","TargetMachineId":"a","EventName":"E"}}`, "Machine id not registered on this connection: nope"},
 		{long, "Message exceeds 1024 bytes"},
 	} {
 		a.send(tc.line)
@@ -269,4 +279,47 @@ func TestWireHealthExtension(t *testing.T) {
 	x.expectMatch(`\{"Success":true,"Data":\{"IsHealthy":true,"ConnectionCount":2,"RegisteredMachines":1,"LastActivityAt":"[^"]+",.*\},"Error":null,"Id":1\}`)
 	x.send(`{"Type":"Machines"}`)
 	x.expectMatch(`\{"Success":true,"Data":\[\{"MachineId":"a","ProcessName":"TestClient","ProcessId":4242,"PeerPid":\d+,.*\}\],"Error":null\}`)
+}
+
+// TestConnectionStorm: hundreds of connections at once beyond
+// MaxConnections are refused with the error; existing clients keep
+// exchanging events throughout.
+func TestConnectionStorm(t *testing.T) {
+	srv := bustest.Start(t, func(c *server.Config) { c.MaxConnections = 20 })
+	a := dialRaw(t, srv).connect("a")
+	b := dialRaw(t, srv).connect("b")
+	const storm = 300
+	var refused, served atomic.Int32
+	var wg sync.WaitGroup
+	for range storm {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("unix", srv.Addr())
+			if err != nil {
+				return // the backlog overflowed: also a refusal, by the kernel
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			switch {
+			case line == `{"Success":false,"Data":null,"Error":"Too many connections (limit 20)"}`+"\n":
+				refused.Add(1)
+			case line == "":
+				served.Add(1) // admitted: the handshake timeout or the test's end closes it
+			}
+		}()
+	}
+	// Meanwhile a and b keep talking.
+	for i := range 200 {
+		a.send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E","Payload":` + strconv.Itoa(i) + `}}`)
+		b.expect(`{"Success":true,"Data":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E","Payload":` + strconv.Itoa(i) + `},"Error":null}`)
+		a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null}`)
+	}
+	bustest.Eventually(t, 10*time.Second, func() bool { return refused.Load() >= storm-20 }, "refused %d of %d", refused.Load(), storm)
+	srv.Shutdown(context.Background()) // closes the admitted ones
+	wg.Wait()
+	if h := srv.Status(); h.PeakConnections > 20 {
+		t.Fatalf("peak %d connections, limit 20", h.PeakConnections)
+	}
 }
