@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"statebus/internal/config"
+	"statebus/internal/selftest"
 	"statebus/internal/server"
 	"statebus/internal/version"
 )
@@ -40,6 +41,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer,
 	if st.Version {
 		fmt.Fprintf(stdout, "statebusd %s\n", version.String())
 		return 0
+	}
+	if st.SelfTest {
+		return selfTest(stdout, sigs)
 	}
 	opts := &slog.HandlerOptions{Level: st.LogLevel}
 	var h slog.Handler = slog.NewTextHandler(stderr, opts)
@@ -69,5 +73,29 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer,
 		return 1
 	}
 	log.Info("stopped")
+	return 0
+}
+
+// selfTest runs the self-test, as the original service's --self-test
+// does, stopping early if a signal arrives.
+func selfTest(stdout io.Writer, sigs <-chan os.Signal) int {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-sigs:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	f, ok := stdout.(*os.File)
+	color := false
+	if ok {
+		fi, err := f.Stat()
+		color = err == nil && fi.Mode()&os.ModeCharDevice != 0
+	}
+	if !selftest.Run(ctx, stdout, selftest.Options{Color: color}) {
+		return 1
+	}
 	return 0
 }

@@ -46,6 +46,9 @@ type Settings struct {
 	LogLevel  slog.Level
 	LogFormat string // "text" or "json"
 	Version   bool
+	// SelfTest asks statebusd to run the standalone self-test (a bus of
+	// its own on a temporary socket) instead of serving.
+	SelfTest bool
 }
 
 // setting is one configurable value: its key in the file's MessageBus
@@ -105,6 +108,7 @@ func Load(args []string, getenv func(string) string) (*Settings, error) {
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (default from Logging:LogLevel:Default, else info)")
 	logFormat := fs.String("log-format", "", "text or json (default text)")
 	fs.BoolVar(&s.Version, "version", false, "print the version and exit")
+	fs.BoolVar(&s.SelfTest, "self-test", false, "run the self-test on a temporary socket, print the results and exit (0 if all passed)")
 	for _, st := range settings {
 		fs.String(st.flag, "", st.usage+" (env "+st.env+")")
 	}

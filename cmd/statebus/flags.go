@@ -1,0 +1,100 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"statebus"
+	"statebus/protocol"
+)
+
+// flags is a subcommand's flag set with the flags every subcommand has:
+// --pipe-name (env STATEBUS_PIPE_NAME) and --json.
+type flags struct {
+	*flag.FlagSet
+	e        *env
+	name     string // "send", "test stress", ...
+	synopsis string // what follows the name in the usage line
+	about    string
+	example  string
+	pipeName string
+	json     bool
+}
+
+// newFlags returns the flag set for the subcommand name. about says what
+// it does; example is one or more lines of example use.
+func newFlags(e *env, name, synopsis, about, example string) *flags {
+	f := &flags{FlagSet: flag.NewFlagSet("statebus "+name, flag.ContinueOnError),
+		e: e, name: name, synopsis: synopsis, about: about, example: example}
+	f.SetOutput(io.Discard) // parse reports errors itself
+	def := e.getenv("STATEBUS_PIPE_NAME")
+	if def == "" {
+		def = protocol.DefaultPipeName
+	}
+	f.StringVar(&f.pipeName, "pipe-name", def, "pipe name or absolute socket path of statebusd (env STATEBUS_PIPE_NAME)")
+	f.BoolVar(&f.json, "json", false, "print one JSON document instead of text")
+	return f
+}
+
+// usage writes the subcommand's help.
+func (f *flags) usage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: statebus %s %s\n\n%s\n\nExample:\n", f.name, f.synopsis, f.about)
+	for _, l := range strings.Split(strings.TrimSpace(f.example), "\n") {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+	fmt.Fprintln(w, "\nFlags:")
+	f.SetOutput(w)
+	f.PrintDefaults()
+	f.SetOutput(io.Discard)
+}
+
+// parse parses args, flags and positional arguments in any order ("--"
+// ends the flags), and checks the positional count is within [min, max]
+// (max < 0: no limit). When it returns ok false the command should
+// return code: 0 after --help, 2 after a usage error (already reported).
+func (f *flags) parse(args []string, min, max int) (pos []string, code int, ok bool) {
+	for {
+		err := f.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			f.usage(f.e.stdout)
+			return nil, 0, false
+		}
+		if err != nil {
+			return nil, f.fail("%v", err), false
+		}
+		rest := f.Args()
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	switch {
+	case len(pos) < min:
+		return nil, f.fail("expected %s", f.synopsis), false
+	case max >= 0 && len(pos) > max:
+		return nil, f.fail("unexpected argument %q", pos[max]), false
+	}
+	return pos, 0, true
+}
+
+// fail reports a usage error and returns its exit code, 2.
+func (f *flags) fail(format string, args ...any) int {
+	fmt.Fprintf(f.e.stderr, "statebus %s: %s\nRun 'statebus %s --help' for usage.\n", f.name, fmt.Sprintf(format, args...), f.name)
+	return 2
+}
+
+// bus returns the client options that reach the service the flags name.
+func (f *flags) bus() []statebus.Option {
+	return []statebus.Option{statebus.WithPipeName(f.pipeName)}
+}
+
+// socket is the socket path the flags name, for messages.
+func (f *flags) socket() string { return protocol.PipePath(f.pipeName) }

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"statebus"
+)
+
+func init() {
+	commands["machines"] = command{"list the registered machines", runMachines}
+}
+
+func runMachines(ctx context.Context, e *env, args []string) int {
+	f := newFlags(e, "machines", "[flags]",
+		`Lists the machines registered with the service: the id, the process id the
+client claimed and the one the kernel reports for its connection, the user id,
+the process name, when it registered and how long its connection has been up.
+It connects without registering a machine id of its own.`,
+		`statebus machines
+statebus machines --json | jq -r '.[].MachineId'`)
+	timeout := f.Duration("timeout", 10*time.Second, "how long to wait for the service")
+	if _, code, ok := f.parse(args, 0, 0); !ok {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	ms, err := statebus.Machines(ctx, f.bus()...)
+	if err != nil {
+		return failure(e, f, err)
+	}
+	slices.SortFunc(ms, func(a, b statebus.MachineInfo) int { return strings.Compare(a.MachineID, b.MachineID) })
+	if f.json {
+		if ms == nil {
+			ms = []statebus.MachineInfo{}
+		}
+		writeJSON(e.stdout, ms)
+		return 0
+	}
+	if len(ms) == 0 {
+		fmt.Fprintf(e.stdout, "No machines are registered on %s.\n", f.socket())
+		return 0
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "MACHINE ID\tCLAIMED PID\tKERNEL PID\tUID\tPROCESS\tREGISTERED AT\tCONNECTED FOR")
+	for _, m := range ms {
+		kpid, uid := "-", "-"
+		if m.PeerPID >= 0 {
+			kpid, uid = fmt.Sprint(m.PeerPID), fmt.Sprint(m.PeerUID)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", m.MachineID, m.ProcessID, kpid, uid,
+			orDash(m.ProcessName), m.RegisteredAt.Local().Format("2006-01-02 15:04:05"), age(now.Sub(m.ConnectedAt)))
+	}
+	tw.Flush()
+	return 0
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// age formats a duration for people: 350ms, 42s, 3m12s, 5h3m.
+func age(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "0s"
+	case d < time.Second:
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	}
+	return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+}

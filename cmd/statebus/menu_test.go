@@ -1,0 +1,65 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestMenu(t *testing.T) {
+	flag, _ := startBus(t)
+	stdin := "1\n2\n3\n1000\n4\nsend me HELLO hi\nwait HELLO\nquit\n9\n5\n1\n"
+	r := runCmd(t, stdin, args(flag, "menu", "--as", "me")...)
+	if r.code != 0 {
+		t.Fatalf("exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	wantLines(t, r.stdout,
+		"1. Ping-Pong test\n2. Multi-client broadcast\n3. Stress test\n4. Custom\n5. Exit\nChoose 1-5: ",
+		"✓ Test Complete! Received 5/5 PONGs\n",
+		"✓ Total: 20/20 messages delivered\n",
+		"  client-5: received 4/4 broadcasts ✓\n",
+		"Messages [100]: ",
+		"✓ Sent: 1000 messages\n",
+		"✓ Received: 1000 messages\n",
+		`← HELLO from me: {"Message":"hi"}`,
+		`✗ "9" is not on the menu: enter a number from 1 to 5`)
+	// 5 ends the menu: the "1" after it is not run.
+	if n := strings.Count(r.stdout, "Test Complete!"); n != 1 {
+		t.Errorf("ping ran %d times:\n%s", n, r.stdout)
+	}
+}
+
+func TestMenuEndOfInput(t *testing.T) {
+	flag, _ := startBus(t)
+	r := runCmd(t, "3\n\n", args(flag, "menu")...)
+	if r.code != 0 {
+		t.Fatalf("exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	wantLines(t, r.stdout, "✓ Sent: 100 messages\n", "✓ Received: 100 messages\n")
+	if r := runCmd(t, "3\nmany\n", args(flag, "menu")...); r.code != 0 || !strings.Contains(r.stdout, `✗ "many" is not a number of messages`) {
+		t.Errorf("bad count: exit %d:\n%s", r.code, r.stdout)
+	}
+}
+
+func TestMenuJSON(t *testing.T) {
+	flag, _ := startBus(t)
+	r := runCmd(t, "1\n2\n", args(flag, "menu", "--json")...)
+	var doc struct {
+		OK   bool
+		Runs []map[string]any
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 0 {
+		t.Fatalf("exit %d, %v:\n%s", r.code, err, r.stdout)
+	}
+	if !doc.OK || len(doc.Runs) != 2 || doc.Runs[0]["scenario"] != "ping" || doc.Runs[1]["scenario"] != "multi" {
+		t.Errorf("document: %+v", doc)
+	}
+	wantLines(t, r.stderr, "Choose 1-5: ")
+}
+
+func TestMenuFailureExitCode(t *testing.T) {
+	r := runCmd(t, "1\n", "menu", "--pipe-name", "/tmp/statebus-no-such-dir/bus.sock")
+	if r.code != 1 {
+		t.Errorf("exit %d, want 1:\n%s", r.code, r.stdout)
+	}
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"statebus"
+)
+
+func TestSend(t *testing.T) {
+	flag, opt := startBus(t)
+	b := dial(t, "machine-b", opt)
+	got := make(chan statebus.Event, 1)
+	b.OnEvent("PING", func(ev statebus.Event) { got <- ev })
+
+	// Flags may come before, between or after the arguments.
+	r := runCmd(t, "", append([]string{"send", "--as", "machine-a"}, args(flag, "machine-b", "PING", `{"Message":"Hello"}`)...)...)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	wantLines(t, r.stdout, "✓ PING delivered to machine-b (acknowledged in ")
+	select {
+	case ev := <-got:
+		if ev.Source != "machine-a" || string(ev.Payload) != `{"Message":"Hello"}` {
+			t.Errorf("received %+v", ev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("PING never arrived")
+	}
+}
+
+func TestSendJSON(t *testing.T) {
+	flag, opt := startBus(t)
+	dial(t, "machine-b", opt)
+	r := runCmd(t, "", args(flag, "send", "machine-b", "PING", "--json")...)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	var doc sendResult
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	if err := dec.Decode(&doc); err != nil || dec.More() {
+		t.Fatalf("not one JSON document (%v):\n%s", err, r.stdout)
+	}
+	if !doc.OK || doc.Target != "machine-b" || doc.Event != "PING" || !strings.HasPrefix(doc.Source, "statebus-cli-") {
+		t.Errorf("document: %+v", doc)
+	}
+}
+
+func TestSendErrors(t *testing.T) {
+	flag, opt := startBus(t)
+	dial(t, "taken", opt)
+	missing := "/tmp/statebus-no-such-dir/bus.sock"
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr []string
+	}{
+		{"target not connected", args(flag, "send", "nobody", "PING"), 1,
+			[]string{"✗ Target machine not connected: nobody\n", "statebus machines"}},
+		{"id in use", args(flag, "send", "--as", "taken", "nobody", "PING"), 1,
+			[]string{"✗ Machine id already in use: taken\n", "--as"}},
+		{"no service", []string{"send", "--pipe-name", missing, "x", "PING"}, 1,
+			[]string{"cannot connect to " + missing + ": is statebusd running?", "Start it with 'statebusd --pipe-name " + missing + "'"}},
+		{"bad payload", args(flag, "send", "x", "PING", "{not json"), 2,
+			[]string{"payload {not json is not valid JSON", `'{"Message":"Hello"}'`}},
+		{"missing event", args(flag, "send", "x"), 2,
+			[]string{"expected TARGET EVENT [JSON-PAYLOAD]"}},
+		{"extra argument", args(flag, "send", "x", "PING", "{}", "more"), 2,
+			[]string{`unexpected argument "more"`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runCmd(t, "", tc.args...)
+			if r.code != tc.code {
+				t.Errorf("exit %d, want %d", r.code, tc.code)
+			}
+			wantLines(t, r.stderr, tc.stderr...)
+			if r.stdout != "" {
+				t.Errorf("stdout: %q", r.stdout)
+			}
+		})
+	}
+
+	// A fresh --as: the service releases the default id of the runs
+	// above when it notices their connections closed, not before.
+	r := runCmd(t, "", args(flag, "send", "--as", "json-sender", "nobody", "PING", "--json")...)
+	var doc jsonError
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 1 ||
+		doc.OK || doc.Error != "Target machine not connected: nobody" {
+		t.Errorf("--json failure: exit %d, %q", r.code, r.stdout)
+	}
+}
+
+// A "--" ends the flags, so a payload may start with a dash.
+func TestSendDoubleDash(t *testing.T) {
+	flag, opt := startBus(t)
+	b := dial(t, "machine-b", opt)
+	got := make(chan statebus.Event, 1)
+	b.OnEvent("N", func(ev statebus.Event) { got <- ev })
+	r := runCmd(t, "", append(args(flag, "send"), "--", "machine-b", "N", "-5")...)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	select {
+	case ev := <-got:
+		if string(ev.Payload) != "-5" {
+			t.Errorf("payload %s", ev.Payload)
+		}
+	case <-ctx.Done():
+		t.Fatal("event never arrived")
+	}
+}
