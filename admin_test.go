@@ -21,6 +21,11 @@ func TestHealthAndMachines(t *testing.T) {
 		h.PeakConnections != 3 || h.MaxConnections != 100 || h.UptimeSeconds <= 0 || h.Version == "" {
 		t.Fatalf("health %+v", h)
 	}
+	// Questions are not activity: asking does not move LastActivityAt.
+	h2, err := a.Health(ctx(t))
+	if err != nil || !h2.LastActivityAt.Equal(h.LastActivityAt) {
+		t.Fatalf("LastActivityAt moved from %v to %v by a Health request (%v)", h.LastActivityAt, h2.LastActivityAt, err)
+	}
 	ms, err := a.Machines(ctx(t))
 	if err != nil {
 		t.Fatal(err)

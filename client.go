@@ -332,9 +332,9 @@ func (c *Client) stop(cause error) {
 	})
 }
 
-// Close flushes what is queued, closes the connection (the service drops
-// the client's machine ids at once), stops reconnecting and waits for the
-// client's goroutines. It is safe to call more than once and from a
+// Close flushes what is queued, unregisters the client's machine id (so
+// the id is free for another connection when Close returns), closes the
+// connection, stops reconnecting and waits for the client's goroutines. It is safe to call more than once and from a
 // handler; from a handler, or while a handler runs, it does not wait for
 // that handler to return.
 func (c *Client) Close() error {
@@ -347,6 +347,13 @@ func (c *Client) Close() error {
 		close(c.closed)
 	}
 	if s != nil {
+		if first && c.id != "" {
+			// Unregister first, so the id is free when Close returns.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			seq := c.seq.Add(1)
+			c.call(ctx, s, seq, protocol.AppendMachineRequest(nil, protocol.Unregister, seq, c.id), false)
+			cancel()
+		}
 		s.end(fmt.Errorf("%w: client closed", ErrNotConnected), true)
 		s.wait()
 	}

@@ -33,6 +33,7 @@ type conn struct {
 
 	// Owned by the reader goroutine.
 	greeted bool                  // the handshake is done: it registered or asked a question
+	stamped bool                  // activity was recorded since the last read
 	ids     []string              // machine ids this connection holds
 	targets []router.Route[*conn] // scratch for broadcast
 	req     protocol.Request
@@ -130,7 +131,7 @@ func (c *conn) stop(deadline time.Time) {
 
 func (c *conn) readLoop() error {
 	s := c.srv
-	lr := lines.NewReader(c.nc, s.cfg.MaxMessageBytes, c.touch)
+	lr := lines.NewReader(c.nc, s.cfg.MaxMessageBytes, func() { c.stamped = false })
 	c.nc.SetReadDeadline(c.connectedAt.Add(s.cfg.HandshakeTimeout))
 	for {
 		line, err := lr.Next()
@@ -165,7 +166,15 @@ func (c *conn) readLoop() error {
 	}
 }
 
-func (c *conn) touch() { c.srv.lastActivity.Store(time.Now().UnixNano()) }
+// touch records activity for the health status, at most once per read:
+// one clock read serves every line that arrived together. Health and
+// Machines questions are not activity.
+func (c *conn) touch() {
+	if !c.stamped {
+		c.stamped = true
+		c.srv.lastActivity.Store(time.Now().UnixNano())
+	}
+}
 
 // handle executes one request line.
 func (c *conn) handle(line []byte) {
@@ -173,6 +182,9 @@ func (c *conn) handle(line []byte) {
 	if err := protocol.DecodeRequest(line, r); err != nil {
 		c.replyError(err, r.ID)
 		return
+	}
+	if r.Type != protocol.Health && r.Type != protocol.Machines {
+		c.touch()
 	}
 	var err error
 	switch r.Type {
