@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"statebus/internal/access"
 	"statebus/internal/server"
 	"statebus/protocol"
 )
@@ -35,7 +36,11 @@ type MessageBus struct {
 	MaxMessageBytes            *int     `json:"MaxMessageBytes"`
 	MaxQueueBytes              *int     `json:"MaxQueueBytes"`
 	SlowConsumerTimeoutSeconds *float64 `json:"SlowConsumerTimeoutSeconds"`
-	ShutdownTimeoutSeconds     *float64 `json:"ShutdownTimeoutSeconds"`
+	MaxQueueEvents             *int     `json:"MaxQueueEvents"`
+	HandshakeTimeoutSeconds    *float64 `json:"HandshakeTimeoutSeconds"`
+	// Access is the access policy (who may connect, what each uid may do).
+	Access                 *access.Policy `json:"Access"`
+	ShutdownTimeoutSeconds *float64       `json:"ShutdownTimeoutSeconds"`
 }
 
 // Settings is the result of loading: the server's configuration and the
@@ -75,6 +80,10 @@ var settings = []setting{
 		intSetting(func(s *Settings, n int) { s.Server.MaxMessageBytes = n })},
 	{"MaxQueueBytes", "STATEBUS_MAX_QUEUE_BYTES", "max-queue-bytes", "bytes queued per connection before senders wait (default 4194304)",
 		intSetting(func(s *Settings, n int) { s.Server.MaxQueueBytes = n })},
+	{"MaxQueueEvents", "STATEBUS_MAX_QUEUE_EVENTS", "max-queue-events", "events queued per connection before senders wait (default 65536)",
+		intSetting(func(s *Settings, n int) { s.Server.MaxQueueEvents = n })},
+	{"HandshakeTimeoutSeconds", "STATEBUS_HANDSHAKE_TIMEOUT_SECONDS", "handshake-timeout", "seconds a new connection has to register (default 10)",
+		secondsSetting(func(s *Settings, d time.Duration) { s.Server.HandshakeTimeout = d })},
 	{"SlowConsumerTimeoutSeconds", "STATEBUS_SLOW_CONSUMER_TIMEOUT_SECONDS", "slow-consumer-timeout", "seconds a sender waits for a full target before the event is refused (default 5)",
 		secondsSetting(func(s *Settings, d time.Duration) { s.Server.SlowConsumerTimeout = d })},
 	{"ShutdownTimeoutSeconds", "STATEBUS_SHUTDOWN_TIMEOUT_SECONDS", "shutdown-timeout", "seconds to flush queued events on shutdown (default 5)",
@@ -181,6 +190,9 @@ func Load(args []string, getenv func(string) string) (*Settings, error) {
 	if err := s.Server.Validate(); err != nil {
 		return nil, err
 	}
+	if _, err := access.New(s.Server.Access, 0, 0); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -207,13 +219,14 @@ func (m *MessageBus) apply(s *Settings) error {
 	}
 	for k, p := range map[string]*int{"MaxConnections": m.MaxConnections,
 		"HealthCheckIntervalSeconds": m.HealthCheckIntervalSeconds,
-		"MaxMessageBytes":            m.MaxMessageBytes, "MaxQueueBytes": m.MaxQueueBytes} {
+		"MaxMessageBytes":            m.MaxMessageBytes, "MaxQueueBytes": m.MaxQueueBytes,
+		"MaxQueueEvents": m.MaxQueueEvents} {
 		if p != nil {
 			vals[k] = strconv.Itoa(*p)
 		}
 	}
 	for k, p := range map[string]*float64{"SlowConsumerTimeoutSeconds": m.SlowConsumerTimeoutSeconds,
-		"ShutdownTimeoutSeconds": m.ShutdownTimeoutSeconds} {
+		"ShutdownTimeoutSeconds": m.ShutdownTimeoutSeconds, "HandshakeTimeoutSeconds": m.HandshakeTimeoutSeconds} {
 		if p != nil {
 			vals[k] = strconv.FormatFloat(*p, 'f', -1, 64)
 		}
@@ -224,6 +237,9 @@ func (m *MessageBus) apply(s *Settings) error {
 				return fmt.Errorf("MessageBus:%s: invalid value %q", st.key, v)
 			}
 		}
+	}
+	if m.Access != nil {
+		s.Server.Access = *m.Access
 	}
 	return nil
 }
