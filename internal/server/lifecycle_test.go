@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -128,7 +127,7 @@ func TestShutdownWithStuckReader(t *testing.T) {
 }
 
 func TestHealthMonitorLogs(t *testing.T) {
-	var buf syncBuffer
+	var buf bustest.Buffer
 	srv := bustest.Start(t, func(c *server.Config) {
 		c.HealthCheckInterval = 10 * time.Millisecond
 		c.IdleWarning = 20 * time.Millisecond
@@ -143,21 +142,4 @@ func TestHealthMonitorLogs(t *testing.T) {
 			strings.Contains(s, `msg="no activity"`) &&
 			strings.Contains(s, `msg="connections above 80% of MaxConnections"`)
 	}, "health monitor logs: %s", buf.String())
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
