@@ -27,13 +27,13 @@ type Reader struct {
 	r, w int
 	max  int
 	full bool // the last read filled the buffer: grow for throughput
-	// onRead is called after each successful read.
-	onRead func()
+	// onRead is called after each read that returned data, with its size.
+	onRead func(int)
 }
 
 // NewReader returns a Reader of rd for lines of at most max bytes. onRead,
 // if not nil, is called after every read that returned data.
-func NewReader(rd io.Reader, max int, onRead func()) *Reader {
+func NewReader(rd io.Reader, max int, onRead func(n int)) *Reader {
 	return &Reader{rd: rd, max: max, onRead: onRead}
 }
 
@@ -84,7 +84,7 @@ func (l *Reader) Next() ([]byte, error) {
 		l.w += n
 		l.full = l.w == len(l.buf)
 		if n > 0 && l.onRead != nil {
-			l.onRead()
+			l.onRead(n)
 		}
 		if err != nil {
 			if n > 0 {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -58,7 +59,11 @@ type Queue[R any] struct {
 	space    chan struct{} // closed when the writer takes a batch; nil unless someone waits
 	wake     chan struct{} // 1 slot: the writer has work
 	startLen int           // len(buf) at Begin
+	written  atomic.Uint64 // bytes written by Run
 }
+
+// BytesWritten returns how many bytes Run has written.
+func (q *Queue[R]) BytesWritten() uint64 { return q.written.Load() }
 
 // New returns an empty queue with the given byte limit.
 func New[R any](limit int) *Queue[R] {
@@ -222,6 +227,7 @@ func (q *Queue[R]) Run(w io.Writer) error {
 		q.mu.Unlock()
 
 		n, err := w.Write(batch)
+		q.written.Add(uint64(n))
 		i := 0
 		if q.Written != nil {
 			for i < len(recs) && recs[i].end <= n {

@@ -30,6 +30,7 @@ type conn struct {
 	pid, uid, gid int
 	connectedAt   time.Time
 	rule          *access.Rule // nil: unrestricted
+	ctr           counters
 
 	// Owned by the reader goroutine.
 	greeted bool                  // the handshake is done: it registered or asked a question
@@ -131,7 +132,10 @@ func (c *conn) stop(deadline time.Time) {
 
 func (c *conn) readLoop() error {
 	s := c.srv
-	lr := lines.NewReader(c.nc, s.cfg.MaxMessageBytes, func() { c.stamped = false })
+	lr := lines.NewReader(c.nc, s.cfg.MaxMessageBytes, func(n int) {
+		c.stamped = false
+		c.ctr.bytesIn.Add(uint64(n))
+	})
 	c.nc.SetReadDeadline(c.connectedAt.Add(s.cfg.HandshakeTimeout))
 	for {
 		line, err := lr.Next()
@@ -189,6 +193,7 @@ func (c *conn) handle(line []byte) {
 	var err error
 	switch r.Type {
 	case protocol.SendEvent:
+		c.ctr.received.Add(1)
 		err = c.sendEvent(r)
 	case protocol.Register:
 		err = c.register(r)
@@ -351,6 +356,8 @@ func (c *conn) broadcast(r *protocol.Request) error {
 	for _, t := range c.targets {
 		if err := c.deliver(t.Owner, t.ID, r, true); err == nil {
 			n++
+		} else {
+			c.srv.countRefusal(err, 1)
 		}
 	}
 	clear(c.targets)
@@ -365,6 +372,7 @@ func (c *conn) broadcast(r *protocol.Request) error {
 // written runs on a target's writer after its lines reached the socket:
 // each sender gets its acknowledgements, appended in one go per sender.
 func (c *conn) written(recs []delivery) {
+	c.ctr.delivered.Add(uint64(len(recs)))
 	var idb [20]byte
 	for i := 0; i < len(recs); {
 		sender := recs[i].sender
@@ -384,6 +392,7 @@ func (c *conn) written(recs []delivery) {
 // failed runs when queued lines can no longer be written to c: every
 // sender learns which events were not delivered.
 func (c *conn) failed(recs []delivery, cause error) {
+	c.srv.countRefusal(protocol.ErrDeliveryFailed, uint64(len(recs)))
 	var idb [20]byte
 	for _, d := range recs {
 		b, err := d.sender.q.BeginNoWait()
@@ -407,6 +416,7 @@ func (c *conn) reply(data, id []byte) {
 
 // replyError queues an error response.
 func (c *conn) replyError(err error, id []byte) {
+	c.srv.countRefusal(err, 1)
 	b, qerr := c.q.BeginNoWait()
 	if qerr != nil {
 		return

@@ -143,3 +143,30 @@ func TestHealthMonitorLogs(t *testing.T) {
 			strings.Contains(s, `msg="connections above 80% of MaxConnections"`)
 	}, "health monitor logs: %s", buf.String())
 }
+
+func TestStats(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dialRaw(t, srv).connect("a")
+	b := dialRaw(t, srv).connect("b")
+	c := dialRaw(t, srv).connect("c")
+	for range 5 {
+		a.send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"}}`)
+		a.read()
+		b.read()
+	}
+	a.send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"*","EventName":"B"}}`)
+	a.read()
+	b.read()
+	c.read()
+	a.send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"nobody","EventName":"E"}}`)
+	a.read()
+	a.send(`garbage`)
+	a.read()
+	c.c.Close() // its counters must survive it
+	bustest.Eventually(t, 5*time.Second, func() bool { return srv.Health().ConnectionCount == 2 }, "c not gone")
+	st := srv.Stats()
+	if st.EventsReceived != 7 || st.EventsDelivered != 7 || st.Refused["target_not_connected"] != 1 ||
+		st.Refused["invalid"] != 1 || st.Refused["slow_consumer"] != 0 || st.BytesIn == 0 || st.BytesOut == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -133,6 +133,7 @@ type Server struct {
 	conns    map[*conn]struct{}
 	handlers sync.WaitGroup
 
+	ctr          serverCounters
 	nextConn     atomic.Uint64
 	connCount    atomic.Int64
 	lastActivity atomic.Int64 // unix nanoseconds
@@ -296,6 +297,7 @@ func (s *Server) handle(c *conn) {
 	c.serve()
 	s.mu.Lock()
 	delete(s.conns, c)
+	s.retire(c)
 	s.mu.Unlock()
 	s.connCount.Add(-1)
 }

@@ -1,0 +1,110 @@
+package server
+
+import (
+	"errors"
+	"sync/atomic"
+
+	"statebus/protocol"
+)
+
+// Reasons an event or request is refused, as counted in Stats.
+var refusalReasons = []struct {
+	kind   *protocol.Kind
+	reason string
+}{
+	{protocol.ErrTargetNotConnected, "target_not_connected"},
+	{protocol.ErrSlowConsumer, "slow_consumer"},
+	{protocol.ErrDeliveryFailed, "delivery_failed"},
+	{protocol.ErrNotOwner, "not_owner"},
+	{protocol.ErrAccessDenied, "access_denied"},
+	{protocol.ErrIDInUse, "id_in_use"},
+	{protocol.ErrTooLarge, "too_large"},
+	{protocol.ErrShuttingDown, "shutting_down"},
+}
+
+// otherReason counts malformed requests: bad JSON, missing fields, ...
+const otherReason = "invalid"
+
+// Stats are the service's counters since it started.
+type Stats struct {
+	// EventsReceived counts SendEvent requests read.
+	EventsReceived uint64
+	// EventsDelivered counts event lines written to a target's socket
+	// (each broadcast recipient counts once).
+	EventsDelivered uint64
+	// Refused counts error responses by reason (see RefusalReasons).
+	Refused map[string]uint64
+	// BytesIn and BytesOut count bytes read from and written to clients.
+	BytesIn, BytesOut uint64
+	// QueuedBytes is what sits in outbound queues right now.
+	QueuedBytes int
+}
+
+// RefusalReasons lists the reasons Stats.Refused uses.
+func RefusalReasons() []string {
+	out := make([]string, 0, len(refusalReasons)+1)
+	for _, r := range refusalReasons {
+		out = append(out, r.reason)
+	}
+	return append(out, otherReason)
+}
+
+// counters are one connection's, each written by one goroutine, so the
+// atomic adds do not contend.
+type counters struct {
+	received  atomic.Uint64 // reader
+	bytesIn   atomic.Uint64 // reader
+	delivered atomic.Uint64 // writer
+}
+
+type serverCounters struct {
+	closed  counters // of connections that are gone
+	closedW atomic.Uint64
+	refused [9]atomic.Uint64 // refusalReasons, then otherReason
+}
+
+func (s *Server) countRefusal(err error, n uint64) {
+	var k *protocol.Kind
+	i := len(refusalReasons)
+	if errors.As(err, &k) {
+		for j, r := range refusalReasons {
+			if r.kind == k {
+				i = j
+				break
+			}
+		}
+	}
+	s.ctr.refused[i].Add(n)
+}
+
+// retire folds a closing connection's counters into the server's.
+func (s *Server) retire(c *conn) {
+	s.ctr.closed.received.Add(c.ctr.received.Load())
+	s.ctr.closed.bytesIn.Add(c.ctr.bytesIn.Load())
+	s.ctr.closed.delivered.Add(c.ctr.delivered.Load())
+	s.ctr.closedW.Add(c.q.BytesWritten())
+}
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		EventsReceived:  s.ctr.closed.received.Load(),
+		EventsDelivered: s.ctr.closed.delivered.Load(),
+		BytesIn:         s.ctr.closed.bytesIn.Load(),
+		BytesOut:        s.ctr.closedW.Load(),
+		Refused:         make(map[string]uint64),
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		st.EventsReceived += c.ctr.received.Load()
+		st.EventsDelivered += c.ctr.delivered.Load()
+		st.BytesIn += c.ctr.bytesIn.Load()
+		st.BytesOut += c.q.BytesWritten()
+		st.QueuedBytes += c.q.Len()
+	}
+	s.mu.Unlock()
+	for i, r := range RefusalReasons() {
+		st.Refused[r] = s.ctr.refused[i].Load()
+	}
+	return st
+}
