@@ -188,8 +188,14 @@ func benchStampOf(p []byte) (int64, bool) {
 	if len(p) < benchStampEnd || string(p[:benchStampAt]) != `{"t":` {
 		return 0, false
 	}
-	v, err := strconv.ParseInt(string(p[benchStampAt:benchStampEnd]), 10, 64)
-	return v, err == nil
+	var v int64
+	for _, c := range p[benchStampAt:benchStampEnd] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	return v, true
 }
 
 // benchCommas formats n with thousands separators.

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# compare.sh runs the same workloads on statebus and on NATS, on this
+# machine, and prints one table: each row's median of RUNS runs for both and
+# the statebus/NATS ratio.
+#
+#   bench/compare.sh                 # RUNS=3, the sizes of issue 3
+#   RUNS=5 MSGS=200000 bench/compare.sh
+#
+# It builds nats-server and the nats CLI at pinned versions from the Go
+# module proxy into a temporary folder (they are never dependencies of the
+# statebus module), builds statebus and statebusd from this tree, starts
+# nats-server on 127.0.0.1 (a free port) and statebusd on a socket in that
+# folder, and removes everything on exit. Traffic stays on loopback and the
+# Unix socket. Every step is bounded in time.
+#
+# Rows (128-byte payloads):
+#   unicast    1 publisher -> 1 subscriber, MSGS messages: delivered msgs/s
+#              statebus bench --mode unicast | nats bench pub + nats bench sub
+#   broadcast  1 publisher -> 5 subscribers, FANOUT_MSGS messages each
+#              delivered to all 5: delivered msgs/s (NATS: the subscribers'
+#              aggregated rate)
+#   reqrep     RTTS round trips, one at a time: round trips/s, p50 and p99
+#              statebus bench --mode reqrep | nats bench service request + serve
+#              (statebus has no request/reply yet: REQ there, RSP back)
+#
+# Needs go, curl (nats-server's monitoring port tells when the NATS
+# subscribers are ready), timeout, awk and sed.
+#
+# NATS measures a subscriber from its first message to its last; statebus
+# bench from the first send to the last arrival (slightly stricter).
+set -euo pipefail
+
+RUNS=${RUNS:-3}
+MSGS=${MSGS:-1000000}
+FANOUT_MSGS=${FANOUT_MSGS:-1000000}
+FANOUT=${FANOUT:-5}
+RTTS=${RTTS:-100000}
+SIZE=128
+STEP_TIMEOUT=${STEP_TIMEOUT:-300} # seconds, any one benchmark run
+NATS_SERVER_VERSION=v2.15.2
+NATSCLI_VERSION=v0.5.0
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/sbcmp.XXXXXX")
+bin=$tmp/bin
+pids=()
+
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in "${pids[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "compare.sh: $*" >&2; }
+die() {
+	log "$*"
+	exit 1
+}
+
+# bounded runs a command for at most STEP_TIMEOUT seconds.
+bounded() { timeout --kill-after=10 "$STEP_TIMEOUT" "$@"; }
+
+# waitfor polls a shell condition up to 15 s.
+waitfor() {
+	local i
+	for i in $(seq 150); do
+		if eval "$1"; then return 0; fi
+		sleep 0.1
+	done
+	die "timed out waiting for: $1"
+}
+
+# median prints the median of its arguments (the lower middle for an even
+# count).
+median() { printf '%s\n' "$@" | sort -g | sed -n "$((($# + 1) / 2))p"; }
+
+# num formats $2 with printf format $1 and thousands separators.
+num() { printf "$1" "$2" | sed -e ':a' -e 's/^\([0-9]\+\)\([0-9]\{3\}\)/\1,\2/; ta'; }
+
+# jnum prints a number field of statebus bench --json output.
+jnum() { grep -m1 "\"$1\":" "$2" | sed 's/.*: *//; s/,$//'; }
+
+# natsnum prints the first number after the words $1 in nats bench output.
+natsnum() { grep -oE "$1 [0-9,.]+" "$2" | tail -1 | sed 's/.* //; s/,//g'; }
+
+log "building nats-server $NATS_SERVER_VERSION and nats $NATSCLI_VERSION into $bin"
+(cd "$tmp" && GOWORK=off GOBIN=$bin timeout 1200 go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION")
+(cd "$tmp" && GOWORK=off GOBIN=$bin timeout 1200 go install "github.com/nats-io/natscli/nats@$NATSCLI_VERSION")
+log "building statebus and statebusd from $root"
+(cd "$root" && timeout 600 go build -o "$bin/statebus" ./cmd/statebus && timeout 600 go build -o "$bin/statebusd" ./cmd/statebusd)
+
+log "starting nats-server and statebusd"
+"$bin/nats-server" -a 127.0.0.1 -p -1 -m -1 >"$tmp/nats-server.log" 2>&1 &
+pids+=($!)
+waitfor "grep -q 'Server is ready' '$tmp/nats-server.log'"
+port=$(sed -n 's/.*Listening for client connections on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/nats-server.log")
+mport=$(sed -n 's/.*Starting http monitor on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/nats-server.log")
+[[ -n $port && -n $mport ]] || die "cannot find nats-server's ports in its log"
+nats=("$bin/nats" --no-context -s "nats://127.0.0.1:$port")
+
+sock=$tmp/bus.sock
+"$bin/statebusd" --pipe-name "$sock" --health-interval 0 --log-level warn >"$tmp/statebusd.log" 2>&1 &
+pids+=($!)
+waitfor "[[ -S '$sock' ]]"
+
+# natssubs prints how many subscriptions match subject $1.
+natssubs() { curl -fsS "http://127.0.0.1:$mport/subsz?subs=1&test=$1" | grep -oE '"total": *[0-9]+' | grep -oE '[0-9]+$'; }
+
+# Results, one value per run.
+declare -a sb_uni nats_uni sb_fan nats_fan sb_rr nats_rr sb_p50 nats_p50 sb_p99 nats_p99
+
+sb_bench() { # out args...
+	local out=$1
+	shift
+	bounded "$bin/statebus" bench --pipe-name "$sock" --json --size "$SIZE" --timeout "$((STEP_TIMEOUT - 5))s" "$@" >"$out" ||
+		die "statebus bench $* failed: $(cat "$out")"
+	[[ $(jnum lost "$out") == 0 ]] || die "statebus bench $* lost events"
+}
+
+nats_pubsub() { # out subject subs msgs
+	local out=$1 subj=$2 subs=$3 msgs=$4 sp
+	timeout --kill-after=10 "$STEP_TIMEOUT" "${nats[@]}" bench sub "$subj" --clients "$subs" --msgs "$msgs" \
+		--size "${SIZE}B" --no-progress >"$out" 2>&1 &
+	sp=$!
+	pids+=("$sp")
+	waitfor "[[ \$(natssubs $subj) -ge $subs ]]"
+	bounded "${nats[@]}" bench pub "$subj" --msgs "$msgs" --size "${SIZE}B" --no-progress >"$out.pub" 2>&1 ||
+		die "nats bench pub failed: $(cat "$out.pub")"
+	wait "$sp" || die "nats bench sub failed (did NATS drop messages to a slow consumer?): $(tail -5 "$out")"
+}
+
+for run in $(seq "$RUNS"); do
+	log "run $run/$RUNS: unicast 1->1, $MSGS messages"
+	sb_bench "$tmp/sb.json" --mode unicast --pubs 1 --subs 1 --msgs "$MSGS"
+	sb_uni+=("$(jnum msgs_per_sec "$tmp/sb.json")")
+	nats_pubsub "$tmp/nats.out" "uni$run" 1 "$MSGS"
+	nats_uni+=("$(natsnum 'subscriber stats:' "$tmp/nats.out")")
+
+	log "run $run/$RUNS: broadcast 1->$FANOUT, $FANOUT_MSGS messages"
+	sb_bench "$tmp/sb.json" --mode broadcast --pubs 1 --subs "$FANOUT" --msgs "$FANOUT_MSGS"
+	sb_fan+=("$(jnum msgs_per_sec "$tmp/sb.json")")
+	nats_pubsub "$tmp/nats.out" "fan$run" "$FANOUT" "$FANOUT_MSGS"
+	nats_fan+=("$(natsnum 'aggregated stats:' "$tmp/nats.out")")
+
+	log "run $run/$RUNS: request/reply, $RTTS round trips"
+	sb_bench "$tmp/sb.json" --mode reqrep --pubs 1 --subs 1 --msgs "$RTTS"
+	sb_rr+=("$(jnum msgs_per_sec "$tmp/sb.json")")
+	sb_p50+=("$(jnum p50 "$tmp/sb.json")")
+	sb_p99+=("$(jnum p99 "$tmp/sb.json")")
+	timeout --kill-after=10 "$STEP_TIMEOUT" "${nats[@]}" bench service serve "rr$run" --size "${SIZE}B" \
+		--no-progress >"$tmp/serve.out" 2>&1 &
+	serve=$!
+	pids+=("$serve")
+	waitfor "[[ \$(natssubs rr$run) -ge 1 ]]"
+	bounded "${nats[@]}" bench service request "rr$run" --msgs "$RTTS" --size "${SIZE}B" --no-progress >"$tmp/nats.out" 2>&1 ||
+		die "nats bench service request failed: $(cat "$tmp/nats.out")"
+	kill "$serve" 2>/dev/null || true
+	wait "$serve" 2>/dev/null || true
+	nats_rr+=("$(natsnum 'requester stats:' "$tmp/nats.out")")
+	nats_p50+=("$(natsnum 'P50:' "$tmp/nats.out")")
+	nats_p99+=("$(natsnum 'P99:' "$tmp/nats.out")")
+done
+
+# row prints a table row from the runs of both: label, statebus median,
+# NATS median, ratio; the runs go to a second listing.
+runs=()
+row() { # label format statebus-array-name nats-array-name
+	local label=$1 fmt=$2
+	local -n a=$3 b=$4
+	local ma mb
+	ma=$(median "${a[@]}")
+	mb=$(median "${b[@]}")
+	printf "| %s | %s | %s | %.2f |\n" "$label" "$(num "$fmt" "$ma")" "$(num "$fmt" "$mb")" \
+		"$(awk -v a="$ma" -v b="$mb" 'BEGIN { print (b > 0 ? a / b : 0) }')"
+	runs+=("$label: statebus ${a[*]}; NATS ${b[*]}")
+}
+
+echo
+echo "statebus $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?') vs nats-server $NATS_SERVER_VERSION (nats CLI $NATSCLI_VERSION), $(nproc) cores, median of $RUNS runs, ${SIZE}-byte payloads"
+echo
+echo "| row | statebus | NATS | statebus/NATS |"
+echo "|---|---:|---:|---:|"
+row "unicast 1->1, $(num %d "$MSGS") msgs: delivered msgs/s" "%.0f" sb_uni nats_uni
+row "broadcast 1->$FANOUT, $(num %d "$FANOUT_MSGS") msgs: delivered msgs/s" "%.0f" sb_fan nats_fan
+row "request/reply, $(num %d "$RTTS") round trips: round trips/s" "%.0f" sb_rr nats_rr
+row "request/reply round trip p50 (µs)" "%.1f" sb_p50 nats_p50
+row "request/reply round trip p99 (µs)" "%.1f" sb_p99 nats_p99
+echo
+echo "Runs:"
+printf '  %s\n' "${runs[@]}"
