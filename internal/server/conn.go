@@ -24,7 +24,7 @@ var bom = []byte{0xEF, 0xBB, 0xBF}
 type conn struct {
 	srv *Server
 	id  uint64
-	nc  *net.UnixConn
+	nc  net.Conn
 	q   *outq.Queue[delivery]
 
 	pid, uid, gid int
@@ -83,7 +83,7 @@ func (r reqID) bytes(buf []byte) []byte {
 	return strconv.AppendUint(buf[:0], r.num, 10)
 }
 
-func (s *Server) newConn(nc *net.UnixConn) *conn {
+func (s *Server) newConn(nc net.Conn) *conn {
 	c := &conn{
 		srv:         s,
 		id:          s.nextConn.Add(1),

@@ -9,8 +9,12 @@ import (
 
 // peerCred returns the pid, uid and gid of the process at the other end of
 // c as the kernel recorded them at connect time (SO_PEERCRED).
-func peerCred(c *net.UnixConn) (pid, uid, gid int) {
+func peerCred(nc net.Conn) (pid, uid, gid int) {
 	pid, uid, gid = -1, -1, -1
+	c, ok := nc.(*net.UnixConn)
+	if !ok {
+		return
+	}
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return

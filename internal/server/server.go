@@ -125,7 +125,7 @@ type Server struct {
 	log    *slog.Logger
 	routes *router.Table[*conn]
 
-	ln       *net.UnixListener
+	ln       net.Listener
 	sockInfo os.FileInfo
 	access   atomic.Pointer[access.Checker]
 
@@ -199,8 +199,8 @@ func (s *Server) Start() error {
 }
 
 // StartOn serves on an existing listener (for example one passed by
-// systemd) in the background until Shutdown.
-func (s *Server) StartOn(ln *net.UnixListener) error {
+// systemd, or a Windows named pipe) in the background until Shutdown.
+func (s *Server) StartOn(ln net.Listener) error {
 	s.ln = ln
 	if path := ln.Addr().String(); path != "" {
 		s.sockInfo, _ = os.Lstat(path)
@@ -228,7 +228,7 @@ func (s *Server) acceptLoop() {
 	defer close(s.serveDone)
 	var delay time.Duration
 	for {
-		nc, err := s.ln.AcceptUnix()
+		nc, err := s.ln.Accept()
 		if err != nil {
 			select {
 			case <-s.done:
@@ -286,7 +286,7 @@ func (s *Server) acceptLoop() {
 
 // refuse writes one error line to a connection that will not be served
 // and closes it.
-func refuse(nc *net.UnixConn, text string) {
+func refuse(nc net.Conn, text string) {
 	nc.SetWriteDeadline(time.Now().Add(time.Second))
 	nc.Write(protocol.AppendError(nil, text, nil))
 	nc.Close()

@@ -1,3 +1,5 @@
+//go:build unix
+
 package server
 
 import (
@@ -15,7 +17,7 @@ var umaskMu sync.Mutex
 // Listen creates the Unix socket at path with the given file mode. A stale
 // socket file (nothing accepting on it) is replaced; a live one is an
 // error naming it, and so is a path that exists but is not a socket.
-func Listen(path string, mode os.FileMode) (*net.UnixListener, error) {
+func Listen(path string, mode os.FileMode) (net.Listener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
 			return nil, fmt.Errorf("%s exists and is not a socket: remove it or choose another --pipe-name", path)
