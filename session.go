@@ -24,7 +24,7 @@ const maxLine = 64 << 20
 // sessions when it reconnects.
 type session struct {
 	c          *Client
-	nc         *net.UnixConn
+	nc         net.Conn
 	q          *outq.Queue[struct{}]
 	readerDone chan struct{}
 	writerDone chan struct{}
@@ -36,14 +36,13 @@ type session struct {
 func (c *Client) connect(ctx context.Context) (*session, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opt.dialTimeout)
 	defer cancel()
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unix", c.path)
+	nc, err := dialPipe(ctx, c.path)
 	if err != nil {
 		return nil, &DialError{Path: c.path, Err: err}
 	}
 	s := &session{
 		c:          c,
-		nc:         nc.(*net.UnixConn),
+		nc:         nc,
 		q:          outq.New[struct{}](c.opt.maxQueue),
 		readerDone: make(chan struct{}),
 		writerDone: make(chan struct{}),

@@ -31,6 +31,7 @@ type conn struct {
 	connectedAt   time.Time
 	rule          *access.Rule // nil: unrestricted
 	ctr           counters
+	sample        uint8 // counts events for latency sampling (reader only)
 
 	// Owned by the reader goroutine.
 	greeted bool                  // the handshake is done: it registered or asked a question
@@ -49,7 +50,8 @@ type delivery struct {
 	sender    *conn
 	target    string // the target's id as the registry holds it
 	id        reqID
-	broadcast bool // acknowledged when queued; only failures are reported
+	broadcast bool  // acknowledged when queued; only failures are reported
+	queuedAt  int64 // unix nanoseconds, for sampled events; else 0
 }
 
 // reqID is a request's optional "Id", kept without allocating when it is a
@@ -344,7 +346,11 @@ func (c *conn) deliver(target *conn, tid string, r *protocol.Request, broadcast 
 		return protocol.ErrTargetNotConnected.New(tid)
 	}
 	b = protocol.AppendDelivery(b, r.Payload)
-	target.q.CommitRec(b, delivery{sender: c, target: tid, id: makeReqID(r.ID), broadcast: broadcast})
+	d := delivery{sender: c, target: tid, id: makeReqID(r.ID), broadcast: broadcast}
+	if c.sample++; c.sample%64 == 0 && s.cfg.OnRouteLatency != nil {
+		d.queuedAt = time.Now().UnixNano()
+	}
+	target.q.CommitRec(b, d)
 	return nil
 }
 
@@ -373,6 +379,17 @@ func (c *conn) broadcast(r *protocol.Request) error {
 // each sender gets its acknowledgements, appended in one go per sender.
 func (c *conn) written(recs []delivery) {
 	c.ctr.delivered.Add(uint64(len(recs)))
+	if observe := c.srv.cfg.OnRouteLatency; observe != nil {
+		var now int64
+		for i := range recs {
+			if at := recs[i].queuedAt; at != 0 {
+				if now == 0 {
+					now = time.Now().UnixNano()
+				}
+				observe(time.Duration(now - at))
+			}
+		}
+	}
 	var idb [20]byte
 	for i := 0; i < len(recs); {
 		sender := recs[i].sender

@@ -59,6 +59,11 @@ type Config struct {
 	// Access says who may connect and what each user may do. The zero
 	// value admits the service's user, root and the socket's group.
 	Access access.Policy
+	// OnRouteLatency, when set, receives how long sampled events (one in
+	// 64) took from being queued for their target to being written to its
+	// socket.
+	// It is called from connection writers and must be quick.
+	OnRouteLatency func(time.Duration)
 	// Logger receives the service's logs. Nil discards them.
 	Logger *slog.Logger
 }
