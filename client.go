@@ -217,7 +217,8 @@ func (c *Client) sendEvent(ctx context.Context, s *session, seq uint64, target, 
 		}
 		return c.notConnected()
 	}
-	s.q.Commit(protocol.AppendSendEvent(b, seq, c.id, target, name, p, time.Now()))
+	// Posts ask for no acknowledgement: nobody waits for it.
+	s.q.Commit(protocol.AppendSendEvent(b, seq, c.id, target, name, p, time.Now(), seq == 0))
 	return nil
 }
 

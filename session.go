@@ -80,7 +80,6 @@ func (s *session) readLoop() {
 	c := s.c
 	lr := lines.NewReader(s.nc, maxLine, nil)
 	var r protocol.Response
-	var ev protocol.Event
 	var last string // the last error the service sent outside any call
 	for {
 		line, err := lr.Next()
@@ -106,10 +105,10 @@ func (s *session) readLoop() {
 			c.disp.enqueue(item{err: protocol.ParseError(r.Error)})
 			continue
 		}
-		if r.Data == nil || protocol.DecodeEvent(r.Data, &ev) != nil {
+		if !r.IsEvent {
 			continue // an acknowledgement of a PostEvent
 		}
-		c.disp.enqueue(item{ev: s.makeEvent(&ev)})
+		c.disp.enqueue(item{ev: s.makeEvent(&r.Event)})
 	}
 }
 
@@ -123,7 +122,7 @@ func (s *session) makeEvent(ev *protocol.Event) Event {
 		e.Payload = bytes.Clone(ev.Payload)
 	}
 	if len(ev.Timestamp) > 2 && ev.Timestamp[0] == '"' {
-		e.Timestamp, _ = protocol.ParseTime(string(ev.Timestamp[1 : len(ev.Timestamp)-1]))
+		e.Timestamp, _ = protocol.ParseTimeBytes(ev.Timestamp[1 : len(ev.Timestamp)-1])
 	}
 	return e
 }

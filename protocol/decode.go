@@ -13,6 +13,23 @@ type Request struct {
 	Payload []byte
 	// ID is the raw "Id" value (a JSON number or string), nil when absent.
 	ID []byte
+	// NoAck (a statebus extension, "NoAck":true) asks for no
+	// acknowledgement of a delivered event; errors are still sent.
+	NoAck bool
+	// Event holds the event fields of an object Payload, read in the same
+	// pass as the request; see EventErr.
+	Event Event
+	// eventErr is why Payload is not a usable event, if it is not.
+	eventErr error
+}
+
+// EventErr returns nil when the request's Payload is a usable event
+// object (r.Event then holds its fields), else the error to send.
+func (r *Request) EventErr() error {
+	if r.Payload == nil {
+		return ErrPayloadNull.New("")
+	}
+	return r.eventErr
 }
 
 // DecodeRequest decodes a request line (without its line ending). Even when
@@ -27,16 +44,33 @@ func DecodeRequest(line []byte, r *Request) error {
 	}
 	var typ []byte
 	var typKind byte
-	for it.next(&s) {
+	for it.nextKey(&s) {
+		if it.is("Payload") && s.pos < len(line) && line[s.pos] == '{' {
+			// Read the event's fields in this pass: the router needs them
+			// and the payload is scanned only once.
+			start := s.pos
+			r.eventErr = eventMembers(&s, &r.Event)
+			if s.err != nil {
+				break
+			}
+			r.Payload = line[start:s.pos]
+			continue
+		}
+		if !it.skipValue(&s) {
+			break
+		}
 		switch {
 		case it.is("Type"):
 			typ, typKind = it.raw(&s), it.Kind
 		case it.is("Payload"):
 			r.Payload = it.raw(&s)
+			r.Event, r.eventErr = Event{}, errNotEvent
 		case it.is("Id"):
 			if it.Kind == '"' || it.Kind == '-' || (it.Kind >= '0' && it.Kind <= '9') {
 				r.ID = it.raw(&s)
 			}
+		case it.is("NoAck"):
+			r.NoAck = it.Kind == 't'
 		}
 	}
 	if err := s.finish(); err != nil {
@@ -167,14 +201,32 @@ func DecodeEvent(data []byte, ev *Event) error {
 		return ErrPayloadNull.New("")
 	}
 	var s scanner
-	var it objectIter
-	if err := scanObject(&s, &it, data); err != nil {
-		if err == ErrNotObject {
-			return Required("Payload (an event object)")
+	s.data = data
+	s.skipSpace()
+	if s.pos >= len(data) || data[s.pos] != '{' {
+		var it objectIter
+		if err := scanObject(&s, &it, data); err != nil && err != ErrNotObject {
+			return err
 		}
-		return err
+		return errNotEvent
 	}
-	for it.next(&s) {
+	err := eventMembers(&s, ev)
+	if ferr := s.finish(); ferr != nil {
+		return ferr
+	}
+	return err
+}
+
+// eventMembers reads the event object at s.pos into ev and leaves s after
+// it. A scanning error is in s.err; the returned error says whether the
+// fields make an event.
+func eventMembers(s *scanner, ev *Event) error {
+	*ev = Event{}
+	var it objectIter
+	if !it.begin(s) {
+		return s.err
+	}
+	for it.next(s) {
 		var dst *[]byte
 		switch {
 		case it.is("SourceMachineId"):
@@ -184,10 +236,10 @@ func DecodeEvent(data []byte, ev *Event) error {
 		case it.is("EventName"):
 			dst = &ev.Name
 		case it.is("Payload"):
-			ev.Payload = it.raw(&s)
+			ev.Payload = it.raw(s)
 			continue
 		case it.is("Timestamp"):
-			ev.Timestamp = it.raw(&s)
+			ev.Timestamp = it.raw(s)
 			continue
 		default:
 			continue
@@ -196,19 +248,20 @@ func DecodeEvent(data []byte, ev *Event) error {
 			*dst = nil // wrong type counts as missing
 			continue
 		}
-		raw := it.raw(&s)
+		raw := it.raw(s)
 		v := raw[1 : len(raw)-1]
 		if hasEscape(v) {
 			u, err := stringValue(raw)
 			if err != nil {
+				s.fail(err)
 				return err
 			}
 			v = []byte(u)
 		}
 		*dst = v
 	}
-	if err := s.finish(); err != nil {
-		return err
+	if s.err != nil {
+		return s.err
 	}
 	if len(ev.Payload) == 4 && string(ev.Payload) == "null" {
 		ev.Payload = nil
@@ -229,6 +282,7 @@ var (
 	errNoSource = Required("SourceMachineId")
 	errNoTarget = Required("TargetMachineId")
 	errNoName   = Required("EventName")
+	errNotEvent = Required("Payload (an event object)")
 )
 
 func hasEscape(b []byte) bool {
@@ -249,6 +303,10 @@ type Response struct {
 	Error string
 	// ID is the raw "Id" echoed from the request, nil when absent.
 	ID []byte
+	// IsEvent says Data is an event object (a delivery); Event then holds
+	// its fields, read in the same pass.
+	IsEvent bool
+	Event   Event
 }
 
 // DecodeResponse decodes a line the service wrote.
@@ -259,11 +317,24 @@ func DecodeResponse(line []byte, r *Response) error {
 	if err := scanObject(&s, &it, line); err != nil {
 		return err
 	}
-	for it.next(&s) {
+	for it.nextKey(&s) {
+		if it.is("Data") && s.pos < len(line) && line[s.pos] == '{' {
+			start := s.pos
+			r.IsEvent = eventMembers(&s, &r.Event) == nil
+			if s.err != nil {
+				break
+			}
+			r.Data = line[start:s.pos]
+			continue
+		}
+		if !it.skipValue(&s) {
+			break
+		}
 		switch {
 		case it.is("Success"):
 			r.Success = it.Kind == 't'
 		case it.is("Data"):
+			r.Data, r.IsEvent = nil, false
 			if it.Kind != 'n' {
 				r.Data = it.raw(&s)
 			}

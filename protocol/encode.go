@@ -50,6 +50,41 @@ func appendDigits(b []byte, v, n int) []byte {
 	return append(b, buf[:n]...)
 }
 
+// ParseTimeBytes is ParseTime for the bytes between a JSON string's
+// quotes. The format statebus writes (TimeLayout) is parsed by hand, with
+// no allocation; anything else goes through ParseTime.
+func ParseTimeBytes(b []byte) (time.Time, error) {
+	if len(b) == len(TimeLayout) && b[4] == '-' && b[7] == '-' && b[10] == 'T' && b[13] == ':' &&
+		b[16] == ':' && b[19] == '.' && b[27] == 'Z' {
+		year, ok1 := digits(b[0:4])
+		month, ok2 := digits(b[5:7])
+		day, ok3 := digits(b[8:10])
+		hour, ok4 := digits(b[11:13])
+		minute, ok5 := digits(b[14:16])
+		sec, ok6 := digits(b[17:19])
+		frac, ok7 := digits(b[20:27])
+		if ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7 && month >= 1 && month <= 12 &&
+			day >= 1 && day <= 31 && hour < 24 && minute < 60 && sec < 60 {
+			t := time.Date(year, time.Month(month), day, hour, minute, sec, frac*100, time.UTC)
+			if t.Day() == day { // not normalized from an impossible date
+				return t, nil
+			}
+		}
+	}
+	return ParseTime(string(b))
+}
+
+func digits(b []byte) (int, bool) {
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
 // ParseTime parses a timestamp as .NET writes them: RFC 3339 with any
 // number of fractional digits, with or without a zone (no zone is taken as
 // UTC).
@@ -223,9 +258,19 @@ func AppendMachineRequest(b []byte, t MessageType, id uint64, machine string) []
 }
 
 // AppendSendEvent appends a SendEvent request. payload is raw JSON (nil
-// for null).
-func AppendSendEvent(b []byte, id uint64, source, target, event string, payload []byte, at time.Time) []byte {
-	b = appendRequestStart(b, SendEvent, id)
+// for null). With noAck the service sends no acknowledgement on success
+// (errors still come); see Request.NoAck.
+func AppendSendEvent(b []byte, id uint64, source, target, event string, payload []byte, at time.Time, noAck bool) []byte {
+	b = append(b, `{"Type":2,`...)
+	if id != 0 {
+		b = append(b, `"Id":`...)
+		b = strconv.AppendUint(b, id, 10)
+		b = append(b, ',')
+	}
+	if noAck {
+		b = append(b, `"NoAck":true,`...)
+	}
+	b = append(b, `"Payload":`...)
 	b = append(b, `{"SourceMachineId":`...)
 	b = AppendString(b, source)
 	b = append(b, `,"TargetMachineId":`...)

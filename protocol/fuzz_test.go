@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -13,6 +14,7 @@ var fuzzSeeds = []string{
 	`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"PING","Payload":{"Message":"Hello"},"Timestamp":"2025-10-03T17:16:09.8"}}`,
 	`{"Type":2,"Payload":{"SourceMachineId":"a\u0000","TargetMachineId":"*","EventName":"E","Payload":[1,2.5e3,-0,true,false,null,"\ud83d"]}}`,
 	`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null,"Id":3}`,
+	`{"Success":true,"Data":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E","Payload":{"x":[1]}},"Error":null}`,
 	`[[[[]]]]`, `{"a":}`, `"\x"`, `1.`, `-`, `{"Type":01}`,
 }
 
@@ -36,6 +38,14 @@ func FuzzScanner(f *testing.F) {
 			t.Fatalf("we accept %q, encoding/json does not", data)
 		}
 
+		var resp Response
+		if DecodeResponse(data, &resp) == nil {
+			var dev Event
+			if ok := DecodeEvent(resp.Data, &dev) == nil; ok != resp.IsEvent {
+				t.Fatalf("%q: IsEvent %v, DecodeEvent(Data) ok %v", data, resp.IsEvent, ok)
+			}
+		}
+
 		var r Request
 		err := DecodeRequest(data, &r)
 		if err != nil {
@@ -49,17 +59,25 @@ func FuzzScanner(f *testing.F) {
 			t.Fatalf("Payload = %q, encoding/json found %q", r.Payload, p)
 		}
 		var ev Event
-		if DecodeEvent(r.Payload, &ev) == nil {
+		if DecodeEvent(r.Payload, &ev) == nil && caseExact(r.Payload) {
 			var want struct {
 				SourceMachineId, TargetMachineId, EventName *string
 			}
 			if json.Unmarshal(r.Payload, &want) != nil || want.EventName == nil ||
-				string(ev.Name) != *want.EventName && caseExact(r.Payload) {
+				string(ev.Name) != *want.EventName {
 				t.Fatalf("event %q decoded as %+v", r.Payload, ev)
 			}
 		}
-		var resp Response
-		_ = DecodeResponse(data, &resp)
+		// The one-pass event fields agree with a separate DecodeEvent.
+		var sep Event
+		sepErr := DecodeEvent(r.Payload, &sep)
+		if (r.EventErr() == nil) != (sepErr == nil) {
+			t.Fatalf("%q: one pass says %v, DecodeEvent says %v", data, r.EventErr(), sepErr)
+		}
+		if sepErr == nil && (!bytes.Equal(sep.Source, r.Event.Source) || !bytes.Equal(sep.Target, r.Event.Target) ||
+			!bytes.Equal(sep.Name, r.Event.Name) || !bytes.Equal(sep.Payload, r.Event.Payload)) {
+			t.Fatalf("%q: one pass %+v, DecodeEvent %+v", data, r.Event, sep)
+		}
 		_ = DecodeRegistration(r.Payload, &Registration{})
 		_, _ = MachineIDPayload(r.Payload)
 	})
@@ -73,10 +91,8 @@ func caseExact(obj []byte) bool {
 		return false
 	}
 	for k := range m {
-		switch k {
-		case "SourceMachineId", "TargetMachineId", "EventName":
-		default:
-			if bytes.EqualFold([]byte(k), []byte("EventName")) {
+		for _, name := range []string{"SourceMachineId", "TargetMachineId", "EventName"} {
+			if k != name && strings.EqualFold(k, name) {
 				return false
 			}
 		}

@@ -87,7 +87,7 @@ func TestDecodeEvent(t *testing.T) {
 
 func TestEncodeRoundTrip(t *testing.T) {
 	at := time.Date(2025, 10, 3, 17, 16, 9, 812345678, time.UTC)
-	line := AppendSendEvent(nil, 42, "a\"b", "tgt", "PING\n", []byte(`{"X":1}`), at)
+	line := AppendSendEvent(nil, 42, "a\"b", "tgt", "PING\n", []byte(`{"X":1}`), at, true)
 	if !json.Valid(line) {
 		t.Fatalf("invalid JSON: %s", line)
 	}
@@ -99,7 +99,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 	if err := DecodeEvent(r.Payload, &ev); err != nil {
 		t.Fatal(err)
 	}
-	if string(ev.Source) != "a\"b" || string(ev.Name) != "PING\n" || string(r.ID) != "42" {
+	if string(ev.Source) != "a\"b" || string(ev.Name) != "PING\n" || string(r.ID) != "42" || !r.NoAck {
 		t.Fatalf("round trip: %+v %s", ev, r.ID)
 	}
 	if string(ev.Timestamp) != `"2025-10-03T17:16:09.8123456Z"` {
@@ -188,6 +188,19 @@ func TestSpecial8(t *testing.T) {
 			if got, want := special8(x), !plain[c]; got != want {
 				t.Fatalf("special8 with byte %#x at %d = %v, want %v", c, pos, got, want)
 			}
+		}
+	}
+}
+
+func TestParseTimeBytes(t *testing.T) {
+	for _, in := range []string{
+		"2025-10-03T17:16:09.8123456Z", "2025-10-03T17:16:09.8", "2024-02-29T00:00:00.0000000Z",
+		"2025-10-03T17:16:09+02:00", "2025-02-30T00:00:00.0000000Z", "2025-13-03T17:16:09.8123456Z", "junk",
+	} {
+		want, werr := ParseTime(in)
+		got, gerr := ParseTimeBytes([]byte(in))
+		if (werr == nil) != (gerr == nil) || !got.Equal(want) {
+			t.Errorf("%s: ParseTimeBytes %v %v, ParseTime %v %v", in, got, gerr, want, werr)
 		}
 	}
 }

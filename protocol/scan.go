@@ -280,6 +280,16 @@ func (it *objectIter) begin(s *scanner) bool {
 
 // next advances to the next member; false at the end or on error.
 func (it *objectIter) next(s *scanner) bool {
+	if !it.nextKey(s) {
+		return false
+	}
+	it.Kind, it.Start, it.End = s.value()
+	return s.err == nil
+}
+
+// nextKey advances to the next member's key and leaves s at its value, for
+// a caller that reads the value itself (see skipValue and descend).
+func (it *objectIter) nextKey(s *scanner) bool {
 	if it.done || s.err != nil {
 		return false
 	}
@@ -327,6 +337,12 @@ func (it *objectIter) next(s *scanner) bool {
 		return false
 	}
 	s.pos++
+	s.skipSpace()
+	return true
+}
+
+// skipValue reads the current member's value after nextKey.
+func (it *objectIter) skipValue(s *scanner) bool {
 	it.Kind, it.Start, it.End = s.value()
 	return s.err == nil
 }

@@ -39,7 +39,6 @@ type conn struct {
 	ids     []string              // machine ids this connection holds
 	targets []router.Route[*conn] // scratch for broadcast
 	req     protocol.Request
-	ev      protocol.Event
 }
 
 // delivery is the record queued with each event line. When the line has
@@ -51,6 +50,7 @@ type delivery struct {
 	target    string // the target's id as the registry holds it
 	id        reqID
 	broadcast bool  // acknowledged when queued; only failures are reported
+	noAck     bool  // the sender asked for no acknowledgement
 	queuedAt  int64 // unix nanoseconds, for sampled events; else 0
 }
 
@@ -308,8 +308,8 @@ func (c *conn) hold(id string) {
 // sendEvent routes one event. The event object is forwarded byte for byte;
 // only its three names are read.
 func (c *conn) sendEvent(r *protocol.Request) error {
-	ev := &c.ev
-	if err := protocol.DecodeEvent(r.Payload, ev); err != nil {
+	ev := &r.Event
+	if err := r.EventErr(); err != nil {
 		return err
 	}
 	if c.held(ev.Source) == "" {
@@ -346,7 +346,7 @@ func (c *conn) deliver(target *conn, tid string, r *protocol.Request, broadcast 
 		return protocol.ErrTargetNotConnected.New(tid)
 	}
 	b = protocol.AppendDelivery(b, r.Payload)
-	d := delivery{sender: c, target: tid, id: makeReqID(r.ID), broadcast: broadcast}
+	d := delivery{sender: c, target: tid, id: makeReqID(r.ID), broadcast: broadcast, noAck: r.NoAck}
 	if c.sample++; c.sample%64 == 0 && s.cfg.OnRouteLatency != nil {
 		d.queuedAt = time.Now().UnixNano()
 	}
@@ -357,7 +357,7 @@ func (c *conn) deliver(target *conn, tid string, r *protocol.Request, broadcast 
 // broadcast queues the event on every subscribed machine but the sender
 // and acknowledges at once with the number of recipients.
 func (c *conn) broadcast(r *protocol.Request) error {
-	c.targets = c.srv.routes.AppendSubscribed(c.targets[:0], c.ev.Source)
+	c.targets = c.srv.routes.AppendSubscribed(c.targets[:0], r.Event.Source)
 	n := 0
 	for _, t := range c.targets {
 		if err := c.deliver(t.Owner, t.ID, r, true); err == nil {
@@ -367,6 +367,9 @@ func (c *conn) broadcast(r *protocol.Request) error {
 		}
 	}
 	clear(c.targets)
+	if r.NoAck {
+		return nil
+	}
 	b, err := c.q.BeginNoWait()
 	if err != nil {
 		return nil
@@ -395,7 +398,7 @@ func (c *conn) written(recs []delivery) {
 		sender := recs[i].sender
 		b, err := sender.q.BeginNoWait()
 		for ; i < len(recs) && recs[i].sender == sender; i++ {
-			if err == nil && !recs[i].broadcast {
+			if err == nil && !recs[i].broadcast && !recs[i].noAck {
 				d := &recs[i]
 				b = protocol.AppendAck(b, []byte(d.target), -1, d.id.bytes(idb[:]))
 			}

@@ -323,3 +323,16 @@ func TestConnectionStorm(t *testing.T) {
 		t.Fatalf("peak %d connections, limit 20", h.PeakConnections)
 	}
 }
+
+func TestWireNoAck(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dialRaw(t, srv).connect("a")
+	b := dialRaw(t, srv).connect("b")
+	a.send(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"}}`)
+	b.expect(`{"Success":true,"Data":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"},"Error":null}`)
+	a.send(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"*","EventName":"B"}}`)
+	b.expect(`{"Success":true,"Data":{"SourceMachineId":"a","TargetMachineId":"*","EventName":"B"},"Error":null}`)
+	// No acknowledgements came: the next line a reads is this error.
+	a.send(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"x","EventName":"E"}}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"Target machine not connected: x"}`)
+}
