@@ -3,6 +3,7 @@ package statebus_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -87,4 +88,28 @@ func BenchmarkRoundTrip(b *testing.B) {
 		<-pong
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/rtt")
+}
+
+// BenchmarkRequest measures request/reply round trips through the bus,
+// one at a time: the caller's Request returns the responder's reply.
+func BenchmarkRequest(b *testing.B) {
+	srv := bustest.Start(b, nil)
+	a := dial(b, srv, "caller")
+	r := dial(b, srv, "svc")
+	r.HandleRequest("Q", func(_ context.Context, e statebus.Event) (any, error) { return e.Payload, nil })
+	ctx := context.Background()
+	lat := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		if _, err := a.Request(ctx, "svc", "Q", payload128); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1000, "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1000, "p99-µs")
 }

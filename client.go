@@ -115,6 +115,7 @@ func dial(ctx context.Context, id string, opts []Option) (*Client, error) {
 		done:    make(chan struct{}),
 	}
 	c.disp = newDispatcher(&c.opt)
+	c.disp.reply = c.sendReply
 	if err := c.establish(ctx); err != nil {
 		c.Close()
 		var de *DialError
@@ -218,8 +219,69 @@ func (c *Client) sendEvent(ctx context.Context, s *session, seq uint64, target, 
 		return c.notConnected()
 	}
 	// Posts ask for no acknowledgement: nobody waits for it.
-	s.q.Commit(protocol.AppendSendEvent(b, seq, c.id, target, name, p, time.Now(), seq == 0))
+	s.q.Commit(protocol.AppendSendEvent(b, seq, c.id, target, name, p, time.Now(), seq == 0, -1))
 	return nil
+}
+
+// Request sends a request event to target and returns its reply: an
+// Event from target whose Payload is what target's handler returned. The
+// caller's deadline travels with the request, so the target can skip work
+// nobody waits for. A target that is not connected, or that disconnects
+// before replying, fails at once with ErrNoResponder; an error the handler
+// returned comes back as a *protocol.Error with its text.
+func (c *Client) Request(ctx context.Context, target, name string, payload any) (Event, error) {
+	p, err := encodePayload(payload)
+	if err != nil {
+		return Event{}, err
+	}
+	s, err := c.session(ctx)
+	if err != nil {
+		return Event{}, err
+	}
+	var timeoutMs int64
+	if d, ok := ctx.Deadline(); ok {
+		timeoutMs = max(time.Until(d).Milliseconds(), 1)
+	}
+	seq := c.seq.Add(1)
+	ch := c.expect(seq, true)
+	b, err := s.q.Begin(len(p)+len(target)+len(name)+len(c.id)+200, 0, ctx.Done())
+	if err != nil {
+		c.forget(seq, ch)
+		if err == outq.ErrCanceled {
+			return Event{}, ctx.Err()
+		}
+		return Event{}, c.notConnected()
+	}
+	s.q.Commit(protocol.AppendSendEvent(b, seq, c.id, target, name, p, time.Now(), false, timeoutMs))
+	data, err := c.wait(ctx, seq, ch)
+	if err != nil {
+		return Event{}, err
+	}
+	return Event{Source: target, Target: c.id, Name: name, Payload: data, Timestamp: time.Now()}, nil
+}
+
+// HandleRequest sets the handler that answers request events named name
+// ("*" for any name without a handler of its own); nil removes it. The
+// handler runs on the dispatch goroutine, in order with event handlers.
+// Requests with no handler are answered with an error at once.
+func (c *Client) HandleRequest(name string, h RequestHandler) {
+	c.disp.handle(name, h)
+}
+
+// sendReply writes a Reply; a lost connection loses it, and the caller
+// learns from the service that no reply will come.
+func (c *Client) sendReply(token uint64, payload []byte, errText string) {
+	c.mu.Lock()
+	s := c.sess
+	c.mu.Unlock()
+	if s == nil {
+		return
+	}
+	b, err := s.q.BeginNoWait()
+	if err != nil {
+		return
+	}
+	s.q.Commit(protocol.AppendReply(b, token, payload, errText))
 }
 
 func encodePayload(payload any) ([]byte, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // dispatcher runs handlers on one goroutine, in arrival order, off the
@@ -22,6 +23,9 @@ type dispatcher struct {
 	wake   chan struct{}
 	closed bool
 
+	requests atomic.Pointer[map[string]RequestHandler]
+	reply    func(token uint64, payload []byte, errText string)
+
 	onError   func(error)
 	onState   func(StateChange)
 	done      chan struct{}
@@ -34,7 +38,15 @@ type item struct {
 	ev    Event
 	err   error
 	state *StateChange
+	// replyTo and deadline are set for a request event.
+	replyTo  uint64
+	deadline time.Time
 }
+
+// RequestHandler answers a request event. Its result is marshalled with
+// encoding/json as the reply's payload; an error becomes the caller's
+// error. ctx carries the caller's deadline.
+type RequestHandler func(ctx context.Context, e Event) (any, error)
 
 func newDispatcher(o *options) *dispatcher {
 	d := &dispatcher{
@@ -45,6 +57,7 @@ func newDispatcher(o *options) *dispatcher {
 		done:    make(chan struct{}),
 	}
 	d.handlers.Store(&map[string][]*Handler{})
+	d.requests.Store(&map[string]RequestHandler{})
 	go d.loop()
 	return d
 }
@@ -185,6 +198,9 @@ func (d *dispatcher) dispatch(it *item) {
 			d.onError(it.err)
 		}
 		return
+	case it.replyTo != 0:
+		d.answer(it)
+		return
 	}
 	hm := *d.handlers.Load()
 	for _, h := range hm[it.ev.Name] {
@@ -209,4 +225,56 @@ func (d *dispatcher) dispatch(it *item) {
 		}
 	}
 	d.wmu.Unlock()
+}
+
+// handle sets (h != nil) or removes the request handler for name.
+func (d *dispatcher) handle(name string, h RequestHandler) {
+	d.hmu.Lock()
+	defer d.hmu.Unlock()
+	old := *d.requests.Load()
+	m := make(map[string]RequestHandler, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	if h == nil {
+		delete(m, name)
+	} else {
+		m[name] = h
+	}
+	d.requests.Store(&m)
+}
+
+// answer runs the request handler for a request event and replies. Work
+// whose caller has already given up is skipped.
+func (d *dispatcher) answer(it *item) {
+	hm := *d.requests.Load()
+	h := hm[it.ev.Name]
+	if h == nil {
+		h = hm["*"]
+	}
+	if h == nil {
+		d.reply(it.replyTo, nil, "No handler for request "+it.ev.Name)
+		return
+	}
+	ctx := context.Background()
+	if !it.deadline.IsZero() {
+		if time.Now().After(it.deadline) {
+			d.reply(it.replyTo, nil, "Request expired before it was handled")
+			return
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, it.deadline)
+		defer cancel()
+	}
+	v, err := h(ctx, it.ev)
+	if err != nil {
+		d.reply(it.replyTo, nil, err.Error())
+		return
+	}
+	p, err := encodePayload(v)
+	if err != nil {
+		d.reply(it.replyTo, nil, err.Error())
+		return
+	}
+	d.reply(it.replyTo, p, "")
 }

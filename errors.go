@@ -24,6 +24,9 @@ var (
 	// ErrDeliveryFailed: the target went away before the event was written
 	// to it.
 	ErrDeliveryFailed error = protocol.ErrDeliveryFailed
+	// ErrNoResponder: a request's target is not connected, or went away
+	// before it replied.
+	ErrNoResponder error = protocol.ErrNoResponder
 	// ErrSlowConsumer: the target did not read its events in time.
 	ErrSlowConsumer error = protocol.ErrSlowConsumer
 )

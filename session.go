@@ -108,7 +108,11 @@ func (s *session) readLoop() {
 		if !r.IsEvent {
 			continue // an acknowledgement of a PostEvent
 		}
-		c.disp.enqueue(item{ev: s.makeEvent(&r.Event)})
+		it := item{ev: s.makeEvent(&r.Event), replyTo: r.ReplyTo}
+		if r.Deadline != nil {
+			it.deadline, _ = protocol.ParseTimeBytes(r.Deadline[1 : len(r.Deadline)-1])
+		}
+		c.disp.enqueue(it)
 	}
 }
 

@@ -16,6 +16,11 @@ type Request struct {
 	// NoAck (a statebus extension, "NoAck":true) asks for no
 	// acknowledgement of a delivered event; errors are still sent.
 	NoAck bool
+	// IsRequest ("Request":true) makes a SendEvent a request: the target's
+	// Reply is routed back as the response. TimeoutMs is how long the
+	// caller waits (0: no deadline).
+	IsRequest bool
+	TimeoutMs int64
 	// Event holds the event fields of an object Payload, read in the same
 	// pass as the request; see EventErr.
 	Event Event
@@ -71,6 +76,10 @@ func DecodeRequest(line []byte, r *Request) error {
 			}
 		case it.is("NoAck"):
 			r.NoAck = it.Kind == 't'
+		case it.is("Request"):
+			r.IsRequest = it.Kind == 't'
+		case it.is("TimeoutMs"):
+			r.TimeoutMs, _ = strconv.ParseInt(string(it.raw(&s)), 10, 64)
 		}
 	}
 	if err := s.finish(); err != nil {
@@ -307,6 +316,10 @@ type Response struct {
 	// its fields, read in the same pass.
 	IsEvent bool
 	Event   Event
+	// ReplyTo is set on the delivery of a request: the token to reply
+	// with. Deadline is the raw deadline timestamp, nil when none.
+	ReplyTo  uint64
+	Deadline []byte
 }
 
 // DecodeResponse decodes a line the service wrote.
@@ -344,6 +357,12 @@ func DecodeResponse(line []byte, r *Response) error {
 			}
 		case it.is("Id"):
 			r.ID = it.raw(&s)
+		case it.is("ReplyTo"):
+			r.ReplyTo, _ = strconv.ParseUint(string(it.raw(&s)), 10, 64)
+		case it.is("Deadline"):
+			if it.Kind == '"' {
+				r.Deadline = it.raw(&s)
+			}
 		}
 	}
 	return s.finish()
@@ -367,4 +386,50 @@ func Field(data []byte, name string) []byte {
 		return nil
 	}
 	return v
+}
+
+// ReplyPayload is the payload of a Reply request.
+type ReplyPayload struct {
+	ReplyTo uint64
+	// Payload is the raw reply value (nil for null); Error, when not empty,
+	// makes the reply an error.
+	Payload []byte
+	Error   string
+}
+
+// DecodeReply decodes a Reply payload.
+func DecodeReply(payload []byte, rp *ReplyPayload) error {
+	*rp = ReplyPayload{}
+	if payload == nil {
+		return ErrPayloadNull.New("")
+	}
+	var s scanner
+	var it objectIter
+	if err := scanObject(&s, &it, payload); err != nil {
+		return Required("Payload (a reply object)")
+	}
+	seen := false
+	for it.next(&s) {
+		switch {
+		case it.is("ReplyTo"):
+			n, err := strconv.ParseUint(string(it.raw(&s)), 10, 64)
+			seen = err == nil
+			rp.ReplyTo = n
+		case it.is("Payload"):
+			if it.Kind != 'n' {
+				rp.Payload = it.raw(&s)
+			}
+		case it.is("Error"):
+			if it.Kind == '"' {
+				rp.Error, _ = stringValue(it.raw(&s))
+			}
+		}
+	}
+	if err := s.finish(); err != nil {
+		return err
+	}
+	if !seen {
+		return Required("ReplyTo")
+	}
+	return nil
 }

@@ -168,6 +168,40 @@ func AppendDelivery(b, event []byte) []byte {
 	return append(b, noError+"}\n"...)
 }
 
+// AppendRequestDelivery appends the delivery of a request event: the event
+// as the sender wrote it, with the token the target replies with and the
+// caller's deadline (zero: none).
+func AppendRequestDelivery(b, event []byte, replyTo uint64, deadline time.Time) []byte {
+	b = append(b, okPrefix...)
+	b = append(b, event...)
+	b = append(b, noError+`,"ReplyTo":`...)
+	b = strconv.AppendUint(b, replyTo, 10)
+	if !deadline.IsZero() {
+		b = append(b, `,"Deadline":`...)
+		b = AppendTime(b, deadline)
+	}
+	return append(b, '}', '\n')
+}
+
+// AppendReply appends a Reply request: payload (raw JSON) or, when errText
+// is not empty, an error.
+func AppendReply(b []byte, replyTo uint64, payload []byte, errText string) []byte {
+	b = append(b, `{"Type":102,"Payload":{"ReplyTo":`...)
+	b = strconv.AppendUint(b, replyTo, 10)
+	if errText != "" {
+		b = append(b, `,"Error":`...)
+		b = AppendString(b, errText)
+	} else {
+		b = append(b, `,"Payload":`...)
+		if payload == nil {
+			b = append(b, "null"...)
+		} else {
+			b = append(b, payload...)
+		}
+	}
+	return append(b, "}}\n"...)
+}
+
 // DeliveryOverhead is how many bytes AppendDelivery adds to an event.
 const DeliveryOverhead = len(okPrefix) + len(noError) + 2
 
@@ -259,8 +293,9 @@ func AppendMachineRequest(b []byte, t MessageType, id uint64, machine string) []
 
 // AppendSendEvent appends a SendEvent request. payload is raw JSON (nil
 // for null). With noAck the service sends no acknowledgement on success
-// (errors still come); see Request.NoAck.
-func AppendSendEvent(b []byte, id uint64, source, target, event string, payload []byte, at time.Time, noAck bool) []byte {
+// (errors still come); see Request.NoAck. timeoutMs >= 0 makes the event
+// a request (0: no deadline); -1 is a plain event.
+func AppendSendEvent(b []byte, id uint64, source, target, event string, payload []byte, at time.Time, noAck bool, timeoutMs int64) []byte {
 	b = append(b, `{"Type":2,`...)
 	if id != 0 {
 		b = append(b, `"Id":`...)
@@ -269,6 +304,11 @@ func AppendSendEvent(b []byte, id uint64, source, target, event string, payload 
 	}
 	if noAck {
 		b = append(b, `"NoAck":true,`...)
+	}
+	if timeoutMs >= 0 {
+		b = append(b, `"Request":true,"TimeoutMs":`...)
+		b = strconv.AppendInt(b, timeoutMs, 10)
+		b = append(b, ',')
 	}
 	b = append(b, `"Payload":`...)
 	b = append(b, `{"SourceMachineId":`...)

@@ -81,6 +81,11 @@ var (
 	ErrTooLarge = &Kind{"Message exceeds ", "message too large"}
 	// ErrTooManyConnections: the service is at MaxConnections.
 	ErrTooManyConnections = &Kind{"Too many connections (limit ", "too many connections"}
+	// ErrNoResponder: a request's target is gone, or went away before it
+	// replied.
+	ErrNoResponder = &Kind{"No responder: ", "no responder"}
+	// ErrNoRequest: a Reply names no request that is waiting.
+	ErrNoRequest = &Kind{"No request is waiting for ReplyTo ", "no such request"}
 	// ErrAccessDenied: the access rules do not allow the action.
 	ErrAccessDenied = &Kind{"Access denied: ", "access denied"}
 	// ErrHandshake: the connection did not register in time.
@@ -91,7 +96,7 @@ var (
 
 // kinds lists the kinds a client can recognize, most specific first.
 var kinds = []*Kind{
-	ErrTargetNotConnected, ErrSlowConsumer, ErrDeliveryFailed, ErrUnknownType, ErrIDInUse,
+	ErrTargetNotConnected, ErrNoResponder, ErrNoRequest, ErrSlowConsumer, ErrDeliveryFailed, ErrUnknownType, ErrIDInUse,
 	ErrNotOwner, ErrInvalidID, ErrPayloadNull, ErrInvalidUTF8, ErrTooDeep,
 	ErrNotObject, ErrTooLarge, ErrTooManyConnections, ErrAccessDenied, ErrHandshake, ErrShuttingDown,
 	ErrInvalidJSON,

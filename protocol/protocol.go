@@ -35,11 +35,14 @@ const (
 	Health MessageType = 100
 	// Machines asks for the registry (Data: an array of MachineInfo).
 	Machines MessageType = 101
+	// Reply answers a request event (Payload: {"ReplyTo":n,"Payload":...}
+	// or {"ReplyTo":n,"Error":"..."}).
+	Reply MessageType = 102
 )
 
 var typeNames = map[MessageType]string{
 	Register: "Register", Unregister: "Unregister", SendEvent: "SendEvent", Subscribe: "Subscribe",
-	Health: "Health", Machines: "Machines",
+	Health: "Health", Machines: "Machines", Reply: "Reply",
 }
 
 // String returns the type's name as the .NET enum spells it.

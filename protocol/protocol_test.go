@@ -87,7 +87,7 @@ func TestDecodeEvent(t *testing.T) {
 
 func TestEncodeRoundTrip(t *testing.T) {
 	at := time.Date(2025, 10, 3, 17, 16, 9, 812345678, time.UTC)
-	line := AppendSendEvent(nil, 42, "a\"b", "tgt", "PING\n", []byte(`{"X":1}`), at, true)
+	line := AppendSendEvent(nil, 42, "a\"b", "tgt", "PING\n", []byte(`{"X":1}`), at, true, -1)
 	if !json.Valid(line) {
 		t.Fatalf("invalid JSON: %s", line)
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"statebus/internal/access"
@@ -31,6 +32,10 @@ type conn struct {
 	connectedAt   time.Time
 	rule          *access.Rule // nil: unrestricted
 	ctr           counters
+	ended         chan struct{} // closed when the connection ends (reqMu)
+	reqMu         sync.Mutex
+	pending       map[uint64]*pendingRequest // requests this connection must answer
+	lastSweep     time.Time
 	sample        uint8 // counts events for latency sampling (reader only)
 
 	// Owned by the reader goroutine.
@@ -51,6 +56,7 @@ type delivery struct {
 	id        reqID
 	broadcast bool  // acknowledged when queued; only failures are reported
 	noAck     bool  // the sender asked for no acknowledgement
+	request   bool  // a request: its failure is reported by the pending request
 	queuedAt  int64 // unix nanoseconds, for sampled events; else 0
 }
 
@@ -92,6 +98,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		nc:          nc,
 		q:           outq.New[delivery](s.cfg.MaxQueueBytes),
 		connectedAt: time.Now(),
+		ended:       make(chan struct{}),
 	}
 	c.q.MaxLines = s.cfg.MaxQueueEvents
 	c.pid, c.uid, c.gid = peerCred(nc)
@@ -118,6 +125,7 @@ func (c *conn) serve() {
 	err := c.readLoop()
 
 	s.routes.Drop(c, c.ids)
+	c.failPending()
 	c.q.Close()
 	// Give the writer a bounded time to write what is queued.
 	c.nc.SetWriteDeadline(time.Now().Add(s.cfg.ShutdownTimeout))
@@ -205,6 +213,8 @@ func (c *conn) handle(line []byte) {
 		err = c.unregister(r)
 	case protocol.Health, protocol.Machines:
 		err = c.admin(r)
+	case protocol.Reply:
+		err = c.replyTo(r)
 	}
 	if err != nil {
 		c.replyError(err, r.ID)
@@ -321,6 +331,9 @@ func (c *conn) sendEvent(r *protocol.Request) error {
 			return err
 		}
 	}
+	if r.IsRequest {
+		return c.request(r)
+	}
 	if len(ev.Target) == 1 && ev.Target[0] == '*' {
 		return c.broadcast(r)
 	}
@@ -334,8 +347,15 @@ func (c *conn) sendEvent(r *protocol.Request) error {
 // deliver queues the event line on target. It waits for room up to
 // SlowConsumerTimeout.
 func (c *conn) deliver(target *conn, tid string, r *protocol.Request, broadcast bool) error {
+	return c.deliverRequest(target, tid, r, broadcast, 0, time.Time{})
+}
+
+// deliverRequest is deliver for a request event when token is not 0: the
+// line carries the token to reply with and the deadline, and no
+// acknowledgement follows (the reply is the response).
+func (c *conn) deliverRequest(target *conn, tid string, r *protocol.Request, broadcast bool, token uint64, deadline time.Time) error {
 	s := c.srv
-	b, err := target.q.Begin(len(r.Payload)+protocol.DeliveryOverhead, s.cfg.SlowConsumerTimeout, s.done)
+	b, err := target.q.Begin(len(r.Payload)+protocol.DeliveryOverhead+64, s.cfg.SlowConsumerTimeout, s.done)
 	switch err {
 	case nil:
 	case outq.ErrFull:
@@ -345,8 +365,13 @@ func (c *conn) deliver(target *conn, tid string, r *protocol.Request, broadcast 
 	default:
 		return protocol.ErrTargetNotConnected.New(tid)
 	}
-	b = protocol.AppendDelivery(b, r.Payload)
 	d := delivery{sender: c, target: tid, id: makeReqID(r.ID), broadcast: broadcast, noAck: r.NoAck}
+	if token != 0 {
+		b = protocol.AppendRequestDelivery(b, r.Payload, token, deadline)
+		d.noAck, d.request = true, true
+	} else {
+		b = protocol.AppendDelivery(b, r.Payload)
+	}
 	if c.sample++; c.sample%64 == 0 && s.cfg.OnRouteLatency != nil {
 		d.queuedAt = time.Now().UnixNano()
 	}
@@ -415,6 +440,9 @@ func (c *conn) failed(recs []delivery, cause error) {
 	c.srv.countRefusal(protocol.ErrDeliveryFailed, uint64(len(recs)))
 	var idb [20]byte
 	for _, d := range recs {
+		if d.request {
+			continue // failPending tells the caller
+		}
 		b, err := d.sender.q.BeginNoWait()
 		if err != nil {
 			continue

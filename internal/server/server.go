@@ -139,6 +139,7 @@ type Server struct {
 	handlers sync.WaitGroup
 
 	ctr          serverCounters
+	nextToken    atomic.Uint64 // request tokens
 	nextConn     atomic.Uint64
 	connCount    atomic.Int64
 	lastActivity atomic.Int64 // unix nanoseconds

@@ -336,3 +336,33 @@ func TestWireNoAck(t *testing.T) {
 	a.send(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"x","EventName":"E"}}`)
 	a.expect(`{"Success":false,"Data":null,"Error":"Target machine not connected: x"}`)
 }
+
+func TestWireRequestReply(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dialRaw(t, srv).connect("a")
+	b := dialRaw(t, srv).connect("b")
+	ev := `{"SourceMachineId":"a","TargetMachineId":"b","EventName":"Q","Payload":{"N":1}}`
+	a.send(`{"Type":2,"Id":9,"Request":true,"TimeoutMs":5000,"Payload":` + ev + `}`)
+	got := b.expectMatch(`\{"Success":true,"Data":` + regexp.QuoteMeta(ev) + `,"Error":null,"ReplyTo":(\d+),"Deadline":` + ts + `\}`)
+	token := regexp.MustCompile(`"ReplyTo":(\d+)`).FindStringSubmatch(got)[1]
+	b.send(`{"Type":"Reply","Id":1,"Payload":{"ReplyTo":` + token + `,"Payload":{"Answer":42}}}`)
+	a.expect(`{"Success":true,"Data":{"Answer":42},"Error":null,"Id":9}`)
+	b.expect(`{"Success":true,"Data":null,"Error":null,"Id":1}`)
+	// A second reply to the same token is refused.
+	b.send(`{"Type":102,"Payload":{"ReplyTo":` + token + `,"Payload":1}}`)
+	b.expect(`{"Success":false,"Data":null,"Error":"No request is waiting for ReplyTo ` + token + `"}`)
+	// An error reply.
+	a.send(`{"Type":2,"Id":10,"Request":true,"Payload":` + ev + `}`)
+	got = b.expectMatch(`\{"Success":true,"Data":.*,"ReplyTo":(\d+)\}`)
+	token = regexp.MustCompile(`"ReplyTo":(\d+)`).FindStringSubmatch(got)[1]
+	b.send(`{"Type":102,"Payload":{"ReplyTo":` + token + `,"Error":"busy"}}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"busy","Id":10}`)
+	// No responder.
+	a.send(`{"Type":2,"Id":11,"Request":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"x","EventName":"Q"}}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"No responder: x is not connected","Id":11}`)
+	// The responder leaves with a request pending.
+	a.send(`{"Type":2,"Id":12,"Request":true,"Payload":` + ev + `}`)
+	b.read()
+	b.c.Close()
+	a.expect(`{"Success":false,"Data":null,"Error":"No responder: b disconnected before replying","Id":12}`)
+}
