@@ -1,0 +1,131 @@
+package httpapi
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"statebus/internal/server"
+	"statebus/internal/version"
+)
+
+// Metrics is statebusd's Prometheus registry. Make it before the server,
+// so that the server's OnRouteLatency can feed the latency histogram, then
+// Watch the server.
+type Metrics struct {
+	reg     *prometheus.Registry
+	latency prometheus.Histogram
+}
+
+// routeLatencyBuckets span a quick local write (tens of µs) to a target
+// that keeps events waiting for seconds.
+var routeLatencyBuckets = []float64{
+	10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6,
+	1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1, 5,
+}
+
+// NewMetrics returns a registry with the Go runtime and process
+// collectors and the routing latency histogram.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "statebus_route_latency_seconds",
+			Help:    "Time from an event being queued for its target to being written to the target's socket; one event in 64 is sampled.",
+			Buckets: routeLatencyBuckets,
+		}),
+	}
+	m.reg.MustRegister(m.latency,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// ObserveRouteLatency records one sampled event's routing latency. It is
+// server.Config.OnRouteLatency.
+func (m *Metrics) ObserveRouteLatency(d time.Duration) { m.latency.Observe(d.Seconds()) }
+
+// Watch adds srv's gauges and counters, read from srv at each scrape.
+func (m *Metrics) Watch(srv *server.Server) error { return m.reg.Register(newCollector(srv)) }
+
+// Registry is the registry /metrics serves.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// collector reads the server's own counters when scraped, so routing
+// does no extra work per event for metrics' sake.
+type collector struct {
+	srv     *server.Server
+	reasons []string
+
+	up, conns, connsMax, connsPeak, machines, received, delivered, refused,
+	bytesIn, bytesOut, queued, lastActivity, started, build *prometheus.Desc
+}
+
+func newCollector(srv *server.Server) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("statebus_"+name, help, labels, nil)
+	}
+	return &collector{
+		srv:          srv,
+		reasons:      server.RefusalReasons(),
+		up:           d("up", "1 while the service accepts connections, 0 once it is shutting down or its listener failed."),
+		conns:        d("connections", "Client connections open now."),
+		connsMax:     d("connections_max", "MaxConnections: the most clients allowed at once."),
+		connsPeak:    d("connections_peak", "The most connections open at once since the service started."),
+		machines:     d("machines_registered", "Machine ids registered now."),
+		received:     d("events_received_total", "SendEvent requests read, delivered or not."),
+		delivered:    d("events_delivered_total", "Event lines written to a target's socket; each broadcast recipient counts once."),
+		refused:      d("refusals_total", "Error responses sent, by reason: refused events and refused requests.", "reason"),
+		bytesIn:      d("received_bytes_total", "Bytes read from clients."),
+		bytesOut:     d("sent_bytes_total", "Bytes written to clients."),
+		queued:       d("outbound_queue_bytes", "Bytes waiting in all connections' outbound queues now."),
+		lastActivity: d("last_activity_timestamp_seconds", "When a client last registered, sent or received (Unix time)."),
+		started:      d("start_time_seconds", "When the service started (Unix time)."),
+		build:        d("build_info", "Always 1; the version label says which build runs.", "version"),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.up, c.conns, c.connsMax, c.connsPeak, c.machines, c.received,
+		c.delivered, c.refused, c.bytesIn, c.bytesOut, c.queued, c.lastActivity, c.started, c.build} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	h, st := c.srv.Status(), c.srv.Stats()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	up := 0.0
+	if h.IsHealthy {
+		up = 1
+	}
+	gauge(c.up, up)
+	gauge(c.conns, float64(h.ConnectionCount))
+	gauge(c.connsMax, float64(h.MaxConnections))
+	gauge(c.connsPeak, float64(h.PeakConnections))
+	gauge(c.machines, float64(h.RegisteredMachines))
+	counter(c.received, st.EventsReceived)
+	counter(c.delivered, st.EventsDelivered)
+	for _, r := range c.reasons { // a fixed set: every reason, even at 0
+		counter(c.refused, st.Refused[r], r)
+	}
+	counter(c.bytesIn, st.BytesIn)
+	counter(c.bytesOut, st.BytesOut)
+	gauge(c.queued, float64(st.QueuedBytes))
+	gauge(c.lastActivity, unix(h.LastActivityAt))
+	gauge(c.started, unix(h.StartedAt))
+	gauge(c.build, 1, version.String())
+}
+
+func unix(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
+}
