@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,7 +68,8 @@ type Client struct {
 	ready   chan struct{} // closed and replaced when a session is established
 	pending map[uint64]pendingCall
 	closing bool
-	err     error // why the client stopped for good, once it has
+	groups  []string // joined, to join again after a reconnect
+	err     error    // why the client stopped for good, once it has
 
 	closed   chan struct{} // closed by Close
 	done     chan struct{} // closed when the client stops for good
@@ -258,6 +260,37 @@ func (c *Client) Request(ctx context.Context, target, name string, payload any) 
 		return Event{}, err
 	}
 	return Event{Source: target, Target: c.id, Name: name, Payload: data, Timestamp: time.Now()}, nil
+}
+
+// JoinGroup makes the client a member of group: events sent to "@group"
+// go to one member each, round-robin, and "@group:*" reaches all members.
+// Membership is kept across reconnects.
+func (c *Client) JoinGroup(ctx context.Context, group string) error {
+	if err := c.groupCall(ctx, protocol.JoinGroup, group); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if !slices.Contains(c.groups, group) {
+		c.groups = append(c.groups, group)
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// LeaveGroup ends the client's membership of group.
+func (c *Client) LeaveGroup(ctx context.Context, group string) error {
+	c.mu.Lock()
+	c.groups = slices.DeleteFunc(c.groups, func(g string) bool { return g == group })
+	c.mu.Unlock()
+	return c.groupCall(ctx, protocol.LeaveGroup, group)
+}
+
+func (c *Client) groupCall(ctx context.Context, t protocol.MessageType, group string) error {
+	s, err := c.session(ctx)
+	if err != nil {
+		return err
+	}
+	return s.groupCall(ctx, t, group)
 }
 
 // HandleRequest sets the handler that answers request events named name

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -64,6 +65,26 @@ func (s *session) register(ctx context.Context) error {
 		seq = c.seq.Add(1)
 		_, err = c.call(ctx, s, seq, protocol.AppendMachineRequest(nil, protocol.Subscribe, seq, c.id), false)
 	}
+	c.mu.Lock()
+	groups := slices.Clone(c.groups)
+	c.mu.Unlock()
+	for _, g := range groups {
+		if err == nil {
+			err = s.groupCall(ctx, protocol.JoinGroup, g)
+		}
+	}
+	return err
+}
+
+func (s *session) groupCall(ctx context.Context, t protocol.MessageType, group string) error {
+	c := s.c
+	seq := c.seq.Add(1)
+	line := fmt.Appendf(nil, `{"Type":%d,"Id":%d,"Payload":{"Group":`, int(t), seq)
+	line = protocol.AppendString(line, group)
+	line = append(line, `,"MachineId":`...)
+	line = protocol.AppendString(line, c.id)
+	line = append(line, "}}\n"...)
+	_, err := c.call(ctx, s, seq, line, false)
 	return err
 }
 

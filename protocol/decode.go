@@ -433,3 +433,44 @@ func DecodeReply(payload []byte, rp *ReplyPayload) error {
 	}
 	return nil
 }
+
+// GroupPayload is the payload of JoinGroup and LeaveGroup.
+type GroupPayload struct {
+	Group     string
+	MachineID []byte // nil: the connection's only machine id
+}
+
+// DecodeGroup decodes a JoinGroup or LeaveGroup payload.
+func DecodeGroup(payload []byte, g *GroupPayload) error {
+	*g = GroupPayload{}
+	if payload == nil {
+		return ErrPayloadNull.New("")
+	}
+	var s scanner
+	var it objectIter
+	if err := scanObject(&s, &it, payload); err != nil {
+		return Required("Payload (a group object)")
+	}
+	for it.next(&s) {
+		if it.Kind != '"' {
+			continue
+		}
+		v, err := stringValue(it.raw(&s))
+		if err != nil {
+			return err
+		}
+		switch {
+		case it.is("Group"):
+			g.Group = v
+		case it.is("MachineId"):
+			g.MachineID = []byte(v)
+		}
+	}
+	if err := s.finish(); err != nil {
+		return err
+	}
+	if g.Group == "" || len(g.Group) > MaxIDBytes {
+		return Required("Group")
+	}
+	return nil
+}

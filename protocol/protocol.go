@@ -38,11 +38,16 @@ const (
 	// Reply answers a request event (Payload: {"ReplyTo":n,"Payload":...}
 	// or {"ReplyTo":n,"Error":"..."}).
 	Reply MessageType = 102
+	// JoinGroup and LeaveGroup add a machine id of the connection to a
+	// group or remove it (Payload: {"Group": name, "MachineId": id}).
+	JoinGroup  MessageType = 103
+	LeaveGroup MessageType = 104
 )
 
 var typeNames = map[MessageType]string{
 	Register: "Register", Unregister: "Unregister", SendEvent: "SendEvent", Subscribe: "Subscribe",
 	Health: "Health", Machines: "Machines", Reply: "Reply",
+	JoinGroup: "JoinGroup", LeaveGroup: "LeaveGroup",
 }
 
 // String returns the type's name as the .NET enum spells it.
@@ -91,6 +96,23 @@ const DefaultPipeName = "XStateNet.MessageBus"
 // but the sender (a statebus extension).
 const Broadcast = "*"
 
+// GroupPrefix starts a group target: "@workers" addresses one member of
+// the group workers, "@workers:*" all of them (a statebus extension).
+const GroupPrefix = '@'
+
+// GroupTarget splits a target into its group name and whether it
+// addresses every member; ok is false when target is not a group.
+func GroupTarget(target []byte) (group []byte, all, ok bool) {
+	if len(target) < 2 || target[0] != GroupPrefix {
+		return nil, false, false
+	}
+	g := target[1:]
+	if n := len(g); n > 2 && g[n-2] == ':' && g[n-1] == '*' {
+		return g[:n-2], true, true
+	}
+	return g, false, true
+}
+
 // MaxIDBytes is the longest machine id statebus accepts.
 const MaxIDBytes = 256
 
@@ -122,6 +144,8 @@ func ValidateID(id []byte) error {
 		return ErrInvalidID.with("Invalid machine id: longer than " + strconv.Itoa(MaxIDBytes) + " bytes")
 	case string(id) == Broadcast:
 		return ErrInvalidID.with("Invalid machine id: \"*\" is reserved for broadcast")
+	case id[0] == GroupPrefix:
+		return ErrInvalidID.with("Invalid machine id: \"@\" starts a group name")
 	case !utf8.Valid(id):
 		return ErrInvalidID.with("Invalid machine id: not valid UTF-8")
 	}

@@ -105,6 +105,22 @@ func (q *Queue[R]) Begin(n int, wait time.Duration, cancel <-chan struct{}) ([]b
 	return q.buf, nil
 }
 
+// TryBegin is Begin that never waits: a full queue fails at once with
+// ErrFull. A group uses it to pass over a member that is not keeping up.
+func (q *Queue[R]) TryBegin(n int) ([]byte, error) {
+	q.mu.Lock()
+	if q.full(n) {
+		q.mu.Unlock()
+		return nil, ErrFull
+	}
+	if q.closed {
+		q.mu.Unlock()
+		return nil, ErrClosed
+	}
+	q.startLen = len(q.buf)
+	return q.buf, nil
+}
+
 // BeginNoWait is Begin without the limit: for short lines that must not
 // wait, such as acknowledgements and errors, whose number is bounded by the
 // events that passed a limit elsewhere.

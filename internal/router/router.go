@@ -36,21 +36,23 @@ type Info struct {
 }
 
 type entry[O comparable] struct {
-	owner O
-	info  Info
+	owner  O
+	info   Info
+	groups []string // groups the id is a member of
 }
 
 // Table is the registry and routing table. The zero value is not usable;
 // call New. It is safe for concurrent use: lookups take a read lock, so
 // routing runs in parallel and only registration changes serialize.
 type Table[O comparable] struct {
-	mu sync.RWMutex
-	m  map[string]*entry[O]
+	mu     sync.RWMutex
+	m      map[string]*entry[O]
+	groups map[string]*group[O]
 }
 
 // New returns an empty table.
 func New[O comparable]() *Table[O] {
-	return &Table[O]{m: make(map[string]*entry[O])}
+	return &Table[O]{m: make(map[string]*entry[O]), groups: make(map[string]*group[O])}
 }
 
 // Register records info.MachineID as held by owner. It fails with
@@ -103,8 +105,16 @@ func (t *Table[O]) Unregister(owner O, id string) error {
 	if e.owner != owner {
 		return protocol.ErrNotOwner.New(id)
 	}
-	delete(t.m, id)
+	t.remove(id, e)
 	return nil
+}
+
+// remove deletes an id and its group memberships; t.mu is held.
+func (t *Table[O]) remove(id string, e *entry[O]) {
+	for _, g := range e.groups {
+		t.leave(g, id)
+	}
+	delete(t.m, id)
 }
 
 // Drop removes the given ids if owner still holds them: the cleanup when a
@@ -114,7 +124,7 @@ func (t *Table[O]) Drop(owner O, ids []string) {
 	defer t.mu.Unlock()
 	for _, id := range ids {
 		if e, ok := t.m[id]; ok && e.owner == owner {
-			delete(t.m, id)
+			t.remove(id, e)
 		}
 	}
 }

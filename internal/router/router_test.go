@@ -68,3 +68,38 @@ func BenchmarkLookup(b *testing.B) {
 		}
 	})
 }
+
+func TestGroups(t *testing.T) {
+	tb := New[int]()
+	now := time.Now()
+	for i, id := range []string{"w1", "w2", "w3"} {
+		tb.Subscribe(i+1, Info{MachineID: id}, now)
+		if err := tb.Join(i+1, "workers", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb.Register(9, Info{MachineID: "unsubscribed"})
+	if err := tb.Join(9, "workers", "unsubscribed"); err == nil {
+		t.Fatal("an id that is not subscribed joined")
+	}
+	if err := tb.Join(2, "workers", "w1"); err == nil {
+		t.Fatal("joined with another owner's id")
+	}
+	seen := map[string]int{}
+	for range 30 {
+		m, first := tb.Members([]byte("workers"))
+		seen[m[first].ID]++
+	}
+	if seen["w1"] != 10 || seen["w2"] != 10 || seen["w3"] != 10 {
+		t.Fatalf("round robin %v", seen)
+	}
+	tb.Drop(2, []string{"w2"})
+	tb.Leave(3, "workers", "w3")
+	if m, _ := tb.Members([]byte("workers")); len(m) != 1 || m[0].ID != "w1" {
+		t.Fatalf("members after leaving %v", m)
+	}
+	tb.Unregister(1, "w1")
+	if m, _ := tb.Members([]byte("workers")); m != nil {
+		t.Fatalf("empty group still has %v", m)
+	}
+}

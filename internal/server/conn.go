@@ -215,6 +215,8 @@ func (c *conn) handle(line []byte) {
 		err = c.admin(r)
 	case protocol.Reply:
 		err = c.replyTo(r)
+	case protocol.JoinGroup, protocol.LeaveGroup:
+		err = c.joinLeave(r)
 	}
 	if err != nil {
 		c.replyError(err, r.ID)
@@ -331,6 +333,9 @@ func (c *conn) sendEvent(r *protocol.Request) error {
 			return err
 		}
 	}
+	if g, all, ok := protocol.GroupTarget(ev.Target); ok {
+		return c.toGroup(r, g, all)
+	}
 	if r.IsRequest {
 		return c.request(r)
 	}
@@ -347,15 +352,25 @@ func (c *conn) sendEvent(r *protocol.Request) error {
 // deliver queues the event line on target. It waits for room up to
 // SlowConsumerTimeout.
 func (c *conn) deliver(target *conn, tid string, r *protocol.Request, broadcast bool) error {
-	return c.deliverRequest(target, tid, r, broadcast, 0, time.Time{})
+	return c.deliverOpt(target, tid, r, broadcast, 0, noDeadline, true)
 }
 
-// deliverRequest is deliver for a request event when token is not 0: the
+var noDeadline time.Time
+
+// deliverOpt is deliver with options. For a request (token not 0) the
 // line carries the token to reply with and the deadline, and no
-// acknowledgement follows (the reply is the response).
-func (c *conn) deliverRequest(target *conn, tid string, r *protocol.Request, broadcast bool, token uint64, deadline time.Time) error {
+// acknowledgement follows: the reply is the response. Without wait a full
+// queue fails at once.
+func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, broadcast bool, token uint64, deadline time.Time, wait bool) error {
 	s := c.srv
-	b, err := target.q.Begin(len(r.Payload)+protocol.DeliveryOverhead+64, s.cfg.SlowConsumerTimeout, s.done)
+	n := len(r.Payload) + protocol.DeliveryOverhead + 64
+	var b []byte
+	var err error
+	if wait {
+		b, err = target.q.Begin(n, s.cfg.SlowConsumerTimeout, s.done)
+	} else {
+		b, err = target.q.TryBegin(n)
+	}
 	switch err {
 	case nil:
 	case outq.ErrFull:

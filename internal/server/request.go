@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"statebus/internal/router"
 	"statebus/protocol"
 )
 
@@ -28,6 +29,12 @@ func (c *conn) request(r *protocol.Request) error {
 	if !ok {
 		return protocol.ErrNoResponder.New(string(ev.Target) + " is not connected")
 	}
+	return c.requestTo(route, r, true)
+}
+
+// requestTo delivers request r to one route and records it as pending
+// there. Without wait a full queue fails at once.
+func (c *conn) requestTo(route router.Route[*conn], r *protocol.Request, wait bool) error {
 	target := route.Owner
 	token := c.srv.nextToken.Add(1)
 	var deadline time.Time
@@ -37,7 +44,7 @@ func (c *conn) request(r *protocol.Request) error {
 	if !target.addPending(token, &pendingRequest{caller: c, id: makeReqID(r.ID), target: route.ID, deadline: deadline}) {
 		return protocol.ErrNoResponder.New(route.ID + " disconnected")
 	}
-	if err := c.deliverRequest(target, route.ID, r, false, token, deadline); err != nil {
+	if err := c.deliverOpt(target, route.ID, r, false, token, deadline, wait); err != nil {
 		target.takePending(token)
 		return err
 	}

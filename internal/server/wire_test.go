@@ -366,3 +366,41 @@ func TestWireRequestReply(t *testing.T) {
 	b.c.Close()
 	a.expect(`{"Success":false,"Data":null,"Error":"No responder: b disconnected before replying","Id":12}`)
 }
+
+func TestWireGroups(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dialRaw(t, srv).connect("a")
+	w1 := dialRaw(t, srv).connect("w1")
+	w2 := dialRaw(t, srv).connect("w2")
+	w1.send(`{"Type":"JoinGroup","Id":1,"Payload":{"Group":"workers"}}`)
+	w1.expect(`{"Success":true,"Data":null,"Error":null,"Id":1}`)
+	w2.send(`{"Type":103,"Payload":{"Group":"workers","MachineId":"w2"}}`)
+	w2.expect(`{"Success":true,"Data":null,"Error":null}`)
+	a.send(`{"Type":103,"Payload":{"Group":"workers","MachineId":"w1"}}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"Machine id not registered on this connection: w1"}`)
+	ev := func(n string) string {
+		return `{"SourceMachineId":"a","TargetMachineId":"@workers","EventName":"J","Payload":` + n + `}`
+	}
+	// Round-robin: one member each, acknowledged with the member's id.
+	a.send(`{"Type":2,"Payload":` + ev("1") + `}`)
+	a.send(`{"Type":2,"Payload":` + ev("2") + `}`)
+	w1.expect(`{"Success":true,"Data":` + ev("1") + `,"Error":null}`)
+	w2.expect(`{"Success":true,"Data":` + ev("2") + `,"Error":null}`)
+	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"w1"},"Error":null}`)
+	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"w2"},"Error":null}`)
+	// All members.
+	all := `{"SourceMachineId":"a","TargetMachineId":"@workers:*","EventName":"J"}`
+	a.send(`{"Type":2,"Payload":` + all + `}`)
+	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"@workers:*","Recipients":2},"Error":null}`)
+	w1.expect(`{"Success":true,"Data":` + all + `,"Error":null}`)
+	w2.expect(`{"Success":true,"Data":` + all + `,"Error":null}`)
+	// A member that leaves (or dies) is out at once.
+	w1.send(`{"Type":"LeaveGroup","Payload":{"Group":"workers"}}`)
+	w1.expect(`{"Success":true,"Data":null,"Error":null}`)
+	w2.c.Close()
+	bustest.Eventually(t, 5*time.Second, func() bool { return srv.Health().ConnectionCount == 2 }, "w2 not gone")
+	a.send(`{"Type":2,"Payload":` + ev("3") + `}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"Target machine not connected: @workers"}`)
+	a.send(`{"Type":0,"Payload":{"MachineId":"@x"}}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"Invalid machine id: \"@\" starts a group name"}`)
+}
