@@ -175,7 +175,11 @@ func (c *conn) readLoop() error {
 		c.handle(line)
 		if !c.greeted && (len(c.ids) > 0 || c.req.Type == protocol.Health || c.req.Type == protocol.Machines) {
 			c.greeted = true
-			c.nc.SetReadDeadline(time.Time{})
+			select {
+			case <-s.done: // stop has set the deadline that ends this loop
+			default:
+				c.nc.SetReadDeadline(time.Time{})
+			}
 		}
 	}
 }
