@@ -8,10 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 
 	"statebus"
 	"statebus/internal/server"
@@ -19,8 +22,13 @@ import (
 
 // When STATEBUSD_TEST_MAIN is set the test binary is statebusd: fault tests
 // run it as a real child process.
+// STATEBUSD_TEST_LISTEN_PID=1 makes it a socket-activated statebusd: it
+// sets LISTEN_PID to its own pid, as systemd does between fork and exec.
 func TestMain(m *testing.M) {
 	if os.Getenv("STATEBUSD_TEST_MAIN") == "1" {
+		if os.Getenv("STATEBUSD_TEST_LISTEN_PID") == "1" {
+			os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+		}
 		main()
 		return
 	}
@@ -28,7 +36,15 @@ func TestMain(m *testing.M) {
 		runTestClient()
 		return
 	}
-	os.Exit(m.Run())
+	// Children start from a known environment: no monitoring port unless
+	// a test asks for one (two tests must not race for 9555), and none of
+	// systemd's variables the test runner may have been started with.
+	os.Setenv("STATEBUS_HTTP", "off")
+	for _, k := range []string{"JOURNAL_STREAM", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+		"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "STATEBUS_CONFIG", "STATEBUS_LOG_LEVEL", "STATEBUS_LOG_FORMAT"} {
+		os.Unsetenv(k)
+	}
+	goleak.VerifyTestMain(m)
 }
 
 func shortDir(t *testing.T) string {
@@ -58,7 +74,7 @@ func TestRunInProcess(t *testing.T) {
 	code := make(chan int, 1)
 	go func() {
 		code <- run([]string{"--config", cfg, "--max-connections", "9"},
-			env(map[string]string{"STATEBUS_PIPE_NAME": "FromEnv", "STATEBUS_MAX_CONNECTIONS": "8"}),
+			env(map[string]string{"STATEBUS_PIPE_NAME": "FromEnv", "STATEBUS_MAX_CONNECTIONS": "8", "STATEBUS_HTTP": "off"}),
 			os.Stdout, &stderr, sigs, started)
 	}()
 	var srv *server.Server

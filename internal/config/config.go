@@ -8,12 +8,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"statebus/internal/access"
+	"statebus/internal/logging"
 	"statebus/internal/server"
 	"statebus/protocol"
 )
@@ -41,16 +43,28 @@ type MessageBus struct {
 	// Access is the access policy (who may connect, what each uid may do).
 	Access                 *access.Policy `json:"Access"`
 	ShutdownTimeoutSeconds *float64       `json:"ShutdownTimeoutSeconds"`
+	// Http is the monitoring endpoint's address; "" disables it.
+	Http *string `json:"Http"`
 }
+
+// DefaultHTTPAddr is where the monitoring endpoint listens unless
+// configured: loopback only, as nats-server's monitoring port is usually
+// kept.
+const DefaultHTTPAddr = "127.0.0.1:9555"
 
 // Settings is the result of loading: the server's configuration and the
 // log settings.
 type Settings struct {
-	Server    server.Config
-	PipeName  string
-	LogLevel  slog.Level
-	LogFormat string // "text" or "json"
-	Version   bool
+	Server   server.Config
+	PipeName string
+	// LogLevels is each log category's level (see package logging).
+	LogLevels map[string]slog.Level
+	// LogFormat is "text", "json" or "" (choose: JSON when stderr goes to
+	// the journal, else text).
+	LogFormat string
+	// HTTPAddr is the monitoring endpoint's address, "" for none.
+	HTTPAddr string
+	Version  bool
 	// SelfTest asks statebusd to run the standalone self-test (a bus of
 	// its own on a temporary socket) instead of serving.
 	SelfTest bool
@@ -88,6 +102,14 @@ var settings = []setting{
 		secondsSetting(func(s *Settings, d time.Duration) { s.Server.SlowConsumerTimeout = d })},
 	{"ShutdownTimeoutSeconds", "STATEBUS_SHUTDOWN_TIMEOUT_SECONDS", "shutdown-timeout", "seconds to flush queued events on shutdown (default 5)",
 		secondsSetting(func(s *Settings, d time.Duration) { s.Server.ShutdownTimeout = d })},
+	{"Http", "STATEBUS_HTTP", "http", "monitoring endpoint address (/healthz, /status, /machines, /metrics); \"\" or off disables, port 0 picks one (default " + DefaultHTTPAddr + ")",
+		func(s *Settings, v string) error {
+			if strings.EqualFold(v, "off") {
+				v = ""
+			}
+			s.HTTPAddr = v
+			return nil
+		}},
 }
 
 func intSetting(f func(*Settings, int)) func(*Settings, string) error {
@@ -110,12 +132,12 @@ func secondsSetting(f func(*Settings, time.Duration)) func(*Settings, string) er
 // defaults, the --config file, the environment (getenv) and the flags, in
 // that order of precedence, lowest first.
 func Load(args []string, getenv func(string) string) (*Settings, error) {
-	s := &Settings{Server: server.DefaultConfig(), PipeName: protocol.DefaultPipeName, LogFormat: "text"}
+	s := &Settings{Server: server.DefaultConfig(), PipeName: protocol.DefaultPipeName, HTTPAddr: DefaultHTTPAddr}
 	fs := flag.NewFlagSet("statebusd", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
 	configPath := fs.String("config", getenv("STATEBUS_CONFIG"), "appsettings.json-style config file (env STATEBUS_CONFIG)")
-	logLevel := fs.String("log-level", "", "debug, info, warn or error (default from Logging:LogLevel:Default, else info)")
-	logFormat := fs.String("log-format", "", "text or json (default text)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error for every log category (default from Logging:LogLevel, else info)")
+	logFormat := fs.String("log-format", "", "text or json (default json when stderr is the systemd journal, else text)")
 	fs.BoolVar(&s.Version, "version", false, "print the version and exit")
 	fs.BoolVar(&s.SelfTest, "self-test", false, "run the self-test on a temporary socket, print the results and exit (0 if all passed)")
 	for _, st := range settings {
@@ -131,13 +153,16 @@ func Load(args []string, getenv func(string) string) (*Settings, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
 	}
-	levelText := ""
+	section := map[string]string{}
 	if *configPath != "" {
 		f, err := ReadFile(*configPath)
 		if err != nil {
 			return nil, err
 		}
-		levelText = f.Logging.LogLevel["Default"]
+		section = f.Logging.LogLevel
+		if section == nil {
+			section = map[string]string{}
+		}
 		if err := f.MessageBus.apply(s); err != nil {
 			return nil, fmt.Errorf("%s: %w", *configPath, err)
 		}
@@ -158,9 +183,10 @@ func Load(args []string, getenv func(string) string) (*Settings, error) {
 			}
 		}
 	}
-	if v := getenv("STATEBUS_LOG_LEVEL"); v != "" {
-		levelText = v
+	if v := getenv("Logging__LogLevel__Default"); v != "" {
+		section["Default"] = v
 	}
+	levelText := getenv("STATEBUS_LOG_LEVEL")
 	var flagErr error
 	fs.Visit(func(f *flag.Flag) {
 		for _, st := range settings {
@@ -175,16 +201,33 @@ func Load(args []string, getenv func(string) string) (*Settings, error) {
 	if *logLevel != "" {
 		levelText = *logLevel
 	}
-	lvl, err := ParseLevel(levelText)
+	levels, err := logging.Levels(section)
 	if err != nil {
 		return nil, err
 	}
-	s.LogLevel = lvl
-	if *logFormat != "" {
-		s.LogFormat = *logFormat
+	if levelText != "" {
+		// The flag or STATEBUS_LOG_LEVEL sets every category: it is the
+		// troubleshooting switch, and wins over the file.
+		lvl, err := ParseLevel(levelText)
+		if err != nil {
+			return nil, err
+		}
+		for c := range levels {
+			levels[c] = lvl
+		}
 	}
-	if s.LogFormat != "text" && s.LogFormat != "json" {
+	s.LogLevels = levels
+	s.LogFormat = *logFormat
+	if s.LogFormat == "" {
+		s.LogFormat = getenv("STATEBUS_LOG_FORMAT")
+	}
+	if s.LogFormat != "" && s.LogFormat != "text" && s.LogFormat != "json" {
 		return nil, fmt.Errorf("--log-format must be text or json, not %q", s.LogFormat)
+	}
+	if s.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(s.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("monitoring address %q: want HOST:PORT, e.g. %s (%v)", s.HTTPAddr, DefaultHTTPAddr, err)
+		}
 	}
 	s.Server.SocketPath = protocol.PipePath(s.PipeName)
 	if err := s.Server.Validate(); err != nil {
@@ -217,6 +260,9 @@ func (m *MessageBus) apply(s *Settings) error {
 	if m.SocketMode != nil {
 		vals["SocketMode"] = *m.SocketMode
 	}
+	if m.Http != nil {
+		vals["Http"] = *m.Http
+	}
 	for k, p := range map[string]*int{"MaxConnections": m.MaxConnections,
 		"HealthCheckIntervalSeconds": m.HealthCheckIntervalSeconds,
 		"MaxMessageBytes":            m.MaxMessageBytes, "MaxQueueBytes": m.MaxQueueBytes,
@@ -233,7 +279,7 @@ func (m *MessageBus) apply(s *Settings) error {
 	}
 	for _, st := range settings {
 		if v, ok := vals[st.key]; ok {
-			if err := st.set(s, v); err != nil {
+			if err := st.set(s, strings.TrimSpace(v)); err != nil {
 				return fmt.Errorf("MessageBus:%s: invalid value %q", st.key, v)
 			}
 		}
@@ -246,16 +292,4 @@ func (m *MessageBus) apply(s *Settings) error {
 
 // ParseLevel accepts slog's level names and .NET's (Trace, Debug,
 // Information, Warning, Error, Critical). Empty means info.
-func ParseLevel(s string) (slog.Level, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "", "info", "information":
-		return slog.LevelInfo, nil
-	case "trace", "debug":
-		return slog.LevelDebug, nil
-	case "warn", "warning":
-		return slog.LevelWarn, nil
-	case "error", "critical", "none":
-		return slog.LevelError, nil
-	}
-	return 0, fmt.Errorf("unknown log level %q: use debug, info, warn or error", s)
-}
+func ParseLevel(s string) (slog.Level, error) { return logging.ParseLevel(s) }

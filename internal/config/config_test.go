@@ -1,6 +1,7 @@
 package config
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,8 +14,9 @@ func TestLoadPrecedence(t *testing.T) {
 	t.Setenv("TMPDIR", dir)
 	file := filepath.Join(dir, "appsettings.json")
 	os.WriteFile(file, []byte(`{
-	  "Logging": {"LogLevel": {"Default": "Warning"}},
+	  "Logging": {"LogLevel": {"Default": "Warning", "statebus.http": "Error"}},
 	  "MessageBus": {
+	    "Http": "127.0.0.1:0",
 	    "PipeName": "FromFile", "MaxConnections": 7, "HealthCheckIntervalSeconds": 12,
 	    "SocketMode": "0600", "MaxQueueEvents": 99, "HandshakeTimeoutSeconds": 2.5,
 	    "Access": {"AllowUids": [1000], "Rules": [{"Uid": 1000, "Register": ["sensor-*"]}]}
@@ -29,7 +31,8 @@ func TestLoadPrecedence(t *testing.T) {
 	if s.PipeName != "FromFile" || c.SocketPath != filepath.Join(dir, "CoreFxPipe_FromFile") ||
 		c.MaxConnections != 8 || c.HealthCheckInterval != 3*time.Second || c.SocketMode != 0o600 ||
 		c.MaxQueueEvents != 99 || c.HandshakeTimeout != 2500*time.Millisecond ||
-		c.SlowConsumerTimeout != 500*time.Millisecond || s.LogLevel.String() != "WARN" ||
+		c.SlowConsumerTimeout != 500*time.Millisecond || s.LogLevels["statebus.server"] != slog.LevelWarn ||
+		s.LogLevels["statebus.http"] != slog.LevelError || s.HTTPAddr != "127.0.0.1:0" ||
 		len(c.Access.AllowUIDs) != 1 || c.Access.Rules[0].Register[0] != "sensor-*" {
 		t.Fatalf("settings %+v", s)
 	}
@@ -41,8 +44,53 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Server.SocketPath != "/tmp/CoreFxPipe_XStateNet.MessageBus" || s.Server.MaxConnections != 100 {
-		t.Fatalf("defaults %+v", s.Server)
+	if s.Server.SocketPath != "/tmp/CoreFxPipe_XStateNet.MessageBus" || s.Server.MaxConnections != 100 ||
+		s.HTTPAddr != "127.0.0.1:9555" || s.LogFormat != "" || s.LogLevels["statebus.daemon"] != slog.LevelInfo {
+		t.Fatalf("defaults %+v", s)
+	}
+}
+
+func TestHTTPAndLogLevelOverrides(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "appsettings.json")
+	os.WriteFile(file, []byte(`{"Logging": {"LogLevel": {"Default": "Warning", "statebus.server": "Error"}},
+	  "MessageBus": {"Http": "127.0.0.1:9999"}}`), 0o644)
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		http string
+		lvl  slog.Level // of every category
+	}{
+		{"file disabled http", nil, map[string]string{"STATEBUS_HTTP": "off"}, "", -99},
+		{"flag empty disables", []string{"--http", ""}, map[string]string{"STATEBUS_HTTP": "127.0.0.1:1"}, "", -99},
+		{"env over file", nil, map[string]string{"STATEBUS_HTTP": "127.0.0.1:1"}, "127.0.0.1:1", -99},
+		{"--log-level sets every category", []string{"--log-level", "debug"}, nil, "127.0.0.1:9999", slog.LevelDebug},
+		{"STATEBUS_LOG_LEVEL too", nil, map[string]string{"STATEBUS_LOG_LEVEL": "Information"}, "127.0.0.1:9999", slog.LevelInfo},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Load(append([]string{"--config", file}, tc.args...), func(k string) string { return tc.env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.HTTPAddr != tc.http {
+				t.Errorf("HTTPAddr %q, want %q", s.HTTPAddr, tc.http)
+			}
+			for c, l := range s.LogLevels {
+				want := tc.lvl
+				if want == -99 { // as the file says
+					want = map[bool]slog.Level{true: slog.LevelError, false: slog.LevelWarn}[c == "statebus.server"]
+				}
+				if l != want {
+					t.Errorf("%s: %v, want %v", c, l, want)
+				}
+			}
+		})
+	}
+	file2 := filepath.Join(dir, "empty.json")
+	os.WriteFile(file2, []byte(`{"MessageBus": {"Http": ""}}`), 0o644)
+	if s, err := Load([]string{"--config", file2}, func(string) string { return "" }); err != nil || s.HTTPAddr != "" {
+		t.Fatalf(`"Http": "" : %v %q`, err, s.HTTPAddr)
 	}
 }
 
@@ -61,6 +109,7 @@ func TestLoadErrors(t *testing.T) {
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--log-format", "xml"}, "--log-format must be text or json"},
 		{[]string{"--config", pat}, `access rule for uid 1: bad pattern "["`},
+		{[]string{"--http", "9555"}, `monitoring address "9555": want HOST:PORT, e.g. 127.0.0.1:9555`},
 	} {
 		_, err := Load(tc.args, func(string) string { return "" })
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

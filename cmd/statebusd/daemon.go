@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"reflect"
+	"time"
+
+	"statebus/internal/config"
+	"statebus/internal/httpapi"
+	"statebus/internal/logging"
+	"statebus/internal/server"
+	"statebus/internal/systemd"
+)
+
+// daemon is a running statebusd: the bus, its monitoring endpoint and its
+// conversation with the service manager.
+type daemon struct {
+	args   []string
+	getenv func(string) string
+	st     *config.Settings
+	logs   *logging.Logs
+	log    *slog.Logger
+	srv    *server.Server
+	api    *httpapi.API
+	sd     *systemd.Notifier
+	// activated: the socket came from systemd and stays when we stop.
+	activated bool
+
+	stopWatchdog chan struct{}
+	watchdogDone chan struct{}
+}
+
+// start sets up logging, serves the bus and the monitoring endpoint, and
+// tells systemd it is ready.
+func start(st *config.Settings, args []string, getenv func(string) string, stderr io.Writer) (*daemon, error) {
+	format, out := logging.Output(st.LogFormat, stderr, getenv)
+	logs, err := logging.New(out, logging.Options{Format: format, Levels: st.LogLevels})
+	if err != nil {
+		return nil, err
+	}
+	d := &daemon{args: args, getenv: getenv, st: st, logs: logs, log: logs.Logger(logging.Daemon),
+		sd: systemd.NewNotifier(getenv)}
+
+	lns, err := systemd.Listeners(getenv, os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	if len(lns) > 1 {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return nil, fmt.Errorf("socket activation passed %d sockets; statebusd serves one (one ListenStream= in statebusd.socket)", len(lns))
+	}
+	cfg := st.Server
+	if len(lns) == 1 {
+		d.activated = true
+		if path := lns[0].Addr().String(); path != "" && path != cfg.SocketPath {
+			d.log.Info("socket activation: serving the socket systemd passed instead of the configured one",
+				"socket", path, "configured", cfg.SocketPath)
+			cfg.SocketPath = path
+		}
+	}
+	var metrics *httpapi.Metrics
+	if st.HTTPAddr != "" {
+		metrics = httpapi.NewMetrics()
+		cfg.OnRouteLatency = metrics.ObserveRouteLatency
+	}
+	cfg.Logger = logs.Logger(logging.Server)
+	d.srv, err = server.New(cfg)
+	if err == nil {
+		if d.activated {
+			err = d.srv.StartOn(lns[0])
+		} else {
+			err = d.srv.Start()
+		}
+	}
+	if err != nil {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return nil, err
+	}
+	status := "serving " + d.srv.Addr()
+	if metrics != nil {
+		if err := metrics.Watch(d.srv); err != nil {
+			d.shutdownBus(context.Background())
+			return nil, err
+		}
+		d.api = httpapi.New(d.srv, metrics, logs.Logger(logging.HTTP))
+		addr, err := d.api.Start(st.HTTPAddr)
+		if err != nil {
+			d.shutdownBus(context.Background())
+			return nil, err
+		}
+		d.log.Info("monitoring endpoint listening", "addr", addr.String(),
+			"url", "http://"+addr.String()+"/status")
+		status += "; monitoring on http://" + addr.String()
+	}
+	d.notify("READY=1\nSTATUS=" + status)
+	d.startWatchdog()
+	return d, nil
+}
+
+// notify tells systemd, when it is listening, and logs a failure.
+func (d *daemon) notify(state string) {
+	if err := d.sd.Notify(state); err != nil {
+		d.log.Warn("cannot notify systemd", "err", err, "socket", d.getenv("NOTIFY_SOCKET"))
+	}
+}
+
+// startWatchdog pings systemd's watchdog at half its timeout while the bus
+// is healthy; a bus that stopped accepting misses pings and is restarted.
+func (d *daemon) startWatchdog() {
+	every := systemd.WatchdogInterval(d.getenv, os.Getpid())
+	if every <= 0 || d.sd == nil {
+		return
+	}
+	d.log.Debug("watchdog enabled", "ping_every", every)
+	d.stopWatchdog, d.watchdogDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(d.watchdogDone)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if d.srv.Health().IsHealthy {
+				d.notify("WATCHDOG=1")
+			} else {
+				d.log.Error("unhealthy: not pinging the watchdog")
+			}
+			select {
+			case <-d.stopWatchdog:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// reload re-reads the configuration (file, environment and flags, as at
+// start) and applies what can change while connections stay open: the log
+// levels and the access policy. Anything else it names as needing a
+// restart. A configuration that does not load changes nothing.
+func (d *daemon) reload() {
+	d.notify(systemd.Reloading())
+	defer d.notify("READY=1")
+	st, err := config.Load(d.args, d.getenv)
+	if err != nil {
+		d.log.Error("reload failed; the running configuration stays", "err", err)
+		return
+	}
+	if err := d.srv.SetAccess(st.Server.Access); err != nil {
+		d.log.Error("reload failed; the running configuration stays", "err", err)
+		return
+	}
+	d.logs.SetLevels(st.LogLevels)
+	if changed := needRestart(d.st, st); len(changed) > 0 {
+		d.log.Warn("reload: some settings change only on restart", "settings", changed)
+	}
+	levels := make([]any, 0, 2*len(st.LogLevels))
+	for _, c := range logging.Categories() {
+		levels = append(levels, c, st.LogLevels[c].String())
+	}
+	d.log.Info("reloaded: log levels and access rules applied to new connections",
+		slog.Group("levels", levels...))
+	d.st.Server.Access, d.st.LogLevels = st.Server.Access, st.LogLevels
+}
+
+// needRestart names the settings that differ between old and new other
+// than the ones reload applies.
+func needRestart(old, new *config.Settings) []string {
+	var out []string
+	if old.HTTPAddr != new.HTTPAddr {
+		out = append(out, "Http")
+	}
+	if old.LogFormat != new.LogFormat {
+		out = append(out, "LogFormat")
+	}
+	a, b := old.Server, new.Server
+	for _, c := range []*server.Config{&a, &b} {
+		c.Access, c.Logger, c.OnRouteLatency = server.Config{}.Access, nil, nil
+	}
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	for i := range va.NumField() {
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			out = append(out, va.Type().Field(i).Name)
+		}
+	}
+	return out
+}
+
+// stop shuts down in order: tell systemd, stop the bus (it drains queued
+// events), then the monitoring endpoint, which reports 503 meanwhile.
+func (d *daemon) stop(sig os.Signal) int {
+	if sig != nil {
+		d.log.Info("shutting down", "signal", sig.String())
+	}
+	d.notify("STOPPING=1")
+	if d.stopWatchdog != nil {
+		close(d.stopWatchdog)
+		<-d.watchdogDone
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d.st.Server.ShutdownTimeout)
+	defer cancel()
+	code := 0
+	if err := d.shutdownBus(ctx); err != nil {
+		d.log.Error("shutdown incomplete", "err", err)
+		code = 1
+	}
+	if d.api != nil {
+		hctx, hcancel := context.WithTimeout(context.Background(), time.Second)
+		defer hcancel()
+		d.api.Shutdown(hctx)
+	}
+	d.log.Info("stopped")
+	return code
+}
+
+func (d *daemon) shutdownBus(ctx context.Context) error {
+	if d.activated {
+		return d.srv.ShutdownKeepSocket(ctx)
+	}
+	return d.srv.Shutdown(ctx)
+}
