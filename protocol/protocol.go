@@ -9,8 +9,6 @@
 package protocol
 
 import (
-	"os"
-	"path/filepath"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -115,23 +113,6 @@ func GroupTarget(target []byte) (group []byte, all, ok bool) {
 
 // MaxIDBytes is the longest machine id statebus accepts.
 const MaxIDBytes = 256
-
-// PipePath maps a pipe name to the Unix socket path .NET uses for it on
-// Linux and macOS: an absolute path is used as is, any other name becomes
-// $TMPDIR/CoreFxPipe_NAME (/tmp when TMPDIR is unset).
-func PipePath(name string) string {
-	if name == "" {
-		name = DefaultPipeName
-	}
-	if filepath.IsAbs(name) {
-		return name
-	}
-	dir := os.Getenv("TMPDIR")
-	if dir == "" {
-		dir = "/tmp"
-	}
-	return filepath.Join(dir, "CoreFxPipe_"+name)
-}
 
 // ValidateID checks a machine id: not empty, at most MaxIDBytes bytes,
 // valid UTF-8 and free of control characters. "*" is reserved for

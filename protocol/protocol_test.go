@@ -136,20 +136,6 @@ func TestResponses(t *testing.T) {
 	}
 }
 
-func TestPipePath(t *testing.T) {
-	t.Setenv("TMPDIR", "")
-	if got := PipePath(""); got != "/tmp/CoreFxPipe_XStateNet.MessageBus" {
-		t.Errorf("default: %s", got)
-	}
-	if got := PipePath("/run/x.sock"); got != "/run/x.sock" {
-		t.Errorf("absolute: %s", got)
-	}
-	t.Setenv("TMPDIR", "/var/tmp/")
-	if got := PipePath("Foo"); got != "/var/tmp/CoreFxPipe_Foo" {
-		t.Errorf("TMPDIR: %s", got)
-	}
-}
-
 func TestValidateID(t *testing.T) {
 	for id, ok := range map[string]bool{
 		"machine-a": true, "": false, "*": false, "a\x01b": false,
