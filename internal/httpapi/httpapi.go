@@ -50,6 +50,9 @@ func New(srv *server.Server, metrics *Metrics, log *slog.Logger) *API {
 		promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 			Registry: reg,
+			// A collector that fails (a /proc file hidden by a sandbox)
+			// costs its own series, not the whole scrape.
+			ErrorHandling: promhttp.ContinueOnError,
 		})))
 	return a
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,7 +83,7 @@ func newCollector(srv *server.Server) *collector {
 		queued:       d("outbound_queue_bytes", "Bytes waiting in all connections' outbound queues now."),
 		lastActivity: d("last_activity_timestamp_seconds", "When a client last registered, sent or received (Unix time)."),
 		started:      d("start_time_seconds", "When the service started (Unix time)."),
-		build:        d("build_info", "Always 1; the version label says which build runs.", "version"),
+		build:        d("build_info", "Always 1; the labels say which build runs.", "version", "revision"),
 	}
 }
 
@@ -120,7 +121,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.queued, float64(st.QueuedBytes))
 	gauge(c.lastActivity, unix(h.LastActivityAt))
 	gauge(c.started, unix(h.StartedAt))
-	gauge(c.build, 1, version.String())
+	gauge(c.build, 1, version.Version, revision())
+}
+
+// revision is the commit version.String() reports.
+func revision() string {
+	s := version.String()
+	if i := strings.LastIndex(s, "(commit "); i >= 0 {
+		return strings.TrimSuffix(s[i+len("(commit "):], ")")
+	}
+	return "unknown"
 }
 
 func unix(t time.Time) float64 {
