@@ -117,3 +117,16 @@ func TestLoadErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestPackagedConfig: the default config make install puts in
+// /etc/statebus loads and says what the unit files assume.
+func TestPackagedConfig(t *testing.T) {
+	s, err := Load([]string{"--config", "../../packaging/appsettings.json"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Server.SocketPath != "/run/statebus/statebus.sock" || s.HTTPAddr != DefaultHTTPAddr ||
+		s.Server.SocketMode != 0o660 || s.LogLevels["statebus.http"] != slog.LevelWarn {
+		t.Fatalf("packaged config: %+v", s)
+	}
+}
