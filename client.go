@@ -171,95 +171,107 @@ func (c *Client) WaitForEvent(ctx context.Context, name string) (Event, error) {
 }
 
 // SendEvent sends an event to target ("*" for every other subscribed
-// machine) and waits for the service's acknowledgement that it was written
-// to the target's connection. payload is marshalled with encoding/json; a
-// json.RawMessage is sent as is. Errors the service reports wrap the
-// protocol kinds (errors.Is(err, ErrTargetNotConnected)). While the client
-// is disconnected it fails at once with ErrNotConnected, or waits for the
-// reconnection up to ctx's deadline with WithWaitForReconnect.
-func (c *Client) SendEvent(ctx context.Context, target, name string, payload any) error {
-	p, err := encodePayload(payload)
-	if err != nil {
-		return err
-	}
-	s, err := c.session(ctx)
-	if err != nil {
-		return err
-	}
-	seq := c.seq.Add(1)
-	ch := c.expect(seq, false)
-	if err := c.sendEvent(ctx, s, seq, target, name, p); err != nil {
-		c.forget(seq, ch)
-		return err
-	}
-	_, err = c.wait(ctx, seq, ch)
+// machine, "@group" for one member of a group) and waits for the service's
+// acknowledgement that it was written to the target's connection. payload
+// is marshalled with encoding/json; a json.RawMessage is sent as is.
+// Errors the service reports wrap the protocol kinds (errors.Is(err,
+// ErrTargetNotConnected)). While the client is disconnected it fails at
+// once with ErrNotConnected, or waits for the reconnection up to ctx's
+// deadline with WithWaitForReconnect.
+func (c *Client) SendEvent(ctx context.Context, target, name string, payload any, opts ...SendOption) error {
+	_, err := c.send(ctx, target, name, payload, protocol.SendOptions{}, opts)
 	return err
 }
 
 // PostEvent sends an event without waiting for its acknowledgement: it
-// returns once the event is queued for writing. Refusals by the service
-// go to the handler given with WithErrorHandler.
-func (c *Client) PostEvent(ctx context.Context, target, name string, payload any) error {
-	p, err := encodePayload(payload)
-	if err != nil {
-		return err
-	}
-	s, err := c.session(ctx)
-	if err != nil {
-		return err
-	}
-	return c.sendEvent(ctx, s, 0, target, name, p)
+// returns once the event is queued for writing, and the service sends no
+// acknowledgement. Refusals by the service go to the handler given with
+// WithErrorHandler.
+func (c *Client) PostEvent(ctx context.Context, target, name string, payload any, opts ...SendOption) error {
+	_, err := c.send(ctx, target, name, payload, protocol.SendOptions{NoAck: true}, opts)
+	return err
 }
 
-func (c *Client) sendEvent(ctx context.Context, s *session, seq uint64, target, name string, p []byte) error {
-	size := len(p) + len(target) + len(name) + len(c.id) + 160
-	b, err := s.q.Begin(size, 0, ctx.Done())
-	if err != nil {
-		if err == outq.ErrCanceled {
-			return ctx.Err()
-		}
-		return c.notConnected()
-	}
-	// Posts ask for no acknowledgement: nobody waits for it.
-	s.q.Commit(protocol.AppendSendEvent(b, seq, c.id, target, name, p, time.Now(), seq == 0, -1))
-	return nil
-}
-
-// Request sends a request event to target and returns its reply: an
-// Event from target whose Payload is what target's handler returned. The
-// caller's deadline travels with the request, so the target can skip work
-// nobody waits for. A target that is not connected, or that disconnects
-// before replying, fails at once with ErrNoResponder; an error the handler
-// returned comes back as a *protocol.Error with its text.
-func (c *Client) Request(ctx context.Context, target, name string, payload any) (Event, error) {
-	p, err := encodePayload(payload)
-	if err != nil {
-		return Event{}, err
-	}
-	s, err := c.session(ctx)
-	if err != nil {
-		return Event{}, err
-	}
-	var timeoutMs int64
+// Request sends a request event to target (a machine, or "@group" for one
+// of its members) and returns its reply: an Event from target whose
+// Payload is what target's handler returned. The caller's deadline travels
+// with the request, so the target can skip work nobody waits for. A target
+// that is not connected, or that disconnects before replying, fails at
+// once with ErrNoResponder; an error the handler returned comes back as a
+// *protocol.Error with its text.
+func (c *Client) Request(ctx context.Context, target, name string, payload any, opts ...SendOption) (Event, error) {
+	o := protocol.SendOptions{Request: true}
 	if d, ok := ctx.Deadline(); ok {
-		timeoutMs = max(time.Until(d).Milliseconds(), 1)
+		o.TimeoutMs = max(time.Until(d).Milliseconds(), 1)
 	}
-	seq := c.seq.Add(1)
-	ch := c.expect(seq, true)
-	b, err := s.q.Begin(len(p)+len(target)+len(name)+len(c.id)+200, 0, ctx.Done())
-	if err != nil {
-		c.forget(seq, ch)
-		if err == outq.ErrCanceled {
-			return Event{}, ctx.Err()
-		}
-		return Event{}, c.notConnected()
-	}
-	s.q.Commit(protocol.AppendSendEvent(b, seq, c.id, target, name, p, time.Now(), false, timeoutMs))
-	data, err := c.wait(ctx, seq, ch)
+	data, err := c.send(ctx, target, name, payload, o, opts)
 	if err != nil {
 		return Event{}, err
 	}
 	return Event{Source: target, Target: c.id, Name: name, Payload: data, Timestamp: time.Now()}, nil
+}
+
+// Priority is an event's place in its target's queue (a statebus
+// extension): queued High events are written before Normal ones, Normal
+// before Low; events of one priority keep their order.
+type Priority string
+
+// The priorities.
+const (
+	High   Priority = "High"
+	Normal Priority = "Normal"
+	Low    Priority = "Low"
+)
+
+// SendOption adjusts one SendEvent, PostEvent or Request.
+type SendOption func(*protocol.SendOptions)
+
+// WithPriority sends the event with priority p (default Normal).
+func WithPriority(p Priority) SendOption {
+	return func(o *protocol.SendOptions) { o.Priority = string(p) }
+}
+
+// send writes one SendEvent line and, unless it is a post, waits for its
+// response (the reply's Data for a request).
+func (c *Client) send(ctx context.Context, target, name string, payload any, o protocol.SendOptions, opts []SendOption) ([]byte, error) {
+	if len(opts) > 0 {
+		// Options get a copy: taking o's address would move it to the heap
+		// on every call, options or not.
+		po := new(protocol.SendOptions)
+		*po = o
+		for _, f := range opts {
+			f(po)
+		}
+		o = *po
+	}
+	p, err := encodePayload(payload)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ch chan response
+	if !o.NoAck {
+		o.ID = c.seq.Add(1)
+		ch = c.expect(o.ID, o.Request)
+	}
+	b, err := s.q.Begin(len(p)+len(target)+len(name)+len(c.id)+200, 0, ctx.Done())
+	if err != nil {
+		if ch != nil {
+			c.forget(o.ID, ch)
+		}
+		if err == outq.ErrCanceled {
+			return nil, ctx.Err()
+		}
+		return nil, c.notConnected()
+	}
+	s.q.Commit(protocol.AppendSendEvent(b, c.id, target, name, p, time.Now(), o))
+	if ch == nil {
+		return nil, nil
+	}
+	return c.wait(ctx, o.ID, ch)
 }
 
 // JoinGroup makes the client a member of group: events sent to "@group"

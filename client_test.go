@@ -422,3 +422,24 @@ func TestStress(t *testing.T) {
 		})
 	}
 }
+
+func TestPriorityOption(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dial(t, srv, "a")
+	b := dial(t, srv, "b")
+	got := make(chan string, 2)
+	b.OnEvent("*", func(e statebus.Event) { got <- e.Name })
+	if err := a.SendEvent(ctx(t), "b", "URGENT", nil, statebus.WithPriority(statebus.High)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.PostEvent(ctx(t), "b", "LATER", nil, statebus.WithPriority(statebus.Low)); err != nil {
+		t.Fatal(err)
+	}
+	if n1, n2 := <-got, <-got; n1 != "URGENT" || n2 != "LATER" {
+		t.Fatalf("got %s, %s", n1, n2)
+	}
+	if err := a.SendEvent(ctx(t), "b", "E", nil, statebus.WithPriority("Urgent")); err == nil ||
+		err.Error() != `Priority must be "High", "Normal" or "Low"` {
+		t.Fatalf("bad priority: %v", err)
+	}
+}

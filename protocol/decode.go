@@ -21,6 +21,9 @@ type Request struct {
 	// caller waits (0: no deadline).
 	IsRequest bool
 	TimeoutMs int64
+	// Priority ("Priority":"High"|"Normal"|"Low", a statebus extension)
+	// orders the event in its target's queue; Normal when absent.
+	Priority Priority
 	// Event holds the event fields of an object Payload, read in the same
 	// pass as the request; see EventErr.
 	Event Event
@@ -41,7 +44,7 @@ func (r *Request) EventErr() error {
 // it fails, r.ID is set if the line had a usable Id, so the error can be
 // matched to the request.
 func DecodeRequest(line []byte, r *Request) error {
-	*r = Request{Type: -1}
+	*r = Request{Type: -1, Priority: Normal}
 	var s scanner
 	var it objectIter
 	if err := scanObject(&s, &it, line); err != nil {
@@ -49,6 +52,7 @@ func DecodeRequest(line []byte, r *Request) error {
 	}
 	var typ []byte
 	var typKind byte
+	priErr := false
 	for it.nextKey(&s) {
 		if it.is("Payload") && s.pos < len(line) && line[s.pos] == '{' {
 			// Read the event's fields in this pass: the router needs them
@@ -80,6 +84,10 @@ func DecodeRequest(line []byte, r *Request) error {
 			r.IsRequest = it.Kind == 't'
 		case it.is("TimeoutMs"):
 			r.TimeoutMs, _ = strconv.ParseInt(string(it.raw(&s)), 10, 64)
+		case it.is("Priority"):
+			if r.Priority = priorityOf(it.raw(&s)); r.Priority == badPriority {
+				priErr = true
+			}
 		}
 	}
 	if err := s.finish(); err != nil {
@@ -88,6 +96,9 @@ func DecodeRequest(line []byte, r *Request) error {
 	}
 	if len(r.Payload) == 4 && string(r.Payload) == "null" {
 		r.Payload = nil
+	}
+	if priErr {
+		return errPriority
 	}
 	switch typKind {
 	case 0:
@@ -473,4 +484,29 @@ func DecodeGroup(payload []byte, g *GroupPayload) error {
 		return Required("Group")
 	}
 	return nil
+}
+
+// Priority is an event's place in its target's queue.
+type Priority uint8
+
+// The priorities; their values match outq's lanes.
+const (
+	High Priority = iota
+	Normal
+	Low
+	badPriority
+)
+
+var errPriority = ErrMissingField.with("Priority must be \"High\", \"Normal\" or \"Low\"")
+
+func priorityOf(raw []byte) Priority {
+	switch string(raw) {
+	case `"High"`:
+		return High
+	case `"Normal"`:
+		return Normal
+	case `"Low"`:
+		return Low
+	}
+	return badPriority
 }

@@ -291,23 +291,41 @@ func AppendMachineRequest(b []byte, t MessageType, id uint64, machine string) []
 	return append(b, "}\n"...)
 }
 
+// SendOptions are the statebus extensions a SendEvent line may carry; the
+// zero value is a plain event without a request id.
+type SendOptions struct {
+	ID uint64 // request id; 0: none
+	// NoAck: the service sends no acknowledgement on success (errors still
+	// come); see Request.NoAck.
+	NoAck bool
+	// Request makes the event a request; TimeoutMs is its deadline (0:
+	// none).
+	Request   bool
+	TimeoutMs int64
+	// Priority is "High", "Normal" or "Low"; "" is Normal.
+	Priority string
+}
+
 // AppendSendEvent appends a SendEvent request. payload is raw JSON (nil
-// for null). With noAck the service sends no acknowledgement on success
-// (errors still come); see Request.NoAck. timeoutMs >= 0 makes the event
-// a request (0: no deadline); -1 is a plain event.
-func AppendSendEvent(b []byte, id uint64, source, target, event string, payload []byte, at time.Time, noAck bool, timeoutMs int64) []byte {
+// for null).
+func AppendSendEvent(b []byte, source, target, event string, payload []byte, at time.Time, o SendOptions) []byte {
 	b = append(b, `{"Type":2,`...)
-	if id != 0 {
+	if o.ID != 0 {
 		b = append(b, `"Id":`...)
-		b = strconv.AppendUint(b, id, 10)
+		b = strconv.AppendUint(b, o.ID, 10)
 		b = append(b, ',')
 	}
-	if noAck {
+	if o.NoAck {
 		b = append(b, `"NoAck":true,`...)
 	}
-	if timeoutMs >= 0 {
+	if o.Request {
 		b = append(b, `"Request":true,"TimeoutMs":`...)
-		b = strconv.AppendInt(b, timeoutMs, 10)
+		b = strconv.AppendInt(b, o.TimeoutMs, 10)
+		b = append(b, ',')
+	}
+	if o.Priority != "" && o.Priority != "Normal" {
+		b = append(b, `"Priority":`...)
+		b = AppendString(b, o.Priority)
 		b = append(b, ',')
 	}
 	b = append(b, `"Payload":`...)

@@ -87,7 +87,7 @@ func TestDecodeEvent(t *testing.T) {
 
 func TestEncodeRoundTrip(t *testing.T) {
 	at := time.Date(2025, 10, 3, 17, 16, 9, 812345678, time.UTC)
-	line := AppendSendEvent(nil, 42, "a\"b", "tgt", "PING\n", []byte(`{"X":1}`), at, true, -1)
+	line := AppendSendEvent(nil, "a\"b", "tgt", "PING\n", []byte(`{"X":1}`), at, SendOptions{ID: 42, NoAck: true, Priority: "High"})
 	if !json.Valid(line) {
 		t.Fatalf("invalid JSON: %s", line)
 	}
@@ -99,7 +99,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 	if err := DecodeEvent(r.Payload, &ev); err != nil {
 		t.Fatal(err)
 	}
-	if string(ev.Source) != "a\"b" || string(ev.Name) != "PING\n" || string(r.ID) != "42" || !r.NoAck {
+	if string(ev.Source) != "a\"b" || string(ev.Name) != "PING\n" || string(r.ID) != "42" || !r.NoAck || r.Priority != High {
 		t.Fatalf("round trip: %+v %s", ev, r.ID)
 	}
 	if string(ev.Timestamp) != `"2025-10-03T17:16:09.8123456Z"` {

@@ -1,11 +1,13 @@
 // Package outq is a connection's outbound queue: many goroutines append
-// whole lines, one writer goroutine owns the socket and writes everything
-// queued in one system call, so flushing happens when the queue runs
-// empty, never once per line under load.
+// whole lines, one writer goroutine owns the socket and writes what is
+// queued in as few system calls as it can (up to 64 KiB each), so
+// flushing happens when the queue runs empty, never once per line under
+// load.
 //
-// The queue is two byte buffers: producers append to one under a mutex
-// while the writer writes the other. Appending copies the line and
-// allocates nothing once the buffers have grown. Each line may carry a
+// Each priority has a lane of two byte buffers: producers append to one
+// under a mutex while the writer writes the other, High lanes first.
+// Appending copies the line and allocates nothing once the buffers have
+// grown. Each line may carry a
 // record of type R; after a write the writer hands the records of the
 // lines that reached the socket to Written and of those that did not to
 // Failed, which is how the service acknowledges delivery only once an
@@ -14,7 +16,6 @@ package outq
 
 import (
 	"errors"
-	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,8 +32,30 @@ var (
 )
 
 type rec[R any] struct {
-	end int // offset just past the line in its batch
+	end int // offset just past the line in its lane's buffer
 	r   R
+}
+
+// Priority orders lines: queued High lines are written before queued
+// Normal ones, Normal before Low. Lines of one priority keep their order.
+type Priority uint8
+
+// The priorities, highest first.
+const (
+	High Priority = iota
+	Normal
+	Low
+	numLanes
+)
+
+type lane[R any] struct {
+	buf  []byte
+	recs []rec[R]
+}
+
+// writer is what Run writes to: a connection.
+type writer interface {
+	Write(p []byte) (int, error)
 }
 
 // Queue is the outbound queue of one connection.
@@ -51,15 +74,19 @@ type Queue[R any] struct {
 	// written, with the reason.
 	Failed func([]R, error)
 
-	mu       sync.Mutex
-	buf      []byte
-	recs     []rec[R]
-	closed   bool
-	stalled  bool          // a wait timed out and the writer has not moved since
-	space    chan struct{} // closed when the writer takes a batch; nil unless someone waits
-	wake     chan struct{} // 1 slot: the writer has work
-	startLen int           // len(buf) at Begin
-	written  atomic.Uint64 // bytes written by Run
+	mu        sync.Mutex
+	lanes     [numLanes]lane[R]
+	size      int      // queued bytes, all lanes
+	nrecs     int      // queued records, all lanes
+	cur       Priority // the lane between Begin and Commit
+	startLen  int      // its length at Begin
+	startSize int      // q.size at Begin
+	closed    bool
+	stalled   bool          // a wait timed out and the writer has not moved since
+	space     chan struct{} // closed when the writer takes a batch; nil unless someone waits
+	wake      chan struct{} // 1 slot: the writer has work
+	high      atomic.Bool   // the High lane has lines (read by the writer between chunks)
+	written   atomic.Uint64 // bytes written by Run
 }
 
 // BytesWritten returns how many bytes Run has written.
@@ -73,20 +100,25 @@ func New[R any](limit int) *Queue[R] {
 // full reports whether n more bytes would exceed a limit. An empty queue
 // always takes one line, however long.
 func (q *Queue[R]) full(n int) bool {
-	if len(q.buf) == 0 || q.closed {
+	if q.size == 0 || q.closed {
 		return false
 	}
-	return q.Limit > 0 && len(q.buf)+n > q.Limit || q.MaxLines > 0 && len(q.recs) >= q.MaxLines
+	return q.Limit > 0 && q.size+n > q.Limit || q.MaxLines > 0 && q.nrecs >= q.MaxLines
 }
 
-// Begin locks the queue for appending n bytes and returns the buffer to
-// append to. The caller must append and then call Commit or CommitRec with
-// the result, and must not block in between. When the queue is over its
-// limit Begin waits up to wait (forever when wait is 0) or until cancel is
-// closed. Once a wait has timed out, later calls fail at once with ErrFull
-// until the writer makes progress: a stuck reader costs each sender one
-// timeout, not one per line.
+// Begin locks the queue for appending n bytes of Normal priority and
+// returns the buffer to append to. The caller must append and then call
+// Commit or CommitRec with the result, and must not block in between.
+// When the queue is over its limit Begin waits up to wait (forever when
+// wait is 0) or until cancel is closed. Once a wait has timed out, later
+// calls fail at once with ErrFull until the writer makes progress: a stuck
+// reader costs each sender one timeout, not one per line.
 func (q *Queue[R]) Begin(n int, wait time.Duration, cancel <-chan struct{}) ([]byte, error) {
+	return q.BeginPri(Normal, n, wait, cancel)
+}
+
+// BeginPri is Begin for a line of priority p.
+func (q *Queue[R]) BeginPri(p Priority, n int, wait time.Duration, cancel <-chan struct{}) ([]byte, error) {
 	q.mu.Lock()
 	if q.full(n) {
 		if q.stalled {
@@ -97,28 +129,18 @@ func (q *Queue[R]) Begin(n int, wait time.Duration, cancel <-chan struct{}) ([]b
 			return nil, err
 		}
 	}
-	if q.closed {
-		q.mu.Unlock()
-		return nil, ErrClosed
-	}
-	q.startLen = len(q.buf)
-	return q.buf, nil
+	return q.begin(p)
 }
 
 // TryBegin is Begin that never waits: a full queue fails at once with
 // ErrFull. A group uses it to pass over a member that is not keeping up.
-func (q *Queue[R]) TryBegin(n int) ([]byte, error) {
+func (q *Queue[R]) TryBegin(p Priority, n int) ([]byte, error) {
 	q.mu.Lock()
 	if q.full(n) {
 		q.mu.Unlock()
 		return nil, ErrFull
 	}
-	if q.closed {
-		q.mu.Unlock()
-		return nil, ErrClosed
-	}
-	q.startLen = len(q.buf)
-	return q.buf, nil
+	return q.begin(p)
 }
 
 // BeginNoWait is Begin without the limit: for short lines that must not
@@ -126,12 +148,17 @@ func (q *Queue[R]) TryBegin(n int) ([]byte, error) {
 // events that passed a limit elsewhere.
 func (q *Queue[R]) BeginNoWait() ([]byte, error) {
 	q.mu.Lock()
+	return q.begin(Normal)
+}
+
+// begin finishes a Begin with q.mu held: it unlocks on error.
+func (q *Queue[R]) begin(p Priority) ([]byte, error) {
 	if q.closed {
 		q.mu.Unlock()
 		return nil, ErrClosed
 	}
-	q.startLen = len(q.buf)
-	return q.buf, nil
+	q.cur, q.startLen, q.startSize = p, len(q.lanes[p].buf), q.size
+	return q.lanes[p].buf, nil
 }
 
 // waitSpace is called with q.mu held and returns with it held on success
@@ -167,22 +194,32 @@ func (q *Queue[R]) waitSpace(n int, wait time.Duration, cancel <-chan struct{}) 
 // Commit stores the appended buffer, unlocks the queue and wakes the
 // writer if it may be idle.
 func (q *Queue[R]) Commit(b []byte) {
-	q.buf = b
+	q.store(b)
 	q.unlock()
 }
 
 // CommitRec is Commit for a line that carries a record.
 func (q *Queue[R]) CommitRec(b []byte, r R) {
-	q.buf = b
-	q.recs = append(q.recs, rec[R]{end: len(b), r: r})
+	q.store(b)
+	l := &q.lanes[q.cur]
+	l.recs = append(l.recs, rec[R]{end: len(b), r: r})
+	q.nrecs++
 	q.unlock()
+}
+
+func (q *Queue[R]) store(b []byte) {
+	q.lanes[q.cur].buf = b
+	q.size += len(b) - q.startLen
+	if q.cur == High && len(b) > 0 {
+		q.high.Store(true)
+	}
 }
 
 // Abandon unlocks the queue after Begin without appending.
 func (q *Queue[R]) Abandon() { q.mu.Unlock() }
 
 func (q *Queue[R]) unlock() {
-	wasEmpty := q.startLen == 0
+	wasEmpty := q.startSize == 0
 	q.mu.Unlock()
 	if wasEmpty {
 		select {
@@ -212,86 +249,5 @@ func (q *Queue[R]) Close() {
 func (q *Queue[R]) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return len(q.buf)
-}
-
-// Run is the writer loop: it writes each batch to w in one Write until the
-// queue is closed and empty, or a write fails. It returns the write error,
-// after failing every record that will not be written.
-func (q *Queue[R]) Run(w io.Writer) error {
-	var spare []byte
-	var spareRecs []rec[R]
-	var done []R
-	for {
-		q.mu.Lock()
-		for len(q.buf) == 0 {
-			if q.closed {
-				q.mu.Unlock()
-				return nil
-			}
-			q.mu.Unlock()
-			<-q.wake
-			q.mu.Lock()
-		}
-		batch, recs := q.buf, q.recs
-		q.buf, q.recs = spare[:0], spareRecs[:0]
-		q.stalled = false
-		if q.space != nil {
-			close(q.space)
-			q.space = nil
-		}
-		q.mu.Unlock()
-
-		n, err := w.Write(batch)
-		q.written.Add(uint64(n))
-		i := 0
-		if q.Written != nil {
-			for i < len(recs) && recs[i].end <= n {
-				done = append(done, recs[i].r)
-				i++
-			}
-			if len(done) > 0 {
-				q.Written(done)
-				clear(done)
-				done = done[:0]
-			}
-		}
-		if err != nil {
-			q.fail(recs[i:], err)
-			return err
-		}
-		spare, spareRecs = batch[:0], clear0(recs)
-	}
-}
-
-// fail closes the queue after a write error and fails every record that
-// was not written.
-func (q *Queue[R]) fail(unwritten []rec[R], err error) {
-	q.mu.Lock()
-	q.closed = true
-	rest := q.recs
-	q.buf, q.recs = nil, nil
-	if q.space != nil {
-		close(q.space)
-		q.space = nil
-	}
-	q.mu.Unlock()
-	if q.Failed == nil {
-		return
-	}
-	failed := make([]R, 0, len(unwritten)+len(rest))
-	for _, r := range unwritten {
-		failed = append(failed, r.r)
-	}
-	for _, r := range rest {
-		failed = append(failed, r.r)
-	}
-	if len(failed) > 0 {
-		q.Failed(failed, err)
-	}
-}
-
-func clear0[T any](s []T) []T {
-	clear(s)
-	return s[:0]
+	return q.size
 }

@@ -370,10 +370,11 @@ func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, broadca
 	n := len(r.Payload) + protocol.DeliveryOverhead + 64
 	var b []byte
 	var err error
+	pri := outq.Priority(r.Priority)
 	if wait {
-		b, err = target.q.Begin(n, s.cfg.SlowConsumerTimeout, s.done)
+		b, err = target.q.BeginPri(pri, n, s.cfg.SlowConsumerTimeout, s.done)
 	} else {
-		b, err = target.q.TryBegin(n)
+		b, err = target.q.TryBegin(pri, n)
 	}
 	switch err {
 	case nil:

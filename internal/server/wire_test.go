@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"net"
 	"os"
@@ -409,4 +410,45 @@ func TestWireGroups(t *testing.T) {
 	a.expect(`{"Success":false,"Data":null,"Error":"Target machine not connected: @workers"}`)
 	a.send(`{"Type":0,"Payload":{"MachineId":"@x"}}`)
 	a.expect(`{"Success":false,"Data":null,"Error":"Invalid machine id: \"@\" starts a group name"}`)
+}
+
+// TestWirePriority: a stuck receiver's queue holds 10,000 Normal events;
+// one High event sent after them arrives within the receiver's first few
+// reads once it reads again.
+func TestWirePriority(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dialRaw(t, srv).connect("a")
+	b := dialRaw(t, srv).connect("b") // does not read until the end
+	var sb strings.Builder
+	for i := range 10000 {
+		sb.WriteString(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"N","Payload":"` +
+			strings.Repeat("x", 100) + `","Seq":` + strconv.Itoa(i) + `}}` + "\n")
+	}
+	sb.WriteString(`{"Type":2,"Id":1,"Priority":"High","Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"URGENT"}}` + "\n")
+	if _, err := a.c.Write([]byte(sb.String())); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the service has read all of it: the High event's ack
+	// comes only once it is written, so poll the queue instead.
+	bustest.Eventually(t, 10*time.Second, func() bool { return srv.Stats().EventsReceived == 10001 }, "events not all read")
+	b.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 64<<10)
+	var got []byte
+	reads := 0
+	for !bytes.Contains(got, []byte(`"EventName":"URGENT"`)) {
+		n, err := b.c.Read(buf)
+		if err != nil {
+			t.Fatalf("after %d reads: %v", reads, err)
+		}
+		reads++
+		got = append(got, buf[:n]...)
+	}
+	before := bytes.Count(got[:bytes.Index(got, []byte(`"EventName":"URGENT"`))], []byte("\n"))
+	t.Logf("High event arrived in read %d, after %d of 10,000 queued Normal events", reads, before)
+	if reads > 10 || before > 5000 {
+		t.Fatalf("High event arrived in read %d after %d Normal events", reads, before)
+	}
+	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null,"Id":1}`)
+	a.send(`{"Type":2,"Priority":"Urgent","Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"}}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"Priority must be \"High\", \"Normal\" or \"Low\""}`)
 }

@@ -1,0 +1,135 @@
+package outq
+
+import "bytes"
+
+// maxChunk bounds one write. Between chunks the writer looks for High
+// lines, so one of them waits behind at most this much of a Normal batch
+// (plus what the socket already holds).
+const maxChunk = 64 << 10
+
+// Run is the writer loop: it writes what is queued, High lines first, in
+// writes of at most maxChunk bytes, until the queue is closed and empty or
+// a write fails. It returns the write error, after failing every record
+// that will not be written.
+func (q *Queue[R]) Run(w writer) error {
+	var spare [numLanes]lane[R]
+	var done []R
+	for {
+		q.mu.Lock()
+		for q.size == 0 {
+			if q.closed {
+				q.mu.Unlock()
+				return nil
+			}
+			q.mu.Unlock()
+			<-q.wake
+			q.mu.Lock()
+		}
+		p := High
+		for len(q.lanes[p].buf) == 0 {
+			p++
+		}
+		batch := q.take(p, spare[p])
+		q.mu.Unlock()
+
+		unwritten, err := q.write(w, p, batch, &done)
+		if err != nil {
+			q.fail(unwritten, err)
+			return err
+		}
+		spare[p] = lane[R]{buf: batch.buf[:0], recs: clear0(batch.recs)}
+	}
+}
+
+// take removes lane p's lines for writing, leaving empty buffers in their
+// place; q.mu is held.
+func (q *Queue[R]) take(p Priority, empty lane[R]) lane[R] {
+	batch := q.lanes[p]
+	q.lanes[p] = lane[R]{buf: empty.buf[:0], recs: empty.recs[:0]}
+	q.size -= len(batch.buf)
+	q.nrecs -= len(batch.recs)
+	if p == High {
+		q.high.Store(false)
+	}
+	q.stalled = false
+	if q.space != nil {
+		close(q.space)
+		q.space = nil
+	}
+	return batch
+}
+
+// write writes a batch of lane p in chunks, writing any High lines that
+// arrive meanwhile first. On error it returns the records not written.
+func (q *Queue[R]) write(w writer, p Priority, batch lane[R], done *[]R) ([]rec[R], error) {
+	buf, recs := batch.buf, batch.recs
+	i := 0
+	for off := 0; off < len(buf); {
+		if p != High && q.high.Load() {
+			q.mu.Lock()
+			hb := q.take(High, lane[R]{})
+			q.mu.Unlock()
+			if rest, err := q.write(w, High, hb, done); err != nil {
+				return append(rest, recs[i:]...), err
+			}
+		}
+		end := len(buf)
+		if off+maxChunk < end {
+			// Cut after a whole line: every line ends in '\n'.
+			end = off + maxChunk
+			if j := bytes.IndexByte(buf[end-1:], '\n'); j >= 0 {
+				end += j
+			} else {
+				end = len(buf)
+			}
+		}
+		n, err := w.Write(buf[off:end])
+		q.written.Add(uint64(n))
+		for i < len(recs) && recs[i].end <= off+n {
+			*done = append(*done, recs[i].r)
+			i++
+		}
+		if len(*done) > 0 {
+			if q.Written != nil {
+				q.Written(*done)
+			}
+			clear(*done)
+			*done = (*done)[:0]
+		}
+		if err != nil {
+			return recs[i:], err
+		}
+		off = end
+	}
+	return nil, nil
+}
+
+// fail closes the queue after a write error and fails every record that
+// was not written: those of the failed batch and everything queued.
+func (q *Queue[R]) fail(unwritten []rec[R], err error) {
+	q.mu.Lock()
+	q.closed = true
+	for p := range q.lanes {
+		unwritten = append(unwritten, q.lanes[p].recs...)
+		q.lanes[p] = lane[R]{}
+	}
+	q.size, q.nrecs = 0, 0
+	if q.space != nil {
+		close(q.space)
+		q.space = nil
+	}
+	q.mu.Unlock()
+	if q.Failed == nil || len(unwritten) == 0 {
+		return
+	}
+	failed := make([]R, len(unwritten))
+	for i, r := range unwritten {
+		failed[i] = r.r
+	}
+	q.Failed(failed, err)
+}
+
+func clear0[T any](s []T) []T {
+	clear(s)
+	return s[:0]
+}
