@@ -68,8 +68,9 @@ type Client struct {
 	ready   chan struct{} // closed and replaced when a session is established
 	pending map[uint64]pendingCall
 	closing bool
-	groups  []string // joined, to join again after a reconnect
-	err     error    // why the client stopped for good, once it has
+	groups  []string     // joined, to join again after a reconnect
+	watches []*watchSpec // installed, to install again after a reconnect
+	err     error        // why the client stopped for good, once it has
 
 	closed   chan struct{} // closed by Close
 	done     chan struct{} // closed when the client stops for good

@@ -443,3 +443,37 @@ func TestPriorityOption(t *testing.T) {
 		t.Fatalf("bad priority: %v", err)
 	}
 }
+
+func TestWatch(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dial(t, srv, "sensor-1")
+	b := dial(t, srv, "controller")
+	mon := dial(t, srv, "monitor")
+	seen := make(chan statebus.Event, 10)
+	stop, err := mon.Watch(ctx(t), statebus.Filter{EventName: "ALARM_*"}, func(e statebus.Event) { seen <- e })
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.OnEvent("*", func(statebus.Event) {})
+	a.SendEvent(ctx(t), "controller", "PING", nil)
+	a.SendEvent(ctx(t), "controller", "ALARM_FIRE", map[string]int{"T": 90})
+	e := <-seen
+	if e.Name != "ALARM_FIRE" || e.Source != "sensor-1" || e.Target != "controller" || string(e.Payload) != `{"T":90}` {
+		t.Fatalf("copy %+v", e)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	a.SendEvent(ctx(t), "controller", "ALARM_FIRE", nil)
+	// After stop nothing more is copied: a watch-all installed now sees
+	// the next event, and the stopped one saw nothing in between.
+	seenAll := make(chan statebus.Event, 10)
+	mon.Watch(ctx(t), statebus.Filter{}, func(e statebus.Event) { seenAll <- e })
+	a.SendEvent(ctx(t), "controller", "LAST", nil)
+	if e := <-seenAll; e.Name != "LAST" {
+		t.Fatalf("watch-all saw %s first", e.Name)
+	}
+	if len(seen) != 0 {
+		t.Fatalf("stopped watch still saw %d events", len(seen))
+	}
+}

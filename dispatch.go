@@ -24,6 +24,7 @@ type dispatcher struct {
 	closed bool
 
 	requests atomic.Pointer[map[string]RequestHandler]
+	watches  atomic.Pointer[map[uint64]Handler]
 	reply    func(token uint64, payload []byte, errText string)
 
 	onError   func(error)
@@ -41,6 +42,8 @@ type item struct {
 	// replyTo and deadline are set for a request event.
 	replyTo  uint64
 	deadline time.Time
+	// watch is set for a copy sent by a watch filter.
+	watch uint64
 }
 
 // RequestHandler answers a request event. Its result is marshalled with
@@ -58,6 +61,7 @@ func newDispatcher(o *options) *dispatcher {
 	}
 	d.handlers.Store(&map[string][]*Handler{})
 	d.requests.Store(&map[string]RequestHandler{})
+	d.watches.Store(&map[uint64]Handler{})
 	go d.loop()
 	return d
 }
@@ -201,6 +205,11 @@ func (d *dispatcher) dispatch(it *item) {
 	case it.replyTo != 0:
 		d.answer(it)
 		return
+	case it.watch != 0:
+		if h := (*d.watches.Load())[it.watch]; h != nil {
+			h(it.ev)
+		}
+		return
 	}
 	hm := *d.handlers.Load()
 	for _, h := range hm[it.ev.Name] {
@@ -277,4 +286,21 @@ func (d *dispatcher) answer(it *item) {
 		return
 	}
 	d.reply(it.replyTo, p, "")
+}
+
+// setWatch maps a watch id to its handler (nil removes it).
+func (d *dispatcher) setWatch(id uint64, h Handler) {
+	d.hmu.Lock()
+	defer d.hmu.Unlock()
+	old := *d.watches.Load()
+	m := make(map[uint64]Handler, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	if h == nil {
+		delete(m, id)
+	} else {
+		m[id] = h
+	}
+	d.watches.Store(&m)
 }

@@ -73,6 +73,9 @@ func (s *session) register(ctx context.Context) error {
 			err = s.groupCall(ctx, protocol.JoinGroup, g)
 		}
 	}
+	if err == nil {
+		err = c.rewatch(ctx, s)
+	}
 	return err
 }
 
@@ -129,7 +132,7 @@ func (s *session) readLoop() {
 		if !r.IsEvent {
 			continue // an acknowledgement of a PostEvent
 		}
-		it := item{ev: s.makeEvent(&r.Event), replyTo: r.ReplyTo}
+		it := item{ev: s.makeEvent(&r.Event), replyTo: r.ReplyTo, watch: r.Watch}
 		if r.Deadline != nil {
 			it.deadline, _ = protocol.ParseTimeBytes(r.Deadline[1 : len(r.Deadline)-1])
 		}

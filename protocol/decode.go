@@ -331,6 +331,9 @@ type Response struct {
 	// with. Deadline is the raw deadline timestamp, nil when none.
 	ReplyTo  uint64
 	Deadline []byte
+	// Watch is set on a copy of an event sent by a Watch filter: the
+	// filter's WatchId.
+	Watch uint64
 }
 
 // DecodeResponse decodes a line the service wrote.
@@ -370,6 +373,8 @@ func DecodeResponse(line []byte, r *Response) error {
 			r.ID = it.raw(&s)
 		case it.is("ReplyTo"):
 			r.ReplyTo, _ = strconv.ParseUint(string(it.raw(&s)), 10, 64)
+		case it.is("Watch"):
+			r.Watch, _ = strconv.ParseUint(string(it.raw(&s)), 10, 64)
 		case it.is("Deadline"):
 			if it.Kind == '"' {
 				r.Deadline = it.raw(&s)
@@ -509,4 +514,45 @@ func priorityOf(raw []byte) Priority {
 		return Low
 	}
 	return badPriority
+}
+
+// WatchPayload is the payload of Watch and Unwatch.
+type WatchPayload struct {
+	EventName, Source, Target string
+	WatchID                   uint64
+}
+
+// DecodeWatch decodes a Watch or Unwatch payload.
+func DecodeWatch(payload []byte, w *WatchPayload) error {
+	*w = WatchPayload{}
+	if payload == nil {
+		return ErrPayloadNull.New("")
+	}
+	var s scanner
+	var it objectIter
+	if err := scanObject(&s, &it, payload); err != nil {
+		return Required("Payload (a filter object)")
+	}
+	for it.next(&s) {
+		if it.is("WatchId") {
+			w.WatchID, _ = strconv.ParseUint(string(it.raw(&s)), 10, 64)
+			continue
+		}
+		if it.Kind != '"' {
+			continue
+		}
+		v, err := stringValue(it.raw(&s))
+		if err != nil {
+			return err
+		}
+		switch {
+		case it.is("EventName"):
+			w.EventName = v
+		case it.is("SourceMachineId"):
+			w.Source = v
+		case it.is("TargetMachineId"):
+			w.Target = v
+		}
+	}
+	return s.finish()
 }

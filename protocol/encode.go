@@ -183,6 +183,16 @@ func AppendRequestDelivery(b, event []byte, replyTo uint64, deadline time.Time) 
 	return append(b, '}', '\n')
 }
 
+// AppendWatchCopy appends the copy of an event sent to a watcher: the
+// event as its sender wrote it, with the watch's id.
+func AppendWatchCopy(b, event []byte, watchID uint64) []byte {
+	b = append(b, okPrefix...)
+	b = append(b, event...)
+	b = append(b, noError+`,"Watch":`...)
+	b = strconv.AppendUint(b, watchID, 10)
+	return append(b, '}', '\n')
+}
+
 // AppendReply appends a Reply request: payload (raw JSON) or, when errText
 // is not empty, an error.
 func AppendReply(b []byte, replyTo uint64, payload []byte, errText string) []byte {

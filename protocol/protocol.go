@@ -40,12 +40,18 @@ const (
 	// group or remove it (Payload: {"Group": name, "MachineId": id}).
 	JoinGroup  MessageType = 103
 	LeaveGroup MessageType = 104
+	// Watch installs a filter (Payload: {"EventName": glob,
+	// "SourceMachineId": glob, "TargetMachineId": glob}, each optional);
+	// matching events are copied to the connection. Data: {"WatchId": n}.
+	Watch MessageType = 105
+	// Unwatch removes one (Payload: {"WatchId": n}).
+	Unwatch MessageType = 106
 )
 
 var typeNames = map[MessageType]string{
 	Register: "Register", Unregister: "Unregister", SendEvent: "SendEvent", Subscribe: "Subscribe",
 	Health: "Health", Machines: "Machines", Reply: "Reply",
-	JoinGroup: "JoinGroup", LeaveGroup: "LeaveGroup",
+	JoinGroup: "JoinGroup", LeaveGroup: "LeaveGroup", Watch: "Watch", Unwatch: "Unwatch",
 }
 
 // String returns the type's name as the .NET enum spells it.

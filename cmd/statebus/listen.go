@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 
 	"statebus"
@@ -19,10 +20,23 @@ func runListen(ctx context.Context, e *env, args []string) int {
 line on stdout (SourceMachineId, TargetMachineId, EventName, Payload, Timestamp),
 until interrupted (Ctrl-C). If statebusd goes away it reconnects and registers
 ID again when it is back (unless --reconnect=false: then it exits 1). Status
-goes to stderr, so the output pipes into jq; --json changes nothing.`,
+goes to stderr, so the output pipes into jq; --json changes nothing.
+
+--watch FILTER also prints copies of other machines' events that match
+FILTER: comma-separated FIELD=GLOB pairs over EventName, SourceMachineId and
+TargetMachineId ("*" any run of characters, "?" any one). Watching others'
+traffic is a privilege the service's access rules may deny.`,
 		`statebus listen machine-b
-statebus listen machine-b --event PING | jq .Payload`)
+statebus listen machine-b --event PING | jq .Payload
+statebus listen monitor --watch 'EventName=ALARM_*'
+statebus listen monitor --watch 'SourceMachineId=sensor-*,TargetMachineId=controller'`)
 	name := f.String("event", "", "print only events with this name (default: every event)")
+	var watches []statebus.Filter
+	f.Func("watch", "also print copies of others' events matching `FILTER` (FIELD=GLOB,...; repeatable)", func(v string) error {
+		w, err := parseWatch(v)
+		watches = append(watches, w)
+		return err
+	})
 	reconnect := f.Bool("reconnect", true, "reconnect when the connection to statebusd is lost; false: exit 1")
 	pos, code, ok := f.parse(args, 1, 1)
 	if !ok {
@@ -50,7 +64,7 @@ statebus listen machine-b --event PING | jq .Payload`)
 	if filter == "" {
 		filter = "*"
 	}
-	c.OnEvent(filter, func(ev statebus.Event) {
+	print := func(ev statebus.Event) {
 		line, err := json.Marshal(ev)
 		if err == nil {
 			_, err = e.stdout.Write(append(line, '\n'))
@@ -58,7 +72,13 @@ statebus listen machine-b --event PING | jq .Payload`)
 		if err != nil {
 			once.Do(func() { writeErr <- err })
 		}
-	})
+	}
+	c.OnEvent(filter, print)
+	for _, w := range watches {
+		if _, err := c.Watch(ctx, w, print); err != nil {
+			return failure(e, f, err)
+		}
+	}
 	status.printf("Listening as %s on %s; press Ctrl-C to stop.\n", id, f.socket())
 
 	select {
@@ -70,4 +90,25 @@ statebus listen machine-b --event PING | jq .Payload`)
 	case <-c.Done():
 		return failure(e, f, fmt.Errorf("%w (is statebusd still running?)", c.Err()))
 	}
+}
+
+// parseWatch reads a --watch filter: FIELD=GLOB pairs separated by commas.
+func parseWatch(v string) (statebus.Filter, error) {
+	var w statebus.Filter
+	for _, part := range strings.Split(v, ",") {
+		field, glob, ok := strings.Cut(strings.TrimSpace(part), "=")
+		switch {
+		case !ok:
+			return w, fmt.Errorf("%q is not FIELD=GLOB", part)
+		case field == "EventName":
+			w.EventName = glob
+		case field == "SourceMachineId" || field == "Source":
+			w.Source = glob
+		case field == "TargetMachineId" || field == "Target":
+			w.Target = glob
+		default:
+			return w, fmt.Errorf("unknown field %q: use EventName, SourceMachineId or TargetMachineId", field)
+		}
+	}
+	return w, nil
 }

@@ -177,3 +177,24 @@ func TestListenReconnects(t *testing.T) {
 		t.Errorf("exit %d", r.code)
 	}
 }
+
+func TestListenWatch(t *testing.T) {
+	flag, opt := startBus(t)
+	out, _, stop := startListen(t, opt, append([]string{"monitor", "--watch", "EventName=ALARM_*,SourceMachineId=sensor-*"}, flag...)...)
+	s := dial(t, "sensor-1", opt)
+	dial(t, "controller", opt)
+	ctx := context.Background()
+	s.SendEvent(ctx, "controller", "PING", nil)
+	s.SendEvent(ctx, "controller", "ALARM_FIRE", nil)
+	bustest.Eventually(t, 10*time.Second, func() bool { return strings.Contains(out.String(), "ALARM_FIRE") },
+		"watched event never printed: %q", out)
+	if r := stop(); r.code != 0 || strings.Contains(r.stdout, "PING") ||
+		!strings.Contains(r.stdout, `"TargetMachineId":"controller"`) {
+		t.Fatalf("exit %d, stdout %q", r.code, r.stdout)
+	}
+	e, _, errOut := newEnv("")
+	if code := run(context.Background(), e, append([]string{"listen", "x", "--watch", "Color=red"}, flag...)); code != 2 ||
+		!strings.Contains(errOut.String(), `unknown field "Color"`) {
+		t.Fatalf("bad filter: exit %d, %q", code, errOut.String())
+	}
+}

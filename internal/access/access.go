@@ -39,6 +39,9 @@ type Rule struct {
 	// SendTo lists the targets the user may send events to ("*" is
 	// broadcast).
 	SendTo []string `json:"SendTo"`
+	// Watch lets the user install filters that copy other machines'
+	// events to it; a user with a rule may not unless this is true.
+	Watch bool `json:"Watch"`
 }
 
 // Checker applies a Policy for a service running as serviceUID with its
@@ -96,6 +99,14 @@ func (r *Rule) MayRegister(id string) error {
 		return nil
 	}
 	return protocol.ErrAccessDenied.New("uid " + strconv.Itoa(r.UID) + " may not register " + id)
+}
+
+// MayWatch returns nil if the rule allows watching others' events.
+func (r *Rule) MayWatch() error {
+	if r == nil || r.Watch {
+		return nil
+	}
+	return protocol.ErrAccessDenied.New("uid " + strconv.Itoa(r.UID) + " may not watch events")
 }
 
 // MaySend returns nil if the rule allows sending to target, else the error

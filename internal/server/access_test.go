@@ -126,3 +126,11 @@ func TestAccessRules(t *testing.T) {
 		}
 	}
 }
+
+func TestAccessWatch(t *testing.T) {
+	srv := accessServer(t, access.Policy{AllowUIDs: []int{65534}, Rules: []access.Rule{{UID: 65534}}})
+	out := asNobody(t, srv.Addr(), `{"Type":"Watch","Payload":{"EventName":"*"}}`)
+	if want := `{"Success":false,"Data":null,"Error":"Access denied: uid 65534 may not watch events"}` + "\n"; out != want {
+		t.Fatalf("got %q, want %q", out, want)
+	}
+}

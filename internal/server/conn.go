@@ -2,8 +2,10 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -39,11 +41,13 @@ type conn struct {
 	sample        uint8 // counts events for latency sampling (reader only)
 
 	// Owned by the reader goroutine.
-	greeted bool                  // the handshake is done: it registered or asked a question
-	stamped bool                  // activity was recorded since the last read
-	ids     []string              // machine ids this connection holds
-	targets []router.Route[*conn] // scratch for broadcast
-	req     protocol.Request
+	greeted      bool                   // the handshake is done: it registered or asked a question
+	warnedDenied bool                   // a refused action was logged at Warn
+	stamped      bool                   // activity was recorded since the last read
+	ids          []string               // machine ids this connection holds
+	targets      []router.Route[*conn]  // scratch for broadcast
+	watched      []*router.Watch[*conn] // scratch for watch copies
+	req          protocol.Request
 }
 
 // delivery is the record queued with each event line. When the line has
@@ -125,6 +129,7 @@ func (c *conn) serve() {
 	err := c.readLoop()
 
 	s.routes.Drop(c, c.ids)
+	s.watches.RemoveOwner(c)
 	c.failPending()
 	c.q.Close()
 	// Give the writer a bounded time to write what is queued.
@@ -221,6 +226,8 @@ func (c *conn) handle(line []byte) {
 		err = c.replyTo(r)
 	case protocol.JoinGroup, protocol.LeaveGroup:
 		err = c.joinLeave(r)
+	case protocol.Watch, protocol.Unwatch:
+		err = c.watch(r)
 	}
 	if err != nil {
 		c.replyError(err, r.ID)
@@ -300,10 +307,24 @@ func (c *conn) unregister(r *protocol.Request) error {
 func (c *conn) mayRegister(id string) error {
 	err := c.rule.MayRegister(id)
 	if err != nil {
-		c.srv.log.Warn("denied", "reason", err, "conn", c.id, "pid", c.pid, "uid", c.uid)
+		c.denied(err)
 	}
 	return err
 }
+
+// denied logs a refused action with the peer's credentials: the first of a
+// connection at Warn, the rest at Debug, so that a client repeating a
+// refused action cannot flood the log (the refusals are counted anyway).
+func (c *conn) denied(err error) {
+	lvl := slog.LevelDebug
+	if !c.warnedDenied {
+		c.warnedDenied, lvl = true, slog.LevelWarn
+	}
+	c.srv.log.Log(context.Background(), lvl, "denied", "reason", err, "conn", c.id, "pid", c.pid, "uid", c.uid)
+}
+
+// outqPriority maps a request's priority onto the queue's lanes.
+func outqPriority(r *protocol.Request) outq.Priority { return outq.Priority(r.Priority) }
 
 // held returns the id as this connection holds it, or "".
 func (c *conn) held(id []byte) string {
@@ -333,10 +354,20 @@ func (c *conn) sendEvent(r *protocol.Request) error {
 	}
 	if c.rule != nil {
 		if err := c.rule.MaySend(string(ev.Target)); err != nil {
-			c.srv.log.Warn("denied", "reason", err, "conn", c.id, "pid", c.pid, "uid", c.uid)
+			c.denied(err)
 			return err
 		}
 	}
+	err := c.route(r)
+	if err == nil {
+		c.copyToWatchers(r)
+	}
+	return err
+}
+
+// route delivers an accepted event to its target, group or everyone.
+func (c *conn) route(r *protocol.Request) error {
+	ev := &r.Event
 	if g, all, ok := protocol.GroupTarget(ev.Target); ok {
 		return c.toGroup(r, g, all)
 	}
@@ -370,7 +401,7 @@ func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, broadca
 	n := len(r.Payload) + protocol.DeliveryOverhead + 64
 	var b []byte
 	var err error
-	pri := outq.Priority(r.Priority)
+	pri := outqPriority(r)
 	if wait {
 		b, err = target.q.BeginPri(pri, n, s.cfg.SlowConsumerTimeout, s.done)
 	} else {

@@ -126,9 +126,10 @@ type Health struct {
 
 // Server is a running statebusd.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	routes *router.Table[*conn]
+	cfg     Config
+	log     *slog.Logger
+	routes  *router.Table[*conn]
+	watches *router.Watches[*conn]
 
 	ln       net.Listener
 	sockInfo os.FileInfo
@@ -140,6 +141,7 @@ type Server struct {
 
 	ctr          serverCounters
 	nextToken    atomic.Uint64 // request tokens
+	nextWatch    atomic.Uint64 // watch ids
 	nextConn     atomic.Uint64
 	connCount    atomic.Int64
 	lastActivity atomic.Int64 // unix nanoseconds
@@ -166,6 +168,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		log:       log,
 		routes:    router.New[*conn](),
+		watches:   router.NewWatches[*conn](),
 		conns:     make(map[*conn]struct{}),
 		done:      make(chan struct{}),
 		serveDone: make(chan struct{}),

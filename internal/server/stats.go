@@ -38,6 +38,9 @@ type Stats struct {
 	BytesIn, BytesOut uint64
 	// QueuedBytes is what sits in outbound queues right now.
 	QueuedBytes int
+	// WatchCopies counts copies sent to watchers; WatchDropped those a
+	// watcher's full queue could not take.
+	WatchCopies, WatchDropped uint64
 }
 
 // RefusalReasons lists the reasons Stats.Refused uses.
@@ -58,9 +61,11 @@ type counters struct {
 }
 
 type serverCounters struct {
-	closed  counters // of connections that are gone
-	closedW atomic.Uint64
-	refused [9]atomic.Uint64 // refusalReasons, then otherReason
+	watchCopies  atomic.Uint64
+	watchDropped atomic.Uint64
+	closed       counters // of connections that are gone
+	closedW      atomic.Uint64
+	refused      [9]atomic.Uint64 // refusalReasons, then otherReason
 }
 
 func (s *Server) countRefusal(err error, n uint64) {
@@ -103,6 +108,7 @@ func (s *Server) Stats() Stats {
 		st.QueuedBytes += c.q.Len()
 	}
 	s.mu.Unlock()
+	st.WatchCopies, st.WatchDropped = s.ctr.watchCopies.Load(), s.ctr.watchDropped.Load()
 	for i, r := range RefusalReasons() {
 		st.Refused[r] = s.ctr.refused[i].Load()
 	}

@@ -452,3 +452,28 @@ func TestWirePriority(t *testing.T) {
 	a.send(`{"Type":2,"Priority":"Urgent","Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"}}`)
 	a.expect(`{"Success":false,"Data":null,"Error":"Priority must be \"High\", \"Normal\" or \"Low\""}`)
 }
+
+func TestWireWatch(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dialRaw(t, srv).connect("sensor-1")
+	b := dialRaw(t, srv).connect("b")
+	m := dialRaw(t, srv)
+	m.send(`{"Type":"Watch","Id":1,"Payload":{"EventName":"ALARM_*","SourceMachineId":"sensor-*"}}`)
+	m.expect(`{"Success":true,"Data":{"WatchId":1},"Error":null,"Id":1}`)
+	alarm := `{"SourceMachineId":"sensor-1","TargetMachineId":"b","EventName":"ALARM_FIRE","Payload":{"T":90}}`
+	a.send(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"sensor-1","TargetMachineId":"b","EventName":"PING"}}`)
+	a.send(`{"Type":2,"NoAck":true,"Payload":` + alarm + `}`)
+	b.read()
+	b.expect(`{"Success":true,"Data":` + alarm + `,"Error":null}`)
+	m.expect(`{"Success":true,"Data":` + alarm + `,"Error":null,"Watch":1}`) // not the PING
+	// Events that are refused are not copied.
+	a.send(`{"Type":2,"Payload":{"SourceMachineId":"sensor-1","TargetMachineId":"nobody","EventName":"ALARM_X"}}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"Target machine not connected: nobody"}`)
+	m.send(`{"Type":106,"Id":2,"Payload":{"WatchId":1}}`)
+	m.expect(`{"Success":true,"Data":null,"Error":null,"Id":2}`)
+	m.send(`{"Type":106,"Payload":{"WatchId":1}}`)
+	m.expect(`{"Success":false,"Data":null,"Error":"No such watch: 1"}`)
+	if st := srv.Stats(); st.WatchCopies != 1 || st.WatchDropped != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
