@@ -86,6 +86,8 @@ var (
 	ErrNoResponder = &Kind{"No responder: ", "no responder"}
 	// ErrNoRequest: a Reply names no request that is waiting.
 	ErrNoRequest = &Kind{"No request is waiting for ReplyTo ", "no such request"}
+	// ErrDropped: an operator's routing rule refused the event.
+	ErrDropped = &Kind{"Event dropped: ", "event dropped by a routing rule"}
 	// ErrNoWatch: an Unwatch names no watch of this connection.
 	ErrNoWatch = &Kind{"No such watch: ", "no such watch"}
 	// ErrAccessDenied: the access rules do not allow the action.
@@ -98,7 +100,7 @@ var (
 
 // kinds lists the kinds a client can recognize, most specific first.
 var kinds = []*Kind{
-	ErrTargetNotConnected, ErrNoResponder, ErrNoRequest, ErrNoWatch, ErrSlowConsumer, ErrDeliveryFailed, ErrUnknownType, ErrIDInUse,
+	ErrTargetNotConnected, ErrNoResponder, ErrNoRequest, ErrNoWatch, ErrDropped, ErrSlowConsumer, ErrDeliveryFailed, ErrUnknownType, ErrIDInUse,
 	ErrNotOwner, ErrInvalidID, ErrPayloadNull, ErrInvalidUTF8, ErrTooDeep,
 	ErrNotObject, ErrTooLarge, ErrTooManyConnections, ErrAccessDenied, ErrHandshake, ErrShuttingDown,
 	ErrInvalidJSON,

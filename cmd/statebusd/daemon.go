@@ -156,6 +156,9 @@ func (d *daemon) reload() {
 		d.log.Error("reload failed; the running configuration stays", "err", err)
 		return
 	}
+	if err := d.srv.SetRoutes(st.Server.Routes); err != nil { // checked by Load; cannot fail here
+		d.log.Error("reload of the routing rules failed; the running rules stay", "err", err)
+	}
 	d.logs.SetLevels(st.LogLevels)
 	if changed := needRestart(d.st, st); len(changed) > 0 {
 		d.log.Warn("reload: some settings change only on restart", "settings", changed)
@@ -164,9 +167,10 @@ func (d *daemon) reload() {
 	for _, c := range logging.Categories() {
 		levels = append(levels, c, st.LogLevels[c].String())
 	}
-	d.log.Info("reloaded: log levels and access rules applied to new connections",
+	d.log.Info("reloaded: log levels and access rules applied to new connections, routing rules to the next event",
+		"routes", len(st.Server.Routes),
 		slog.Group("levels", levels...))
-	d.st.Server.Access, d.st.LogLevels = st.Server.Access, st.LogLevels
+	d.st.Server.Access, d.st.Server.Routes, d.st.LogLevels = st.Server.Access, st.Server.Routes, st.LogLevels
 }
 
 // needRestart names the settings that differ between old and new other
@@ -181,7 +185,7 @@ func needRestart(old, new *config.Settings) []string {
 	}
 	a, b := old.Server, new.Server
 	for _, c := range []*server.Config{&a, &b} {
-		c.Access, c.Logger, c.OnRouteLatency = server.Config{}.Access, nil, nil
+		c.Access, c.Routes, c.Logger, c.OnRouteLatency = server.Config{}.Access, nil, nil, nil
 	}
 	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
 	for i := range va.NumField() {

@@ -48,11 +48,16 @@ func TestReload(t *testing.T) {
 	// Only sensor-* for our own uid from now on, server logs at Debug, and
 	// a limit that needs a restart.
 	write(fmt.Sprintf(`{"Logging": {"LogLevel": {"Default": "Information", "statebus.server": "Debug"}},
-	  "MessageBus": {"MaxConnections": 30, "Access": {"Rules": [{"Uid": %d, "Register": ["sensor-*"]}]}}}`, os.Getuid()))
+	  "MessageBus": {"MaxConnections": 30, "Access": {"Rules": [{"Uid": %d, "Register": ["sensor-*"]}]},
+	    "Routes": [{"Match": {"EventName": "DEBUG_*"}, "Action": "drop", "Reason": "off"}]}}`, os.Getuid()))
 	d.cmd.Process.Signal(syscall.SIGHUP)
-	r := d.waitLog(t, "reloaded: log levels and access rules applied to new connections")
-	if lv, _ := r["levels"].(map[string]any); lv["statebus.server"] != "DEBUG" || lv["statebus.daemon"] != "INFO" {
+	r := d.waitLog(t, "reloaded: log levels and access rules applied to new connections, routing rules to the next event")
+	if lv, _ := r["levels"].(map[string]any); lv["statebus.server"] != "DEBUG" || lv["statebus.daemon"] != "INFO" || r["routes"] != 1.0 {
 		t.Fatalf("reload record %v", r)
+	}
+	// The routing rules apply to the next event, on old connections too.
+	if err := early.SendEvent(ctx, "peer", "DEBUG_X", nil); err == nil || err.Error() != "Event dropped: off" {
+		t.Fatalf("event after the routing rules reload: %v", err)
 	}
 	if w := d.find(t, "reload: some settings change only on restart"); w == nil || fmt.Sprint(w["settings"]) != "[MaxConnections]" {
 		t.Fatalf("restart warning %v", w)

@@ -16,6 +16,7 @@ import (
 
 	"statebus/internal/access"
 	"statebus/internal/logging"
+	"statebus/internal/router"
 	"statebus/internal/server"
 	"statebus/protocol"
 )
@@ -41,8 +42,10 @@ type MessageBus struct {
 	MaxQueueEvents             *int     `json:"MaxQueueEvents"`
 	HandshakeTimeoutSeconds    *float64 `json:"HandshakeTimeoutSeconds"`
 	// Access is the access policy (who may connect, what each uid may do).
-	Access                 *access.Policy `json:"Access"`
-	ShutdownTimeoutSeconds *float64       `json:"ShutdownTimeoutSeconds"`
+	Access *access.Policy `json:"Access"`
+	// Routes are the operator's routing rules, in order.
+	Routes                 []router.RouteRule `json:"Routes"`
+	ShutdownTimeoutSeconds *float64           `json:"ShutdownTimeoutSeconds"`
 	// Http is the monitoring endpoint's address; "" disables it.
 	Http *string `json:"Http"`
 }
@@ -236,6 +239,9 @@ func Load(args []string, getenv func(string) string) (*Settings, error) {
 	if _, err := access.New(s.Server.Access, 0, 0); err != nil {
 		return nil, err
 	}
+	if _, err := router.CompileRules(s.Server.Routes); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -286,6 +292,9 @@ func (m *MessageBus) apply(s *Settings) error {
 	}
 	if m.Access != nil {
 		s.Server.Access = *m.Access
+	}
+	if m.Routes != nil {
+		s.Server.Routes = m.Routes
 	}
 	return nil
 }

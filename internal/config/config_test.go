@@ -130,3 +130,23 @@ func TestPackagedConfig(t *testing.T) {
 		t.Fatalf("packaged config: %+v", s)
 	}
 }
+
+func TestLoadRoutes(t *testing.T) {
+	dir := t.TempDir()
+	ok := filepath.Join(dir, "ok.json")
+	os.WriteFile(ok, []byte(`{"MessageBus": {"Routes": [
+	  {"Match": {"EventName": "ORDER_*"}, "Action": "copy", "To": "audit"},
+	  {"Match": {"TargetMachineId": "billing"}, "Action": "redirect", "To": "billing-v2"}]}}`), 0o644)
+	s, err := Load([]string{"--config", ok}, func(string) string { return "" })
+	if err != nil || len(s.Server.Routes) != 2 || s.Server.Routes[1].To != "billing-v2" {
+		t.Fatalf("routes %+v %v", s, err)
+	}
+	loop := filepath.Join(dir, "loop.json")
+	os.WriteFile(loop, []byte(`{"MessageBus": {"Routes": [
+	  {"Match": {"TargetMachineId": "a"}, "Action": "redirect", "To": "b"},
+	  {"Match": {"TargetMachineId": "b"}, "Action": "redirect", "To": "a"}]}}`), 0o644)
+	if _, err := Load([]string{"--config", loop}, func(string) string { return "" }); err == nil ||
+		!strings.Contains(err.Error(), "routing rules loop: rule 1 (a -> b), rule 2 (b -> a), back to rule 1") {
+		t.Fatalf("loop: %v", err)
+	}
+}

@@ -47,6 +47,7 @@ type conn struct {
 	ids          []string               // machine ids this connection holds
 	targets      []router.Route[*conn]  // scratch for broadcast
 	watched      []*router.Watch[*conn] // scratch for watch copies
+	copies       []string               // scratch for routing rules
 	req          protocol.Request
 }
 
@@ -61,6 +62,7 @@ type delivery struct {
 	broadcast bool  // acknowledged when queued; only failures are reported
 	noAck     bool  // the sender asked for no acknowledgement
 	request   bool  // a request: its failure is reported by the pending request
+	quiet     bool  // a routing rule's copy: its failure is only counted
 	queuedAt  int64 // unix nanoseconds, for sampled events; else 0
 }
 
@@ -358,11 +360,46 @@ func (c *conn) sendEvent(r *protocol.Request) error {
 			return err
 		}
 	}
+	if rs := c.srv.rules.Load(); rs != nil {
+		d := rs.Apply(ev.Name, ev.Source, ev.Target, c.copies)
+		c.copies = d.Copies
+		if d.Dropped {
+			return protocol.ErrDropped.New(d.Reason)
+		}
+		for _, to := range d.Copies {
+			c.ruleCopy(r, to)
+		}
+		if d.Redirect != "" {
+			ev.Target = []byte(d.Redirect) // routed there; the event's bytes stay as sent
+		}
+	}
 	err := c.route(r)
 	if err == nil {
 		c.copyToWatchers(r)
 	}
 	return err
+}
+
+// ruleCopy sends a routing rule's copy of an event to a machine or one
+// member of a group. The sender is not told about copies; failures are
+// counted.
+func (c *conn) ruleCopy(r *protocol.Request, to string) {
+	var err error
+	if g, _, ok := protocol.GroupTarget([]byte(to)); ok {
+		if members, first := c.srv.routes.Members(g); len(members) > 0 {
+			m := members[first]
+			err = c.deliver(m.Owner, m.ID, r, modeCopy)
+		} else {
+			err = protocol.ErrTargetNotConnected.New(to)
+		}
+	} else if route, ok := c.srv.routes.Lookup([]byte(to)); ok {
+		err = c.deliver(route.Owner, route.ID, r, modeCopy)
+	} else {
+		err = protocol.ErrTargetNotConnected.New(to)
+	}
+	if err != nil {
+		c.srv.ctr.copiesFailed.Add(1)
+	}
 }
 
 // route delivers an accepted event to its target, group or everyone.
@@ -381,13 +418,22 @@ func (c *conn) route(r *protocol.Request) error {
 	if !ok {
 		return protocol.ErrTargetNotConnected.New(string(ev.Target))
 	}
-	return c.deliver(route.Owner, route.ID, r, false)
+	return c.deliver(route.Owner, route.ID, r, modeUnicast)
 }
+
+// deliveryMode says how an event line's outcome is reported.
+type deliveryMode uint8
+
+const (
+	modeUnicast   deliveryMode = iota // acknowledged once written
+	modeBroadcast                     // acknowledged by the caller when queued; failures reported
+	modeCopy                          // a routing rule's copy: nothing reported to the sender
+)
 
 // deliver queues the event line on target. It waits for room up to
 // SlowConsumerTimeout.
-func (c *conn) deliver(target *conn, tid string, r *protocol.Request, broadcast bool) error {
-	return c.deliverOpt(target, tid, r, broadcast, 0, noDeadline, true)
+func (c *conn) deliver(target *conn, tid string, r *protocol.Request, mode deliveryMode) error {
+	return c.deliverOpt(target, tid, r, mode, 0, noDeadline, true)
 }
 
 var noDeadline time.Time
@@ -396,7 +442,7 @@ var noDeadline time.Time
 // line carries the token to reply with and the deadline, and no
 // acknowledgement follows: the reply is the response. Without wait a full
 // queue fails at once.
-func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, broadcast bool, token uint64, deadline time.Time, wait bool) error {
+func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, mode deliveryMode, token uint64, deadline time.Time, wait bool) error {
 	s := c.srv
 	n := len(r.Payload) + protocol.DeliveryOverhead + 64
 	var b []byte
@@ -416,7 +462,7 @@ func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, broadca
 	default:
 		return protocol.ErrTargetNotConnected.New(tid)
 	}
-	d := delivery{sender: c, target: tid, id: makeReqID(r.ID), broadcast: broadcast, noAck: r.NoAck}
+	d := delivery{sender: c, target: tid, id: makeReqID(r.ID), broadcast: mode != modeUnicast, noAck: r.NoAck, quiet: mode == modeCopy}
 	if token != 0 {
 		b = protocol.AppendRequestDelivery(b, r.Payload, token, deadline)
 		d.noAck, d.request = true, true
@@ -436,7 +482,7 @@ func (c *conn) broadcast(r *protocol.Request) error {
 	c.targets = c.srv.routes.AppendSubscribed(c.targets[:0], r.Event.Source)
 	n := 0
 	for _, t := range c.targets {
-		if err := c.deliver(t.Owner, t.ID, r, true); err == nil {
+		if err := c.deliver(t.Owner, t.ID, r, modeBroadcast); err == nil {
 			n++
 		} else {
 			c.srv.countRefusal(err, 1)
@@ -491,8 +537,8 @@ func (c *conn) failed(recs []delivery, cause error) {
 	c.srv.countRefusal(protocol.ErrDeliveryFailed, uint64(len(recs)))
 	var idb [20]byte
 	for _, d := range recs {
-		if d.request {
-			continue // failPending tells the caller
+		if d.request || d.quiet {
+			continue // failPending tells a caller; a copy's sender never asked for it
 		}
 		b, err := d.sender.q.BeginNoWait()
 		if err != nil {

@@ -38,7 +38,7 @@ func (c *conn) toMember(m router.Route[*conn], r *protocol.Request, wait bool) e
 	if r.IsRequest {
 		return c.requestTo(m, r, wait)
 	}
-	return c.deliverOpt(m.Owner, m.ID, r, false, 0, noDeadline, wait)
+	return c.deliverOpt(m.Owner, m.ID, r, modeUnicast, 0, noDeadline, wait)
 }
 
 // toAll is broadcast within a group.
@@ -48,7 +48,7 @@ func (c *conn) toAll(r *protocol.Request, members []router.Route[*conn]) error {
 		if m.ID == string(r.Event.Source) {
 			continue
 		}
-		if err := c.deliver(m.Owner, m.ID, r, true); err == nil {
+		if err := c.deliver(m.Owner, m.ID, r, modeBroadcast); err == nil {
 			n++
 		} else {
 			c.srv.countRefusal(err, 1)

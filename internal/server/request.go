@@ -44,7 +44,7 @@ func (c *conn) requestTo(route router.Route[*conn], r *protocol.Request, wait bo
 	if !target.addPending(token, &pendingRequest{caller: c, id: makeReqID(r.ID), target: route.ID, deadline: deadline}) {
 		return protocol.ErrNoResponder.New(route.ID + " disconnected")
 	}
-	if err := c.deliverOpt(target, route.ID, r, false, token, deadline, wait); err != nil {
+	if err := c.deliverOpt(target, route.ID, r, modeUnicast, token, deadline, wait); err != nil {
 		target.takePending(token)
 		return err
 	}

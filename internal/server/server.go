@@ -59,6 +59,9 @@ type Config struct {
 	// Access says who may connect and what each user may do. The zero
 	// value admits the service's user, root and the socket's group.
 	Access access.Policy
+	// Routes are the operator's routing rules (copy, redirect, drop), in
+	// order; see router.RouteRule.
+	Routes []router.RouteRule
 	// OnRouteLatency, when set, receives how long sampled events (one in
 	// 64) took from being queued for their target to being written to its
 	// socket.
@@ -134,6 +137,7 @@ type Server struct {
 	ln       net.Listener
 	sockInfo os.FileInfo
 	access   atomic.Pointer[access.Checker]
+	rules    atomic.Pointer[router.Rules] // nil: no rules
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -178,7 +182,26 @@ func New(cfg Config) (*Server, error) {
 	if err := s.SetAccess(cfg.Access); err != nil {
 		return nil, err
 	}
+	if err := s.SetRoutes(cfg.Routes); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// SetRoutes checks and replaces the routing rules (SIGHUP reloads them);
+// they apply to the next event. A rule list with a redirect loop is
+// refused and the running rules stay.
+func (s *Server) SetRoutes(rules []router.RouteRule) error {
+	if len(rules) == 0 {
+		s.rules.Store(nil)
+		return nil
+	}
+	rs, err := router.CompileRules(rules)
+	if err != nil {
+		return err
+	}
+	s.rules.Store(rs)
+	return nil
 }
 
 // SetAccess replaces the access policy. It applies to connections made

@@ -20,6 +20,7 @@ var refusalReasons = []struct {
 	{protocol.ErrIDInUse, "id_in_use"},
 	{protocol.ErrTooLarge, "too_large"},
 	{protocol.ErrShuttingDown, "shutting_down"},
+	{protocol.ErrDropped, "dropped_by_rule"},
 }
 
 // otherReason counts malformed requests: bad JSON, missing fields, ...
@@ -41,6 +42,9 @@ type Stats struct {
 	// WatchCopies counts copies sent to watchers; WatchDropped those a
 	// watcher's full queue could not take.
 	WatchCopies, WatchDropped uint64
+	// RuleCopiesFailed counts routing rule copies that could not be queued
+	// (their target was not connected or not keeping up).
+	RuleCopiesFailed uint64
 }
 
 // RefusalReasons lists the reasons Stats.Refused uses.
@@ -65,7 +69,8 @@ type serverCounters struct {
 	watchDropped atomic.Uint64
 	closed       counters // of connections that are gone
 	closedW      atomic.Uint64
-	refused      [9]atomic.Uint64 // refusalReasons, then otherReason
+	refused      [10]atomic.Uint64 // refusalReasons, then otherReason
+	copiesFailed atomic.Uint64     // routing rule copies that could not be queued
 }
 
 func (s *Server) countRefusal(err error, n uint64) {
@@ -109,8 +114,15 @@ func (s *Server) Stats() Stats {
 	}
 	s.mu.Unlock()
 	st.WatchCopies, st.WatchDropped = s.ctr.watchCopies.Load(), s.ctr.watchDropped.Load()
+	st.RuleCopiesFailed = s.ctr.copiesFailed.Load()
 	for i, r := range RefusalReasons() {
 		st.Refused[r] = s.ctr.refused[i].Load()
 	}
 	return st
+}
+
+func init() {
+	if len(refusalReasons)+1 != len(serverCounters{}.refused) {
+		panic("server: serverCounters.refused must have one slot per refusal reason, plus one")
+	}
 }

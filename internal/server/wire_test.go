@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"statebus/internal/bustest"
+	"statebus/internal/router"
 	"statebus/internal/server"
 )
 
@@ -474,6 +475,43 @@ func TestWireWatch(t *testing.T) {
 	m.send(`{"Type":106,"Payload":{"WatchId":1}}`)
 	m.expect(`{"Success":false,"Data":null,"Error":"No such watch: 1"}`)
 	if st := srv.Stats(); st.WatchCopies != 1 || st.WatchDropped != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestWireRoutingRules(t *testing.T) {
+	srv := bustest.Start(t, func(c *server.Config) {
+		c.Routes = []router.RouteRule{
+			{Match: router.RuleMatch{EventName: "ORDER_*"}, Action: "copy", To: "audit"},
+			{Match: router.RuleMatch{EventName: "DEBUG_*"}, Action: "drop", Reason: "debug events are off"},
+			{Match: router.RuleMatch{TargetMachineId: "billing"}, Action: "redirect", To: "billing-v2"},
+		}
+	})
+	shop := dialRaw(t, srv).connect("shop")
+	audit := dialRaw(t, srv).connect("audit")
+	v2 := dialRaw(t, srv).connect("billing-v2")
+	order := `{"SourceMachineId":"shop","TargetMachineId":"billing","EventName":"ORDER_PLACED","Payload":{"Id":7}}`
+	shop.send(`{"Type":2,"Payload":` + order + `}`)
+	// Redirected to billing-v2 (the event's bytes unchanged), copied to audit.
+	v2.expect(`{"Success":true,"Data":` + order + `,"Error":null}`)
+	audit.expect(`{"Success":true,"Data":` + order + `,"Error":null}`)
+	shop.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"billing-v2"},"Error":null}`)
+	shop.send(`{"Type":2,"Payload":{"SourceMachineId":"shop","TargetMachineId":"billing-v2","EventName":"DEBUG_X"}}`)
+	shop.expect(`{"Success":false,"Data":null,"Error":"Event dropped: debug events are off"}`)
+	// Rules reload; a loop is refused and the running rules stay.
+	err := srv.SetRoutes([]router.RouteRule{
+		{Match: router.RuleMatch{TargetMachineId: "a"}, Action: "redirect", To: "b"},
+		{Match: router.RuleMatch{TargetMachineId: "b"}, Action: "redirect", To: "a"},
+	})
+	if err == nil || !strings.Contains(err.Error(), "routing rules loop") {
+		t.Fatalf("loop accepted: %v", err)
+	}
+	shop.send(`{"Type":2,"Payload":{"SourceMachineId":"shop","TargetMachineId":"billing-v2","EventName":"DEBUG_Y"}}`)
+	shop.expect(`{"Success":false,"Data":null,"Error":"Event dropped: debug events are off"}`)
+	srv.SetRoutes(nil)
+	shop.send(`{"Type":2,"Payload":{"SourceMachineId":"shop","TargetMachineId":"billing","EventName":"E"}}`)
+	shop.expect(`{"Success":false,"Data":null,"Error":"Target machine not connected: billing"}`)
+	if st := srv.Stats(); st.Refused["dropped_by_rule"] != 2 {
 		t.Fatalf("stats %+v", st)
 	}
 }
