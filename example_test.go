@@ -109,3 +109,50 @@ func ExampleClient_JoinGroup() {
 	// worker-1 got 1
 	// worker-2 got 2
 }
+
+func ExampleClient_Watch() {
+	path, stop := startBus()
+	defer stop()
+	ctx := context.Background()
+
+	sensor, _ := statebus.Dial(ctx, "sensor-1", statebus.WithPipeName(path))
+	defer sensor.Close()
+	ctrl, _ := statebus.Dial(ctx, "controller", statebus.WithPipeName(path))
+	defer ctrl.Close()
+
+	mon, _ := statebus.Dial(ctx, "monitor", statebus.WithPipeName(path))
+	defer mon.Close()
+	seen := make(chan statebus.Event, 1)
+	stopWatch, err := mon.Watch(ctx, statebus.Filter{EventName: "ALARM_*"}, func(e statebus.Event) { seen <- e })
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer stopWatch()
+
+	sensor.SendEvent(ctx, "controller", "TICK", nil)
+	sensor.SendEvent(ctx, "controller", "ALARM_FIRE", map[string]int{"T": 90})
+	e := <-seen
+	fmt.Println(e.Source, "->", e.Target, e.Name, string(e.Payload))
+	// Output:
+	// sensor-1 -> controller ALARM_FIRE {"T":90}
+}
+
+func ExampleWithPriority() {
+	path, stop := startBus()
+	defer stop()
+	ctx := context.Background()
+
+	b, _ := statebus.Dial(ctx, "b", statebus.WithPipeName(path))
+	defer b.Close()
+	got := make(chan string, 1)
+	b.OnEvent("ALARM", func(e statebus.Event) { got <- e.Name })
+
+	a, _ := statebus.Dial(ctx, "a", statebus.WithPipeName(path))
+	defer a.Close()
+	// Written before any Normal or Low events queued for b.
+	err := a.SendEvent(ctx, "b", "ALARM", nil, statebus.WithPriority(statebus.High))
+	fmt.Println(<-got, err)
+	// Output:
+	// ALARM <nil>
+}

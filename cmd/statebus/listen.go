@@ -31,6 +31,11 @@ statebus listen machine-b --event PING | jq .Payload
 statebus listen monitor --watch 'EventName=ALARM_*'
 statebus listen monitor --watch 'SourceMachineId=sensor-*,TargetMachineId=controller'`)
 	name := f.String("event", "", "print only events with this name (default: every event)")
+	var groups []string
+	f.Func("group", "also join the group `NAME`: events sent to @NAME are shared among its members (repeatable)", func(v string) error {
+		groups = append(groups, v)
+		return nil
+	})
 	var watches []statebus.Filter
 	f.Func("watch", "also print copies of others' events matching `FILTER` (FIELD=GLOB,...; repeatable)", func(v string) error {
 		w, err := parseWatch(v)
@@ -74,6 +79,11 @@ statebus listen monitor --watch 'SourceMachineId=sensor-*,TargetMachineId=contro
 		}
 	}
 	c.OnEvent(filter, print)
+	for _, g := range groups {
+		if err := c.JoinGroup(ctx, g); err != nil {
+			return failure(e, f, err)
+		}
+	}
 	for _, w := range watches {
 		if _, err := c.Watch(ctx, w, print); err != nil {
 			return failure(e, f, err)

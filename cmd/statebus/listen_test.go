@@ -198,3 +198,21 @@ func TestListenWatch(t *testing.T) {
 		t.Fatalf("bad filter: exit %d, %q", code, errOut.String())
 	}
 }
+
+func TestListenGroup(t *testing.T) {
+	flag, opt := startBus(t)
+	out, _, stop := startListen(t, opt, append([]string{"worker-1", "--group", "workers"}, flag...)...)
+	a := dial(t, "boss", opt)
+	bustest.Eventually(t, 10*time.Second, func() bool {
+		return a.SendEvent(context.Background(), "@workers", "JOB", 1) == nil
+	}, "the group never had a member")
+	e, _, errOut := newEnv("")
+	if code := run(context.Background(), e, append([]string{"send", "--priority", "High", "@workers", "JOB", "2"}, flag...)); code != 0 {
+		t.Fatalf("send --priority: exit %d %s", code, errOut.String())
+	}
+	bustest.Eventually(t, 10*time.Second, func() bool { return strings.Count(out.String(), `"EventName":"JOB"`) == 2 },
+		"group events never printed: %q", out)
+	if r := stop(); r.code != 0 {
+		t.Fatalf("exit %d", r.code)
+	}
+}

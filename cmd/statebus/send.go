@@ -32,6 +32,7 @@ target's connection. Exits 1 if it was not, for example with
 "Target machine not connected: TARGET".`,
 		`statebus send machine-b PING '{"Message":"Hello"}'`)
 	as := f.String("as", fmt.Sprintf("statebus-cli-%d", os.Getpid()), "machine id to send as")
+	priority := f.String("priority", "Normal", "High, Normal or Low: the event's place in the target's queue")
 	timeout := f.Duration("timeout", 10*time.Second, "how long to wait to connect and for the acknowledgement")
 	pos, code, ok := f.parse(args, 2, 3)
 	if !ok {
@@ -58,7 +59,7 @@ target's connection. Exits 1 if it was not, for example with
 	if payload != nil {
 		p = payload
 	}
-	if err := c.SendEvent(ctx, target, event, p); err != nil {
+	if err := c.SendEvent(ctx, target, event, p, statebus.WithPriority(statebus.Priority(*priority))); err != nil {
 		return failure(e, f, err)
 	}
 	took := time.Since(start)
