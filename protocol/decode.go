@@ -163,13 +163,10 @@ type Registration struct {
 // DecodeRegistration decodes a Register payload.
 func DecodeRegistration(payload []byte, reg *Registration) error {
 	*reg = Registration{}
-	if payload == nil {
-		return ErrPayloadNull.New("")
-	}
 	var s scanner
 	var it objectIter
-	if err := scanObject(&s, &it, payload); err != nil {
-		return Required("Payload (a registration object)")
+	if err := payloadObject(&s, &it, payload, "a registration object"); err != nil {
+		return err
 	}
 	for it.next(&s) {
 		switch {
@@ -416,13 +413,10 @@ type ReplyPayload struct {
 // DecodeReply decodes a Reply payload.
 func DecodeReply(payload []byte, rp *ReplyPayload) error {
 	*rp = ReplyPayload{}
-	if payload == nil {
-		return ErrPayloadNull.New("")
-	}
 	var s scanner
 	var it objectIter
-	if err := scanObject(&s, &it, payload); err != nil {
-		return Required("Payload (a reply object)")
+	if err := payloadObject(&s, &it, payload, "a reply object"); err != nil {
+		return err
 	}
 	seen := false
 	for it.next(&s) {
@@ -459,13 +453,10 @@ type GroupPayload struct {
 // DecodeGroup decodes a JoinGroup or LeaveGroup payload.
 func DecodeGroup(payload []byte, g *GroupPayload) error {
 	*g = GroupPayload{}
-	if payload == nil {
-		return ErrPayloadNull.New("")
-	}
 	var s scanner
 	var it objectIter
-	if err := scanObject(&s, &it, payload); err != nil {
-		return Required("Payload (a group object)")
+	if err := payloadObject(&s, &it, payload, "a group object"); err != nil {
+		return err
 	}
 	for it.next(&s) {
 		if it.Kind != '"' {
@@ -525,13 +516,10 @@ type WatchPayload struct {
 // DecodeWatch decodes a Watch or Unwatch payload.
 func DecodeWatch(payload []byte, w *WatchPayload) error {
 	*w = WatchPayload{}
-	if payload == nil {
-		return ErrPayloadNull.New("")
-	}
 	var s scanner
 	var it objectIter
-	if err := scanObject(&s, &it, payload); err != nil {
-		return Required("Payload (a filter object)")
+	if err := payloadObject(&s, &it, payload, "a filter object"); err != nil {
+		return err
 	}
 	for it.next(&s) {
 		if it.is("WatchId") {
@@ -555,4 +543,16 @@ func DecodeWatch(payload []byte, w *WatchPayload) error {
 		}
 	}
 	return s.finish()
+}
+
+// payloadObject starts walking a request's object payload; what names the
+// object in the error for anything else.
+func payloadObject(s *scanner, it *objectIter, payload []byte, what string) error {
+	if payload == nil {
+		return ErrPayloadNull.New("")
+	}
+	if err := scanObject(s, it, payload); err != nil {
+		return Required("Payload (" + what + ")")
+	}
+	return nil
 }

@@ -15,6 +15,8 @@ var fuzzSeeds = []string{
 	`{"Type":2,"Payload":{"SourceMachineId":"a\u0000","TargetMachineId":"*","EventName":"E","Payload":[1,2.5e3,-0,true,false,null,"\ud83d"]}}`,
 	`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null,"Id":3}`,
 	`{"Success":true,"Data":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E","Payload":{"x":[1]}},"Error":null}`,
+	`{"Type":102,"Payload":{"ReplyTo":1,"Payload":{"x":1}}}`, `{"Type":105,"Payload":{"EventName":"A_*","WatchId":2}}`,
+	`{"Type":103,"Payload":{"Group":"g","MachineId":"m"}}`, `{"Type":2,"Request":true,"TimeoutMs":5,"Priority":"High","NoAck":true,"Payload":{}}`,
 	`[[[[]]]]`, `{"a":}`, `"\x"`, `1.`, `-`, `{"Type":01}`,
 }
 
@@ -79,6 +81,9 @@ func FuzzScanner(f *testing.F) {
 			t.Fatalf("%q: one pass %+v, DecodeEvent %+v", data, r.Event, sep)
 		}
 		_ = DecodeRegistration(r.Payload, &Registration{})
+		_ = DecodeReply(r.Payload, &ReplyPayload{})
+		_ = DecodeGroup(r.Payload, &GroupPayload{})
+		_ = DecodeWatch(r.Payload, &WatchPayload{})
 		_, _ = MachineIDPayload(r.Payload)
 	})
 }
