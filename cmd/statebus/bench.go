@@ -40,11 +40,10 @@ Modes:
              bus sends "*" to every other subscribed machine, so with more
              than one publisher the publishers also receive each other's
              events; those are not counted.
-  reqrep     --pubs requesters, --subs responders; requester i sends REQ to
-             responder i % subs and waits for the RSP the responder posts
-             back to the event's source before sending the next. Latency is
-             the round trip. Request/reply is not a protocol feature yet:
-             this is built from two ordinary events.
+  reqrep     --pubs requesters, --subs responders; requester i sends a
+             request (Client.Request) to responder i % subs, whose
+             HandleRequest handler replies, and waits for the reply before
+             sending the next. Latency is the round trip.
 
 --msgs is the total number of events published (round trips in reqrep),
 split evenly over the publishers. Throughput counts delivered events (MB/s
@@ -340,14 +339,12 @@ func benchRun(ctx context.Context, e *env, cfg benchConfig, pubs, subs []*benchC
 	if cfg.mode == "reqrep" {
 		receivers = pubs
 		for _, s := range subs {
-			s.c.OnEvent("REQ", func(ev statebus.Event) {
+			s.c.HandleRequest("REQ", func(_ context.Context, ev statebus.Event) (any, error) {
 				s.mu.Lock()
 				s.n++
 				s.last = time.Now()
 				s.mu.Unlock()
-				if err := s.c.PostEvent(ctx, ev.Source, "RSP", ev.Payload); err != nil && ctx.Err() == nil {
-					s.fail(err)
-				}
+				return ev.Payload, nil // the reply carries the send time back
 			})
 		}
 	} else {
@@ -425,36 +422,25 @@ func benchPublish(ctx context.Context, cfg benchConfig, p *benchClient, i int, s
 	return nil
 }
 
-// benchRequest does requester p's round trips one at a time. A reply that
-// does not come within --wait ends them.
+// benchRequest does requester p's round trips (Request / HandleRequest)
+// one at a time. A reply that does not come within --wait ends them.
 func benchRequest(ctx context.Context, cfg benchConfig, p *benchClient, responder string) error {
-	rsp := make(chan struct{}, 1)
-	p.c.OnEvent("RSP", func(ev statebus.Event) {
-		p.record(ev.Payload, time.Now())
-		select {
-		case rsp <- struct{}{}:
-		default:
-		}
-	})
 	buf := benchPayload(cfg.size)
-	timer := time.NewTimer(cfg.straggler)
-	defer timer.Stop()
 	for range p.want {
 		benchStamp(buf, time.Now())
-		if err := p.c.PostEvent(ctx, responder, "REQ", json.RawMessage(buf)); err != nil {
-			return err
-		}
 		p.mu.Lock()
 		p.sent++
 		p.mu.Unlock()
-		timer.Reset(cfg.straggler)
-		select {
-		case <-rsp:
-		case <-timer.C:
-			return fmt.Errorf("no RSP from %s within --wait %v", responder, cfg.straggler)
-		case <-ctx.Done():
-			return ctx.Err()
+		rctx, cancel := context.WithTimeout(ctx, cfg.straggler)
+		rep, err := p.c.Request(rctx, responder, "REQ", json.RawMessage(buf))
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("request to %s: %w", responder, err)
 		}
+		p.record(rep.Payload, time.Now())
 	}
 	return nil
 }

@@ -182,7 +182,7 @@ func TestBenchHelp(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Usage: statebus bench [flags]",
-		"Request/reply is not a protocol feature yet",
+		"HandleRequest handler replies",
 		"Example:\n  statebus bench --inproc",
 		"-mode string", "-pubs int", "-subs int", "-msgs int", "-size int",
 		"-pipe-name string", "-json", "-inproc", "-timeout duration",
