@@ -443,9 +443,9 @@ func (c *Client) stop(cause error) {
 
 // Close flushes what is queued, unregisters the client's machine id (so
 // the id is free for another connection when Close returns), closes the
-// connection, stops reconnecting and waits for the client's goroutines. It is safe to call more than once and from a
-// handler; from a handler, or while a handler runs, it does not wait for
-// that handler to return.
+// connection, stops reconnecting and waits for the client's goroutines,
+// including a handler that is running. It is safe to call more than once
+// and from a handler (which it then does not wait for).
 func (c *Client) Close() error {
 	c.mu.Lock()
 	first := !c.closing
@@ -474,8 +474,8 @@ func (c *Client) Close() error {
 		close(c.done)
 		c.disp.close(true)
 	})
-	if !c.disp.inHandler.Load() {
-		<-c.disp.done
+	if goid() != c.disp.gid.Load() {
+		<-c.disp.done // a running handler finishes first
 	}
 	return nil
 }

@@ -1,7 +1,10 @@
 package statebus
 
 import (
+	"bytes"
 	"context"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,10 +30,10 @@ type dispatcher struct {
 	watches  atomic.Pointer[map[uint64]Handler]
 	reply    func(token uint64, payload []byte, errText string)
 
-	onError   func(error)
-	onState   func(StateChange)
-	done      chan struct{}
-	inHandler atomic.Bool
+	onError func(error)
+	onState func(StateChange)
+	done    chan struct{}
+	gid     atomic.Uint64 // the dispatch goroutine's id, to tell a Close from a handler
 }
 
 // item is one thing to dispatch: an event, an error that belongs to no
@@ -165,6 +168,7 @@ func (d *dispatcher) close(discard bool) {
 
 func (d *dispatcher) loop() {
 	defer close(d.done)
+	d.gid.Store(goid())
 	var spare []item
 	for {
 		d.mu.Lock()
@@ -189,8 +193,6 @@ func (d *dispatcher) loop() {
 }
 
 func (d *dispatcher) dispatch(it *item) {
-	d.inHandler.Store(true)
-	defer d.inHandler.Store(false)
 	switch {
 	case it.state != nil:
 		if d.onState != nil {
@@ -303,4 +305,18 @@ func (d *dispatcher) setWatch(id uint64, h Handler) {
 		m[id] = h
 	}
 	d.watches.Store(&m)
+}
+
+// goid returns the calling goroutine's id, read from its stack header
+// ("goroutine 17 [running]:"). Only Close uses it, to know whether it runs
+// in a handler, where waiting for the handlers to finish would never end.
+func goid() uint64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		b = b[:i]
+	}
+	n, _ := strconv.ParseUint(string(b), 10, 64)
+	return n
 }

@@ -3,6 +3,7 @@ package statebus
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"statebus/internal/lines"
@@ -30,7 +32,8 @@ type session struct {
 	readerDone chan struct{}
 	writerDone chan struct{}
 	endOnce    sync.Once
-	intern     map[string]string // reader goroutine only
+	writeErr   atomic.Pointer[error] // why the writer stopped, if it failed
+	intern     map[string]string     // reader goroutine only
 }
 
 // connect dials the service and starts a session's loops.
@@ -93,10 +96,14 @@ func (s *session) groupCall(ctx context.Context, t protocol.MessageType, group s
 
 func (s *session) writeLoop() {
 	err := s.q.Run(s.nc)
-	close(s.writerDone) // before end, which waits for it
 	if err != nil {
-		s.end(fmt.Errorf("%w: writing to %s: %v", ErrNotConnected, s.c.path, err), false)
+		// The reader ends the session: it may still have the line that
+		// says why the service hung up ("Too many connections ..."). It
+		// gets a second to read it.
+		s.writeErr.Store(&err)
+		s.nc.SetReadDeadline(time.Now().Add(time.Second))
 	}
+	close(s.writerDone)
 }
 
 func (s *session) readLoop() {
@@ -111,6 +118,9 @@ func (s *session) readLoop() {
 			continue
 		}
 		if err != nil {
+			if werr := s.writeErr.Load(); werr != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+				err = fmt.Errorf("writing: %v", *werr)
+			}
 			if last != "" {
 				err = fmt.Errorf("%v; the service said: %s", err, last)
 			}
