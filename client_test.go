@@ -477,3 +477,42 @@ func TestWatch(t *testing.T) {
 		t.Fatalf("stopped watch still saw %d events", len(seen))
 	}
 }
+
+// TestCloseWaitsForHandler: Close from another goroutine returns only after
+// a running handler did; Close from a handler does not deadlock.
+func TestCloseWaitsForHandler(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dial(t, srv, "a")
+	b := dial(t, srv, "b")
+	started, release := make(chan struct{}), make(chan struct{})
+	var finished atomic.Bool
+	b.OnEvent("SLOW", func(statebus.Event) {
+		close(started)
+		<-release
+		finished.Store(true)
+	})
+	a.SendEvent(ctx(t), "b", "SLOW", nil)
+	<-started
+	closed := make(chan struct{})
+	go func() { b.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a handler was running")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	<-closed
+	if !finished.Load() {
+		t.Fatal("handler had not finished when Close returned")
+	}
+
+	c := dial(t, srv, "c")
+	done := make(chan struct{})
+	c.OnEvent("STOP", func(statebus.Event) { c.Close(); close(done) })
+	a.SendEvent(ctx(t), "c", "STOP", nil)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close from a handler deadlocked")
+	}
+}
