@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -98,3 +99,19 @@ func (f *flags) bus() []statebus.Option {
 
 // socket is the socket path the flags name, for messages.
 func (f *flags) socket() string { return protocol.PipePath(f.pipeName) }
+
+// payloadArg reads the optional JSON payload argument pos[i]: raw is nil
+// when it is absent, and p is what to send (nil then, since a nil
+// json.RawMessage would be sent as "null"). ok is false, after a usage
+// message, when it is not valid JSON.
+func (f *flags) payloadArg(pos []string, i int) (raw json.RawMessage, p any, ok bool) {
+	if len(pos) <= i {
+		return nil, nil, true
+	}
+	if !json.Valid([]byte(pos[i])) {
+		f.fail(`payload %s is not valid JSON; quote it for the shell, e.g. '{"Message":"Hello"}'`, pos[i])
+		return nil, nil, false
+	}
+	raw = json.RawMessage(pos[i])
+	return raw, raw, true
+}

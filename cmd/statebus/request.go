@@ -38,12 +38,9 @@ handler returns an error, or when no reply comes within --timeout.`,
 		return code
 	}
 	target, event := pos[0], pos[1]
-	var payload any
-	if len(pos) == 3 {
-		if !json.Valid([]byte(pos[2])) {
-			return f.fail(`payload %s is not valid JSON; quote it for the shell, e.g. '{"A":2}'`, pos[2])
-		}
-		payload = json.RawMessage(pos[2])
+	_, payload, ok := f.payloadArg(pos, 2)
+	if !ok {
+		return 2
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()

@@ -39,12 +39,9 @@ target's connection. Exits 1 if it was not, for example with
 		return code
 	}
 	target, event := pos[0], pos[1]
-	var payload json.RawMessage
-	if len(pos) == 3 {
-		if !json.Valid([]byte(pos[2])) {
-			return f.fail(`payload %s is not valid JSON; quote it for the shell, e.g. '{"Message":"Hello"}'`, pos[2])
-		}
-		payload = json.RawMessage(pos[2])
+	payload, p, ok := f.payloadArg(pos, 2)
+	if !ok {
+		return 2
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
@@ -55,10 +52,6 @@ target's connection. Exits 1 if it was not, for example with
 	}
 	defer c.Close()
 	start := time.Now()
-	var p any // a nil json.RawMessage would be sent as "null"; nil sends no payload
-	if payload != nil {
-		p = payload
-	}
 	if err := c.SendEvent(ctx, target, event, p, statebus.WithPriority(statebus.Priority(*priority))); err != nil {
 		return failure(e, f, err)
 	}
