@@ -64,8 +64,8 @@ type Client struct {
 	wg   sync.WaitGroup // reconnect loops
 
 	mu      sync.Mutex
-	sess    *session      // nil while disconnected
-	ready   chan struct{} // closed and replaced when a session is established
+	sess    atomic.Pointer[session] // nil while disconnected; set under mu
+	ready   chan struct{}           // closed and replaced when a session is established
 	pending map[uint64]pendingCall
 	closing bool
 	groups  []string     // joined, to join again after a reconnect
@@ -148,7 +148,7 @@ func (c *Client) Err() error {
 func (c *Client) Connected() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.sess != nil
+	return c.sess.Load() != nil
 }
 
 // OnEvent adds h for events named name ("*" for every event). Several
@@ -318,7 +318,7 @@ func (c *Client) HandleRequest(name string, h RequestHandler) {
 // learns from the service that no reply will come.
 func (c *Client) sendReply(token uint64, payload []byte, errText string) {
 	c.mu.Lock()
-	s := c.sess
+	s := c.sess.Load()
 	c.mu.Unlock()
 	if s == nil {
 		return
@@ -350,9 +350,12 @@ func encodePayload(payload any) ([]byte, error) {
 // session returns the live session, waiting for a reconnection up to ctx's
 // deadline when the client was asked to.
 func (c *Client) session(ctx context.Context) (*session, error) {
+	if s := c.sess.Load(); s != nil {
+		return s, nil // the common case, without a lock
+	}
 	for {
 		c.mu.Lock()
-		s, ready, err := c.sess, c.ready, c.err
+		s, ready, err := c.sess.Load(), c.ready, c.err
 		c.mu.Unlock()
 		switch {
 		case s != nil:
@@ -450,7 +453,7 @@ func (c *Client) Close() error {
 	c.mu.Lock()
 	first := !c.closing
 	c.closing = true
-	s := c.sess
+	s := c.sess.Load()
 	c.mu.Unlock()
 	if first {
 		close(c.closed)

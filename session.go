@@ -193,9 +193,9 @@ func (s *session) end(cause error, flush bool) {
 		}
 		s.nc.Close()
 		c.mu.Lock()
-		public := c.sess == s
+		public := c.sess.Load() == s
 		if public {
-			c.sess = nil
+			c.sess.Store(nil)
 		}
 		for seq, pc := range c.pending {
 			pc.ch <- response{err: cause}
@@ -272,7 +272,7 @@ func (c *Client) establish(ctx context.Context) error {
 		s.wait()
 		return ErrNotConnected
 	}
-	c.sess = s
+	c.sess.Store(s)
 	close(c.ready)
 	c.ready = make(chan struct{})
 	c.mu.Unlock()
