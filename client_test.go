@@ -188,6 +188,15 @@ func TestReconnect(t *testing.T) {
 	b := dial(t, srv, "b", opts...)
 	got := make(chan statebus.Event, 10)
 	b.OnEvent("E", func(e statebus.Event) { got <- e })
+	// Groups and watches are set up again after the reconnect, too.
+	if err := b.JoinGroup(ctx(t), "workers"); err != nil {
+		t.Fatal(err)
+	}
+	watched := make(chan statebus.Event, 10)
+	if _, err := b.Watch(ctx(t), statebus.Filter{EventName: "W"}, func(e statebus.Event) { watched <- e }); err != nil {
+		t.Fatal(err)
+	}
+	b.HandleRequest("Q", func(context.Context, statebus.Event) (any, error) { return "answer", nil })
 
 	srv.Shutdown(context.Background())
 	for range 2 {
@@ -219,6 +228,21 @@ func TestReconnect(t *testing.T) {
 	}
 	if h := srv.Health(); h.RegisteredMachines != 2 {
 		t.Fatalf("health after reconnect: %+v", h)
+	}
+	if err := a.SendEvent(ctx(t), "@workers", "E", "group"); err != nil {
+		t.Fatalf("group after reconnect: %v", err)
+	}
+	if e := <-got; string(e.Payload) != `"group"` {
+		t.Fatalf("got %s", e.Payload)
+	}
+	if err := a.SendEvent(ctx(t), "a", "W", nil); err != nil { // watched by b
+		t.Fatal(err)
+	}
+	if e := <-watched; e.Name != "W" || e.Source != "a" {
+		t.Fatalf("watch after reconnect: %+v", e)
+	}
+	if rep, err := a.Request(ctx(t), "b", "Q", nil); err != nil || string(rep.Payload) != `"answer"` {
+		t.Fatalf("request after reconnect: %v %s", err, rep.Payload)
 	}
 }
 
