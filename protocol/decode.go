@@ -68,23 +68,23 @@ func DecodeRequest(line []byte, r *Request) error {
 		if !it.skipValue(&s) {
 			break
 		}
-		switch {
-		case it.is("Type"):
+		switch string(it.Key) {
+		case "Type":
 			typ, typKind = it.raw(&s), it.Kind
-		case it.is("Payload"):
+		case "Payload":
 			r.Payload = it.raw(&s)
 			r.Event, r.eventErr = Event{}, errNotEvent
-		case it.is("Id"):
+		case "Id":
 			if it.Kind == '"' || it.Kind == '-' || (it.Kind >= '0' && it.Kind <= '9') {
 				r.ID = it.raw(&s)
 			}
-		case it.is("NoAck"):
+		case "NoAck":
 			r.NoAck = it.Kind == 't'
-		case it.is("Request"):
+		case "Request":
 			r.IsRequest = it.Kind == 't'
-		case it.is("TimeoutMs"):
+		case "TimeoutMs":
 			r.TimeoutMs, _ = strconv.ParseInt(string(it.raw(&s)), 10, 64)
-		case it.is("Priority"):
+		case "Priority":
 			if r.Priority = priorityOf(it.raw(&s)); r.Priority == badPriority {
 				priErr = true
 			}
@@ -245,17 +245,17 @@ func eventMembers(s *scanner, ev *Event) error {
 	}
 	for it.next(s) {
 		var dst *[]byte
-		switch {
-		case it.is("SourceMachineId"):
+		switch string(it.Key) { // a switch on the conversion allocates nothing
+		case "SourceMachineId":
 			dst = &ev.Source
-		case it.is("TargetMachineId"):
+		case "TargetMachineId":
 			dst = &ev.Target
-		case it.is("EventName"):
+		case "EventName":
 			dst = &ev.Name
-		case it.is("Payload"):
+		case "Payload":
 			ev.Payload = it.raw(s)
 			continue
-		case it.is("Timestamp"):
+		case "Timestamp":
 			ev.Timestamp = it.raw(s)
 			continue
 		default:
@@ -354,25 +354,25 @@ func DecodeResponse(line []byte, r *Response) error {
 		if !it.skipValue(&s) {
 			break
 		}
-		switch {
-		case it.is("Success"):
+		switch string(it.Key) {
+		case "Success":
 			r.Success = it.Kind == 't'
-		case it.is("Data"):
+		case "Data":
 			r.Data, r.IsEvent = nil, false
 			if it.Kind != 'n' {
 				r.Data = it.raw(&s)
 			}
-		case it.is("Error"):
+		case "Error":
 			if it.Kind == '"' {
 				r.Error, _ = stringValue(it.raw(&s))
 			}
-		case it.is("Id"):
+		case "Id":
 			r.ID = it.raw(&s)
-		case it.is("ReplyTo"):
+		case "ReplyTo":
 			r.ReplyTo, _ = strconv.ParseUint(string(it.raw(&s)), 10, 64)
-		case it.is("Watch"):
+		case "Watch":
 			r.Watch, _ = strconv.ParseUint(string(it.raw(&s)), 10, 64)
-		case it.is("Deadline"):
+		case "Deadline":
 			if it.Kind == '"' {
 				r.Deadline = it.raw(&s)
 			}

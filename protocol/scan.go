@@ -260,13 +260,12 @@ func (s *scanner) object() {
 // objectIter walks the members of one object without allocating: the
 // router reads a few keys of every event and skips the rest.
 type objectIter struct {
-	done    bool
-	first   bool
-	Key     []byte // raw key without quotes, possibly escaped
-	Escaped bool   // Key contains escapes
-	Kind    byte   // first byte of the value: { [ " t f n - or a digit
-	Start   int    // value extent in s.data
-	End     int
+	done  bool
+	first bool
+	Key   []byte // the key, unescaped
+	Kind  byte   // first byte of the value: { [ " t f n - or a digit
+	Start int    // value extent in s.data
+	End   int
 }
 
 func (it *objectIter) begin(s *scanner) bool {
@@ -326,11 +325,20 @@ func (it *objectIter) nextKey(s *scanner) bool {
 		return false
 	}
 	ks := s.pos
-	it.Escaped = s.str()
+	escaped := s.str()
 	if s.err != nil {
 		return false
 	}
 	it.Key = s.data[ks+1 : s.pos-1]
+	if escaped {
+		// Rare: "\u0054ype" still means Type, as in any JSON reader.
+		k, err := stringValue(s.data[ks:s.pos])
+		if err != nil {
+			s.fail(err)
+			return false
+		}
+		it.Key = []byte(k)
+	}
 	s.skipSpace()
 	if s.pos >= len(s.data) || s.data[s.pos] != ':' {
 		s.fail(ErrInvalidJSON)
@@ -349,7 +357,7 @@ func (it *objectIter) skipValue(s *scanner) bool {
 
 // is reports whether the current key equals name exactly.
 func (it *objectIter) is(name string) bool {
-	return keyIs(it.Key, it.Escaped, name)
+	return string(it.Key) == name
 }
 
 // raw returns the current value's bytes.
@@ -394,24 +402,6 @@ func (s *scanner) finish() error {
 		return ErrInvalidJSON
 	}
 	return nil
-}
-
-// keyIs reports whether a raw key equals name exactly. Escaped keys are
-// unquoted first so that "\u0054ype" still means Type, as in any JSON
-// reader.
-func keyIs(key []byte, escaped bool, name string) bool {
-	if !escaped {
-		return string(key) == name
-	}
-	var k string
-	q := make([]byte, 0, len(key)+2)
-	q = append(q, '"')
-	q = append(q, key...)
-	q = append(q, '"')
-	if json.Unmarshal(q, &k) != nil {
-		return false
-	}
-	return k == name
 }
 
 // stringValue returns the string a raw JSON string value holds.
