@@ -489,13 +489,18 @@ func TestWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.SendEvent(ctx(t), "controller", "ALARM_FIRE", nil)
-	// After stop nothing more is copied: a watch-all installed now sees
-	// the next event, and the stopped one saw nothing in between.
+	// After stop nothing more is copied: once a watch-all installed now
+	// has seen the next event, the stopped one must have seen nothing. (The
+	// watch-all may also get the ALARM_FIRE: copies are made as the
+	// service routes an event, which can be just after its acknowledgement
+	// reached the sender.)
 	seenAll := make(chan statebus.Event, 10)
 	mon.Watch(ctx(t), statebus.Filter{}, func(e statebus.Event) { seenAll <- e })
 	a.SendEvent(ctx(t), "controller", "LAST", nil)
-	if e := <-seenAll; e.Name != "LAST" {
-		t.Fatalf("watch-all saw %s first", e.Name)
+	for e := range seenAll {
+		if e.Name == "LAST" {
+			break
+		}
 	}
 	if len(seen) != 0 {
 		t.Fatalf("stopped watch still saw %d events", len(seen))
