@@ -223,9 +223,8 @@ func (d *daemon) stop(sig os.Signal) int {
 	return code
 }
 
+// shutdownBus stops the bus. A socket systemd passed (socket activation)
+// stays in place: Shutdown removes only a socket its Start created.
 func (d *daemon) shutdownBus(ctx context.Context) error {
-	if d.activated {
-		return d.srv.ShutdownKeepSocket(ctx)
-	}
 	return d.srv.Shutdown(ctx)
 }

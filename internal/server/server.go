@@ -134,10 +134,11 @@ type Server struct {
 	routes  *router.Table[*conn]
 	watches *router.Watches[*conn]
 
-	ln       net.Listener
-	sockInfo os.FileInfo
-	access   atomic.Pointer[access.Checker]
-	rules    atomic.Pointer[router.Rules] // nil: no rules
+	ln         net.Listener
+	sockInfo   os.FileInfo
+	ownsSocket bool // Start created the socket file, so Shutdown removes it
+	access     atomic.Pointer[access.Checker]
+	rules      atomic.Pointer[router.Rules] // nil: no rules
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -221,17 +222,20 @@ func (s *Server) SetAccess(p access.Policy) error {
 }
 
 // Start listens on the configured socket and serves in the background
-// until Shutdown.
+// until Shutdown, which removes the socket file again.
 func (s *Server) Start() error {
 	ln, err := Listen(s.cfg.SocketPath, s.cfg.SocketMode)
 	if err != nil {
 		return err
 	}
+	s.ownsSocket = true
 	return s.StartOn(ln)
 }
 
 // StartOn serves on an existing listener (for example one passed by
-// systemd, or a Windows named pipe) in the background until Shutdown.
+// systemd, or a Windows named pipe) in the background until Shutdown. The
+// socket file is the listener's owner's: Shutdown leaves it in place, so
+// that systemd can pass it to the next start.
 func (s *Server) StartOn(ln net.Listener) error {
 	s.ln = ln
 	if path := ln.Addr().String(); path != "" {
@@ -371,8 +375,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		<-waited
 	}
-	removeSocket(s.cfg.SocketPath, s.sockInfo)
-	s.sockInfo = nil
+	if s.ownsSocket {
+		removeSocket(s.cfg.SocketPath, s.sockInfo)
+		s.ownsSocket = false
+	}
 	if err == nil {
 		err = s.serveErr
 	}
