@@ -58,3 +58,14 @@ func TestRules(t *testing.T) {
 		t.Error("duplicate rule accepted")
 	}
 }
+
+func TestNoCredentials(t *testing.T) {
+	unix, _ := New(Policy{}, 1000, 1000)
+	if err := unix.MayConnect(-1, -1, -1); err == nil || err.Error() != "Access denied: the peer's credentials are unknown" {
+		t.Errorf("unknown peer on a platform with uids: %v", err)
+	}
+	windows, _ := New(Policy{}, -1, -1)
+	if err := windows.MayConnect(-1, -1, -1); err != nil {
+		t.Errorf("a platform without uids: %v", err)
+	}
+}
