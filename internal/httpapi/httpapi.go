@@ -31,7 +31,6 @@ type API struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	hs      *http.Server
-	started time.Time
 }
 
 // New returns the endpoints for srv, with metrics (already watching srv)

@@ -400,14 +400,14 @@ func (s *suite) health(ctx context.Context) (string, error) {
 		clients = append(clients, c)
 	}
 	if err := waitFor(ctx, func() bool { return count() == n }); err != nil {
-		return "", fmt.Errorf("ConnectionCount is %d with %d clients connected: %w", count(), n, err)
+		return "", fmt.Errorf("the connection count is %d with %d clients connected: %w", count(), n, err)
 	}
 	h, err := statebus.Health(ctx, s.bus...)
 	if err != nil {
-		return "", fmt.Errorf("Health request: %w", err)
+		return "", fmt.Errorf("health request: %w", err)
 	}
 	if !h.IsHealthy || h.ConnectionCount != n+1 || h.RegisteredMachines != n {
-		return "", fmt.Errorf("Health request says healthy=%v, %d connections, %d machines; want healthy, %d connections (the request's own included), %d machines",
+		return "", fmt.Errorf("the health request says healthy=%v, %d connections, %d machines; want healthy, %d connections (the request's own included), %d machines",
 			h.IsHealthy, h.ConnectionCount, h.RegisteredMachines, n+1, n)
 	}
 	for _, c := range clients {
@@ -415,7 +415,7 @@ func (s *suite) health(ctx context.Context) (string, error) {
 	}
 	clients = nil
 	if err := waitFor(ctx, func() bool { return count() == 0 }); err != nil {
-		return "", fmt.Errorf("ConnectionCount stays at %d after the clients closed: %w", count(), err)
+		return "", fmt.Errorf("the connection count stays at %d after the clients closed: %w", count(), err)
 	}
 	return fmt.Sprintf("ConnectionCount 0 -> %d -> 0; Health request reports healthy", n), nil
 }
@@ -427,7 +427,7 @@ func (s *suite) shutdown(ctx context.Context) (string, error) {
 	srv := s.srv
 	s.srv = nil
 	if err := srv.Shutdown(ctx); err != nil {
-		return "", fmt.Errorf("Shutdown: %w", err)
+		return "", fmt.Errorf("shutdown: %w", err)
 	}
 	if srv.Health().IsHealthy {
 		return "", errors.New("the bus still reports healthy after Shutdown")
