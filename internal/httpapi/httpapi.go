@@ -27,10 +27,10 @@ import (
 
 // API serves the monitoring endpoints for one server.
 type API struct {
-	srv     *server.Server
-	log     *slog.Logger
-	mux     *http.ServeMux
-	hs      *http.Server
+	srv *server.Server
+	log *slog.Logger
+	mux *http.ServeMux
+	hs  *http.Server
 }
 
 // New returns the endpoints for srv, with metrics (already watching srv)
