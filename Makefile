@@ -15,7 +15,7 @@ DOCDIR      ?= $(PREFIX)/share/doc/statebus
 GO          ?= go
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-LDFLAGS := -X statebus/internal/version.Version=$(VERSION)
+LDFLAGS := -X github.com/statebus/statebus/internal/version.Version=$(VERSION)
 # -buildvcs=auto stamps the commit (statebusd --version) even where
 # GOFLAGS turns it off; outside a git checkout it quietly does nothing.
 GOBUILD := $(GO) build -buildvcs=auto -trimpath -ldflags "$(LDFLAGS)"

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"statebus/protocol"
+	"github.com/statebus/statebus/protocol"
 )
 
 // HealthStatus is the service's health: the original's GetHealthStatus

@@ -22,8 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"statebus/internal/outq"
-	"statebus/protocol"
+	"github.com/statebus/statebus/internal/outq"
+	"github.com/statebus/statebus/protocol"
 )
 
 // Event is an event delivered to this client.

@@ -13,9 +13,9 @@ import (
 
 	"go.uber.org/goleak"
 
-	"statebus"
-	"statebus/internal/bustest"
-	"statebus/internal/server"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/server"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

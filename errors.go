@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"statebus/protocol"
+	"github.com/statebus/statebus/protocol"
 )
 
 // Errors a Client returns. Errors the service reports are *protocol.Error

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 
-	"statebus"
-	"statebus/internal/server"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/server"
 )
 
 // startBus runs a statebusd in-process for the examples and returns its

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"statebus"
-	"statebus/internal/bustest"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/bustest"
 )
 
 // TestGroupBalance: 3 members share 30,000 events about equally.

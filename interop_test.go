@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"statebus"
-	"statebus/internal/bustest"
-	"statebus/internal/server"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/server"
 )
 
 // TestDotNetInterop runs a C# client (testdata/dotnet/InteropClient.cs,

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"statebus"
-	"statebus/internal/bustest"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/bustest"
 )
 
 // TestLoad: 10 senders x 10 receivers, every sender sending each receiver

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"statebus/protocol"
+	"github.com/statebus/statebus/protocol"
 )
 
 // Option configures a Client in Dial.

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"statebus"
-	"statebus/internal/bustest"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/bustest"
 )
 
 func TestRequestReply(t *testing.T) {

@@ -14,9 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"statebus/internal/lines"
-	"statebus/internal/outq"
-	"statebus/protocol"
+	"github.com/statebus/statebus/internal/lines"
+	"github.com/statebus/statebus/internal/outq"
+	"github.com/statebus/statebus/protocol"
 )
 
 // maxLine bounds a line read from the service. The service bounds what it

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"slices"
 
-	"statebus/protocol"
+	"github.com/statebus/statebus/protocol"
 )
 
 // Filter selects events for Watch by glob patterns ("*" any run of

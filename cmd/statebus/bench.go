@@ -18,9 +18,9 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/schollz/progressbar/v3"
 
-	"statebus"
-	"statebus/internal/server"
-	"statebus/protocol"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/protocol"
 )
 
 func init() {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"statebus/internal/bustest"
-	"statebus/internal/server"
+	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/server"
 )
 
 // benchRunCmd runs statebus with args in-process and returns its exit

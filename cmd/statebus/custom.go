@@ -8,7 +8,7 @@ import (
 	"time"
 	"unicode"
 
-	"statebus"
+	"github.com/statebus/statebus"
 )
 
 // The custom scenario of "statebus test custom" and the menu: the seed's

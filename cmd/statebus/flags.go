@@ -8,8 +8,8 @@ import (
 	"io"
 	"strings"
 
-	"statebus"
-	"statebus/protocol"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/protocol"
 )
 
 // flags is a subcommand's flag set with the flags every subcommand has:

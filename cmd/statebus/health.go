@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"statebus"
+	"github.com/statebus/statebus"
 )
 
 func init() {

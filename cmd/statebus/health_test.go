@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"statebus"
-	"statebus/internal/bustest"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/bustest"
 )
 
 func TestHealth(t *testing.T) {

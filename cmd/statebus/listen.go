@@ -7,7 +7,7 @@ import (
 	"strings"
 	"sync"
 
-	"statebus"
+	"github.com/statebus/statebus"
 )
 
 func init() {

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"statebus"
-	"statebus/internal/bustest"
-	"statebus/internal/server"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/server"
 )
 
 // startListen runs listen in the background and waits until its id is

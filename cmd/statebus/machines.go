@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"statebus"
+	"github.com/statebus/statebus"
 )
 
 func init() {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"statebus"
+	"github.com/statebus/statebus"
 )
 
 func TestMachines(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 	"sort"
 	"syscall"
 
-	"statebus/internal/version"
+	"github.com/statebus/statebus/internal/version"
 )
 
 // command is one subcommand. run gets the arguments after the

@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"statebus"
-	"statebus/protocol"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/protocol"
 )
 
 // out writes a command's human output. It is safe for concurrent use:

@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"statebus"
+	"github.com/statebus/statebus"
 )
 
 func init() {

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"statebus"
-	"statebus/internal/bustest"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/bustest"
 )
 
 func TestRequestCommand(t *testing.T) {

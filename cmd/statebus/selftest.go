@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 
-	"statebus/internal/selftest"
+	"github.com/statebus/statebus/internal/selftest"
 )
 
 func init() {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"statebus"
+	"github.com/statebus/statebus"
 )
 
 func TestSend(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	"statebus/internal/selftest"
+	"github.com/statebus/statebus/internal/selftest"
 )
 
 func init() {

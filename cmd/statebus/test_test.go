@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"statebus"
+	"github.com/statebus/statebus"
 )
 
 func TestTestPing(t *testing.T) {

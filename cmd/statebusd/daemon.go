@@ -9,11 +9,11 @@ import (
 	"reflect"
 	"time"
 
-	"statebus/internal/config"
-	"statebus/internal/httpapi"
-	"statebus/internal/logging"
-	"statebus/internal/server"
-	"statebus/internal/systemd"
+	"github.com/statebus/statebus/internal/config"
+	"github.com/statebus/statebus/internal/httpapi"
+	"github.com/statebus/statebus/internal/logging"
+	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/internal/systemd"
 )
 
 // daemon is a running statebusd: the bus, its monitoring endpoint and its

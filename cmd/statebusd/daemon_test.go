@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/bustest"
 )
 
 // daemonProc is statebusd running as a real child process.

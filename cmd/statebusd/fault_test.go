@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"statebus"
+	"github.com/statebus/statebus"
 )
 
 // runTestClient is the child process of the fault tests: it connects as

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"statebus"
-	"statebus/internal/bustest"
-	"statebus/internal/server"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/server"
 )
 
 // TestJournalLogs: with JOURNAL_STREAM set and stderr not a terminal (as

@@ -13,9 +13,9 @@ import (
 	"os/signal"
 	"syscall"
 
-	"statebus/internal/config"
-	"statebus/internal/server"
-	"statebus/internal/version"
+	"github.com/statebus/statebus/internal/config"
+	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/internal/version"
 )
 
 func main() {

@@ -16,8 +16,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"statebus"
-	"statebus/internal/server"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/server"
 )
 
 // When STATEBUSD_TEST_MAIN is set the test binary is statebusd: fault tests

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"statebus"
+	"github.com/statebus/statebus"
 )
 
 // TestReload changes the config file under a running statebusd process

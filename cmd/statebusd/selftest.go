@@ -5,7 +5,7 @@ import (
 	"io"
 	"os"
 
-	"statebus/internal/selftest"
+	"github.com/statebus/statebus/internal/selftest"
 )
 
 // selfTest runs the self-test, as the original service's --self-test

@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/windows/svc"
 	"golang.org/x/sys/windows/svc/eventlog"
 
-	"statebus/internal/server"
+	"github.com/statebus/statebus/internal/server"
 )
 
 // serviceName is the event log source statebusd writes to as a service.

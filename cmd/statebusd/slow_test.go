@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"statebus"
+	"github.com/statebus/statebus"
 )
 
 // rssKiB returns a process's resident set size from /proc.

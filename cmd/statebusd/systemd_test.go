@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"statebus"
+	"github.com/statebus/statebus"
 )
 
 // notifySocket is a real NOTIFY_SOCKET: a datagram socket whose messages

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"statebus/protocol"
+	"github.com/statebus/statebus/protocol"
 )
 
 // Policy is the access configuration. The zero Policy lets only the

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"statebus/internal/server"
+	"github.com/statebus/statebus/internal/server"
 )
 
 // SocketPath returns a fresh socket path short enough for sun_path (the

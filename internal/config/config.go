@@ -14,11 +14,11 @@ import (
 	"strings"
 	"time"
 
-	"statebus/internal/access"
-	"statebus/internal/logging"
-	"statebus/internal/router"
-	"statebus/internal/server"
-	"statebus/protocol"
+	"github.com/statebus/statebus/internal/access"
+	"github.com/statebus/statebus/internal/logging"
+	"github.com/statebus/statebus/internal/router"
+	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/protocol"
 )
 
 // File is the configuration file's shape. Unknown keys are ignored, as

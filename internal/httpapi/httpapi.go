@@ -21,8 +21,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"statebus/internal/server"
-	"statebus/protocol"
+	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/protocol"
 )
 
 // API serves the monitoring endpoints for one server.

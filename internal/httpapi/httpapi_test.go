@@ -15,10 +15,10 @@ import (
 	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
 
-	"statebus"
-	"statebus/internal/bustest"
-	"statebus/internal/server"
-	"statebus/protocol"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/protocol"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -7,8 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"statebus/internal/server"
-	"statebus/internal/version"
+	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/internal/version"
 )
 
 // Metrics is statebusd's Prometheus registry. Make it before the server,

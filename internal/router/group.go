@@ -4,7 +4,7 @@ import (
 	"slices"
 	"sync/atomic"
 
-	"statebus/protocol"
+	"github.com/statebus/statebus/protocol"
 )
 
 // group is a set of subscribed machine ids that share a name: an event

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"statebus/protocol"
+	"github.com/statebus/statebus/protocol"
 )
 
 // Info is what the registry records about a machine id.

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"statebus/protocol"
+	"github.com/statebus/statebus/protocol"
 )
 
 func TestOwnership(t *testing.T) {

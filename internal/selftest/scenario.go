@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"statebus"
+	"github.com/statebus/statebus"
 )
 
 // runSeq makes machine ids unique within a process, so scenarios that run

@@ -16,9 +16,9 @@ import (
 	"strings"
 	"time"
 
-	"statebus"
-	"statebus/internal/server"
-	"statebus/protocol"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/protocol"
 )
 
 // Options configures Run. The zero value runs the full self-test.

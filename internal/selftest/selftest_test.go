@@ -10,8 +10,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"statebus"
-	"statebus/internal/bustest"
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/bustest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

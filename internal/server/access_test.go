@@ -13,9 +13,9 @@ import (
 	"syscall"
 	"testing"
 
-	"statebus/internal/access"
-	"statebus/internal/bustest"
-	"statebus/internal/server"
+	"github.com/statebus/statebus/internal/access"
+	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/server"
 )
 
 // accessChild runs in a child process under another uid: it sends each

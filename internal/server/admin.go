@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"time"
 
-	"statebus/internal/version"
-	"statebus/protocol"
+	"github.com/statebus/statebus/internal/version"
+	"github.com/statebus/statebus/protocol"
 )
 
 // Status returns the health status with statebus's additions (uptime,

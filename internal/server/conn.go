@@ -12,11 +12,11 @@ import (
 	"sync"
 	"time"
 
-	"statebus/internal/access"
-	"statebus/internal/lines"
-	"statebus/internal/outq"
-	"statebus/internal/router"
-	"statebus/protocol"
+	"github.com/statebus/statebus/internal/access"
+	"github.com/statebus/statebus/internal/lines"
+	"github.com/statebus/statebus/internal/outq"
+	"github.com/statebus/statebus/internal/router"
+	"github.com/statebus/statebus/protocol"
 )
 
 var bom = []byte{0xEF, 0xBB, 0xBF}

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"statebus/internal/bustest"
-	"statebus/internal/server"
-	"statebus/protocol"
+	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/protocol"
 )
 
 // FuzzConn feeds a whole connection arbitrary bytes: whatever arrives, the

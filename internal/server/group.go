@@ -3,8 +3,8 @@ package server
 import (
 	"errors"
 
-	"statebus/internal/router"
-	"statebus/protocol"
+	"github.com/statebus/statebus/internal/router"
+	"github.com/statebus/statebus/protocol"
 )
 
 // toGroup routes an event (or request) sent to "@group": to one member,

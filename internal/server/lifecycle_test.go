@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"statebus/internal/bustest"
-	"statebus/internal/server"
+	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/server"
 )
 
 func TestSocketFile(t *testing.T) {

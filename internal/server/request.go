@@ -4,8 +4,8 @@ import (
 	"strconv"
 	"time"
 
-	"statebus/internal/router"
-	"statebus/protocol"
+	"github.com/statebus/statebus/internal/router"
+	"github.com/statebus/statebus/protocol"
 )
 
 // pendingRequest is a request delivered to a connection that has not

@@ -14,9 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"statebus/internal/access"
-	"statebus/internal/router"
-	"statebus/protocol"
+	"github.com/statebus/statebus/internal/access"
+	"github.com/statebus/statebus/internal/router"
+	"github.com/statebus/statebus/protocol"
 )
 
 // Config is the service's configuration. Start from DefaultConfig.

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"sync/atomic"
 
-	"statebus/protocol"
+	"github.com/statebus/statebus/protocol"
 )
 
 // Reasons an event or request is refused, as counted in Stats.

@@ -3,8 +3,8 @@ package server
 import (
 	"strconv"
 
-	"statebus/internal/router"
-	"statebus/protocol"
+	"github.com/statebus/statebus/internal/router"
+	"github.com/statebus/statebus/protocol"
 )
 
 // watch installs or removes a filter (Watch and Unwatch). Watching others'

@@ -17,9 +17,9 @@ import (
 
 	"go.uber.org/goleak"
 
-	"statebus/internal/bustest"
-	"statebus/internal/router"
-	"statebus/internal/server"
+	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/router"
+	"github.com/statebus/statebus/internal/server"
 )
 
 func TestMain(m *testing.M) {
