@@ -96,11 +96,22 @@ var (
 	ErrHandshake = &Kind{"Handshake timeout: ", "handshake timeout"}
 	// ErrShuttingDown: the service is stopping.
 	ErrShuttingDown = &Kind{"Service is shutting down", "service is shutting down"}
+	// ErrLimit: the connection (or its user) reached one of the service's
+	// per-connection limits; the text names the limit and its config key.
+	ErrLimit = &Kind{"Limit reached: ", "limit reached"}
+	// ErrAmbiguousField: an event object has a routing key twice, or a key
+	// that other JSON readers could take for one (another case, an escape),
+	// so that different receivers would read different routing.
+	ErrAmbiguousField = &Kind{"Ambiguous event field: ", "ambiguous event field"}
+	// ErrResponder: a request's responder answered with an error. The text
+	// after the prefix is the responder's own; every other kind is the
+	// service's.
+	ErrResponder = &Kind{"Responder error: ", "the responder returned an error"}
 )
 
 // kinds lists the kinds a client can recognize, most specific first.
 var kinds = []*Kind{
-	ErrTargetNotConnected, ErrNoResponder, ErrNoRequest, ErrNoWatch, ErrDropped, ErrSlowConsumer, ErrDeliveryFailed, ErrUnknownType, ErrIDInUse,
+	ErrResponder, ErrLimit, ErrAmbiguousField, ErrTargetNotConnected, ErrNoResponder, ErrNoRequest, ErrNoWatch, ErrDropped, ErrSlowConsumer, ErrDeliveryFailed, ErrUnknownType, ErrIDInUse,
 	ErrNotOwner, ErrInvalidID, ErrPayloadNull, ErrInvalidUTF8, ErrTooDeep,
 	ErrNotObject, ErrTooLarge, ErrTooManyConnections, ErrAccessDenied, ErrHandshake, ErrShuttingDown,
 	ErrInvalidJSON,
