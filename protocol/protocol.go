@@ -75,6 +75,11 @@ type HealthStatus struct {
 	PeakConnectionsAt  time.Time
 	MaxConnections     int
 	Version            string
+	// ServiceUID and ServicePID are the service's own user and process,
+	// so that a client can check them against its socket's peer
+	// credentials.
+	ServiceUID int `json:"ServiceUid"`
+	ServicePID int `json:"ServicePid"`
 }
 
 // MachineInfo is one entry of a Machines response.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,6 +29,19 @@ type Policy struct {
 	// Rules restrict what a user may do once connected; a user without a
 	// rule is unrestricted.
 	Rules []Rule `json:"Rules"`
+	// Reserve gives machine ids to users: an id that matches a
+	// reservation's patterns may be held only by that reservation's uid,
+	// whoever connects first, so that after a crash no other user can
+	// take the crashed machine's id (like D-Bus "own="). Ids no
+	// reservation matches go to whichever allowed connection claims them
+	// first.
+	Reserve []Reservation `json:"Reserve"`
+}
+
+// Reservation reserves the machine ids matching IDs for one uid.
+type Reservation struct {
+	UID int      `json:"Uid"`
+	IDs []string `json:"Ids"`
 }
 
 // Rule restricts one uid. Patterns are shell globs (path.Match): "sensor-*"
@@ -42,6 +56,10 @@ type Rule struct {
 	// Watch lets the user install filters that copy other machines'
 	// events to it; a user with a rule may not unless this is true.
 	Watch bool `json:"Watch"`
+	// Join lists the groups the user may join. When empty, the Register
+	// patterns decide (a group name must match one of them); when both are
+	// empty the user may join any group.
+	Join []string `json:"Join"`
 }
 
 // Checker applies a Policy for a service running as serviceUID with its
@@ -58,7 +76,7 @@ func New(p Policy, serviceUID, socketGID int) (*Checker, error) {
 	c := &Checker{policy: p, serviceUID: serviceUID, socketGID: socketGID, rules: map[int]*Rule{}}
 	for i := range p.Rules {
 		r := &p.Rules[i]
-		for _, pat := range append(append([]string{}, r.Register...), r.SendTo...) {
+		for _, pat := range slices.Concat(r.Register, r.SendTo, r.Join) {
 			if _, err := path.Match(pat, ""); err != nil {
 				return nil, fmt.Errorf("access rule for uid %d: bad pattern %q", r.UID, pat)
 			}
@@ -68,7 +86,29 @@ func New(p Policy, serviceUID, socketGID int) (*Checker, error) {
 		}
 		c.rules[r.UID] = r
 	}
+	for _, res := range p.Reserve {
+		for _, pat := range res.IDs {
+			if _, err := path.Match(pat, ""); err != nil {
+				return nil, fmt.Errorf("access reservation for uid %d: bad pattern %q", res.UID, pat)
+			}
+		}
+	}
 	return c, nil
+}
+
+// MayHold returns nil unless id is reserved for a user other than uid.
+// When several reservations match, the id is the first one's.
+func (c *Checker) MayHold(uid int, id string) error {
+	for _, res := range c.policy.Reserve {
+		if !matchAny(res.IDs, id) || len(res.IDs) == 0 {
+			continue
+		}
+		if res.UID == uid {
+			return nil
+		}
+		return protocol.ErrAccessDenied.New("machine id " + id + " is reserved for uid " + strconv.Itoa(res.UID))
+	}
+	return nil
 }
 
 // MayConnect returns nil if a peer with uid, gid (and pid, for its
@@ -104,6 +144,28 @@ func (r *Rule) MayRegister(id string) error {
 		return nil
 	}
 	return protocol.ErrAccessDenied.New("uid " + strconv.Itoa(r.UID) + " may not register " + id)
+}
+
+// MayJoin returns nil if the rule allows joining group: its Join patterns,
+// or its Register patterns when it has no Join patterns.
+func (r *Rule) MayJoin(group string) error {
+	if r == nil {
+		return nil
+	}
+	patterns := r.Join
+	if len(patterns) == 0 {
+		patterns = r.Register
+	}
+	if matchAny(patterns, group) {
+		return nil
+	}
+	return protocol.ErrAccessDenied.New("uid " + strconv.Itoa(r.UID) + " may not join group " + group)
+}
+
+// MaySee reports whether the rule lets its user see id in the registry:
+// an id it may send to. Unrestricted users see every id.
+func (r *Rule) MaySee(id string) bool {
+	return r == nil || matchAny(r.SendTo, id)
 }
 
 // MayWatch returns nil if the rule allows watching others' events.

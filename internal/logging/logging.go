@@ -5,7 +5,7 @@
 //
 // Categories are dotted names, as .NET's are. Levels come from the
 // configuration's Logging:LogLevel section, whose keys match a category
-// and every category under it ("github.com/statebus/statebus" matches "statebus.server");
+// and every category under it ("statebus" matches "statebus.server");
 // the longest matching key wins and "Default" applies when none matches.
 // Each statebus category also answers to the .NET class that had its job
 // in the original service, so an unmodified appsettings.json ("XStateNet.

@@ -25,7 +25,7 @@ func TestLevels(t *testing.T) {
 			map[string]slog.Level{Daemon: slog.LevelDebug, Server: slog.LevelDebug, HTTP: slog.LevelDebug}},
 		{"one category", map[string]string{"Default": "Error", "statebus.server": "debug"},
 			map[string]slog.Level{Daemon: slog.LevelError, Server: slog.LevelDebug, HTTP: slog.LevelError}},
-		{"parent key, longer key wins", map[string]string{"github.com/statebus/statebus": "warn", "statebus.http": "error"},
+		{"parent key, longer key wins", map[string]string{"statebus": "warn", "statebus.http": "error"},
 			map[string]slog.Level{Daemon: slog.LevelWarn, Server: slog.LevelWarn, HTTP: slog.LevelError}},
 		{"original class name", map[string]string{"XStateNet.InterProcess.Service.NamedPipeMessageBus": "Trace"},
 			map[string]slog.Level{Daemon: slog.LevelInfo, Server: slog.LevelDebug, HTTP: slog.LevelInfo}},

@@ -23,6 +23,9 @@ import (
 
 // Errors returned by Begin.
 var (
+	// ErrOverflow: a line would have taken the queue past HardLimit; the
+	// queue is closed and its records failed.
+	ErrOverflow = errors.New("outq: queue over its hard limit")
 	// ErrClosed: the queue is closed (its connection is gone or going).
 	ErrClosed = errors.New("outq: queue closed")
 	// ErrFull: the queue stayed over its limit for the whole wait.
@@ -68,6 +71,19 @@ type Queue[R any] struct {
 	// MaxLines bounds the queued lines that carry records (events), as
 	// Limit bounds bytes. Zero means no limit.
 	MaxLines int
+	// HardLimit bounds every byte the queue holds: queued lines of every
+	// kind, including those that do not wait for Limit (acknowledgements,
+	// errors, replies), plus the batch being written. A line that would
+	// take the queue past it closes the queue instead: its lines are
+	// dropped, its records failed with ErrOverflow, and Overflow is
+	// called. Zero means no hard limit.
+	HardLimit int
+	// RecordBytes is what each queued record counts against Limit and
+	// HardLimit besides its line: the bookkeeping the caller keeps with it.
+	RecordBytes int
+	// Overflow, when set, is called once (without the queue's lock) when a
+	// line hit HardLimit, with the bytes the queue held.
+	Overflow func(held int)
 	// Written, when set, gets the records of lines that were written.
 	Written func([]R)
 	// Failed, when set, gets the records of lines that will never be
@@ -77,11 +93,13 @@ type Queue[R any] struct {
 	mu        sync.Mutex
 	lanes     [numLanes]lane[R]
 	size      int      // queued bytes, all lanes
+	inflight  int      // bytes of the batch Run is writing
 	nrecs     int      // queued records, all lanes
 	cur       Priority // the lane between Begin and Commit
 	startLen  int      // its length at Begin
 	startSize int      // q.size at Begin
 	closed    bool
+	overflow  int           // held bytes when a line hit HardLimit; 0 if none did
 	stalled   bool          // a wait timed out and the writer has not moved since
 	space     chan struct{} // closed when the writer takes a batch; nil unless someone waits
 	wake      chan struct{} // 1 slot: the writer has work
@@ -97,13 +115,15 @@ func New[R any](limit int) *Queue[R] {
 	return &Queue[R]{Limit: limit, wake: make(chan struct{}, 1)}
 }
 
-// full reports whether n more bytes would exceed a limit. An empty queue
+// full reports whether n more bytes would exceed a limit. The batch being
+// written counts: a reader that does not read holds it up. An empty queue
 // always takes one line, however long.
 func (q *Queue[R]) full(n int) bool {
-	if q.size == 0 || q.closed {
+	held := q.size + q.inflight
+	if held == 0 || q.closed {
 		return false
 	}
-	return q.Limit > 0 && q.size+n > q.Limit || q.MaxLines > 0 && q.nrecs >= q.MaxLines
+	return q.Limit > 0 && held+n > q.Limit || q.MaxLines > 0 && q.nrecs >= q.MaxLines
 }
 
 // Begin locks the queue for appending n bytes of Normal priority and
@@ -143,9 +163,9 @@ func (q *Queue[R]) TryBegin(p Priority, n int) ([]byte, error) {
 	return q.begin(p)
 }
 
-// BeginNoWait is Begin without the limit: for short lines that must not
-// wait, such as acknowledgements and errors, whose number is bounded by the
-// events that passed a limit elsewhere.
+// BeginNoWait is Begin without Limit: for short lines that must not wait,
+// such as acknowledgements, errors and replies. They still count against
+// HardLimit, so a peer that provokes them and never reads is cut off.
 func (q *Queue[R]) BeginNoWait() ([]byte, error) {
 	q.mu.Lock()
 	return q.begin(Normal)
@@ -194,25 +214,76 @@ func (q *Queue[R]) waitSpace(n int, wait time.Duration, cancel <-chan struct{}) 
 // Commit stores the appended buffer, unlocks the queue and wakes the
 // writer if it may be idle.
 func (q *Queue[R]) Commit(b []byte) {
-	q.store(b)
-	q.unlock()
+	if q.store(b) {
+		q.unlock()
+		return
+	}
+	q.overflowed(nil)
 }
 
 // CommitRec is Commit for a line that carries a record.
 func (q *Queue[R]) CommitRec(b []byte, r R) {
-	q.store(b)
-	l := &q.lanes[q.cur]
-	l.recs = append(l.recs, rec[R]{end: len(b), r: r})
-	q.nrecs++
-	q.unlock()
+	q.startLen -= q.RecordBytes // counted as if appended
+	if q.store(b) {
+		l := &q.lanes[q.cur]
+		l.recs = append(l.recs, rec[R]{end: len(b), r: r})
+		q.nrecs++
+		q.unlock()
+		return
+	}
+	q.overflowed([]R{r})
 }
 
-func (q *Queue[R]) store(b []byte) {
+// store keeps the appended line, or reports false (with q.mu still held)
+// when it would take the queue past HardLimit.
+func (q *Queue[R]) store(b []byte) bool {
+	n := len(b) - q.startLen
+	if q.HardLimit > 0 && q.size+q.inflight+n > q.HardLimit {
+		q.overflow = q.size + q.inflight + n
+		return false
+	}
 	q.lanes[q.cur].buf = b
-	q.size += len(b) - q.startLen
-	if q.cur == High && len(b) > 0 {
+	q.size += n
+	if q.cur == High && n > 0 {
 		q.high.Store(true)
 	}
+	return true
+}
+
+// overflowed closes the queue after a line hit HardLimit (q.mu is held),
+// drops what it holds, fails its records (and extra, the record of the
+// line that did not fit) and calls Overflow.
+func (q *Queue[R]) overflowed(extra []R) {
+	held := q.overflow
+	failed := q.closeLocked(extra)
+	q.mu.Unlock()
+	q.wakeWriter()
+	if q.Failed != nil && len(failed) > 0 {
+		q.Failed(failed, ErrOverflow)
+	}
+	if q.Overflow != nil {
+		q.Overflow(held)
+	}
+}
+
+// closeLocked closes the queue, drops every queued line and returns the
+// records that will not be written, after extra; q.mu is held.
+func (q *Queue[R]) closeLocked(extra []R) []R {
+	q.closed = true
+	failed := extra
+	for p := range q.lanes {
+		for _, r := range q.lanes[p].recs {
+			failed = append(failed, r.r)
+		}
+		q.lanes[p] = lane[R]{}
+	}
+	q.size, q.nrecs = 0, 0
+	q.high.Store(false)
+	if q.space != nil {
+		close(q.space)
+		q.space = nil
+	}
+	return failed
 }
 
 // Abandon unlocks the queue after Begin without appending.
@@ -222,10 +293,14 @@ func (q *Queue[R]) unlock() {
 	wasEmpty := q.startSize == 0
 	q.mu.Unlock()
 	if wasEmpty {
-		select {
-		case q.wake <- struct{}{}:
-		default:
-		}
+		q.wakeWriter()
+	}
+}
+
+func (q *Queue[R]) wakeWriter() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -239,15 +314,13 @@ func (q *Queue[R]) Close() {
 		q.space = nil
 	}
 	q.mu.Unlock()
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
+	q.wakeWriter()
 }
 
-// Len returns the number of queued bytes.
+// Len returns the bytes the queue holds: queued lines and the batch being
+// written.
 func (q *Queue[R]) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.size
+	return q.size + q.inflight
 }

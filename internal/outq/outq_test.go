@@ -63,18 +63,60 @@ func TestWriteAndAcknowledge(t *testing.T) {
 	}
 }
 
-func TestLimitAndFailure(t *testing.T) {
+func inflight(q *Queue[int]) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.inflight
+}
+
+// A peer that provokes responses and never reads: lines that do not wait
+// for Limit still count against HardLimit, and the line that would pass it
+// closes the queue, fails every record and reports the overflow once.
+func TestHardLimit(t *testing.T) {
 	q := New[int](10)
+	q.HardLimit = 100
+	var failed []int
+	var cause error
+	overflows, held := 0, 0
+	q.Failed = func(r []int, err error) { failed, cause = append(failed, r...), err }
+	q.Overflow = func(n int) { overflows++; held = n }
+	if err := appendLine(t, q, "event\n", 7); err != nil { // no writer: stays queued
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		b, err := q.BeginNoWait()
+		if err != nil {
+			if err != ErrClosed || i != 11 {
+				t.Fatalf("after %d acks: %v", i, err)
+			}
+			break
+		}
+		q.Commit(append(b, "ack-line\n"...)) // 9 bytes: the 11th passes 100
+	}
+	if overflows != 1 || held != 6+11*9 || q.Len() != 0 {
+		t.Fatalf("overflows %d, held %d, len %d", overflows, held, q.Len())
+	}
+	if len(failed) != 1 || failed[0] != 7 || cause != ErrOverflow {
+		t.Fatalf("failed %v (%v)", failed, cause)
+	}
+	if err := q.Run(&bytes.Buffer{}); err != nil {
+		t.Fatalf("Run on an overflowed queue: %v", err)
+	}
+}
+
+func TestLimitAndFailure(t *testing.T) {
+	q := New[int](20)
 	var failed []int
 	var cause error
 	q.Failed = func(r []int, err error) { failed, cause = append(failed, r...), err }
 	g := &gate{open: make(chan struct{}), err: io.ErrClosedPipe}
 	done := make(chan error)
 	go func() { done <- q.Run(g) }()
-	// The first line is taken by the (blocked) writer; the next fill the
-	// queue to its limit; one more waits, then is refused as full.
+	// The first line is taken by the (blocked) writer and still counts;
+	// the next fills the queue to its limit; one more waits, then is
+	// refused as full.
 	appendLine(t, q, "12345678\n", 1)
-	for deadline := time.Now().Add(5 * time.Second); q.Len() != 0; time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); inflight(q) != 9; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the writer never took the first batch")
 		}

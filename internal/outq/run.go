@@ -7,6 +7,11 @@ import "bytes"
 // (plus what the socket already holds).
 const maxChunk = 64 << 10
 
+// keepBuf is the largest buffer a drained lane keeps for reuse; a larger
+// one, grown by a burst, goes back to the garbage collector so that an
+// idle connection holds no more than this per lane.
+const keepBuf = 256 << 10
+
 // Run is the writer loop: it writes what is queued, High lines first, in
 // writes of at most maxChunk bytes, until the queue is closed and empty or
 // a write fails. It returns the write error, after failing every record
@@ -33,9 +38,15 @@ func (q *Queue[R]) Run(w writer) error {
 		q.mu.Unlock()
 
 		unwritten, err := q.write(w, p, batch, &done)
+		q.mu.Lock() // the whole batch (it was all that lane had) is done
+		q.inflight = 0
+		q.mu.Unlock()
 		if err != nil {
 			q.fail(unwritten, err)
 			return err
+		}
+		if cap(batch.buf) > keepBuf {
+			batch.buf = nil
 		}
 		spare[p] = lane[R]{buf: batch.buf[:0], recs: clear0(batch.recs)}
 	}
@@ -46,7 +57,9 @@ func (q *Queue[R]) Run(w writer) error {
 func (q *Queue[R]) take(p Priority, empty lane[R]) lane[R] {
 	batch := q.lanes[p]
 	q.lanes[p] = lane[R]{buf: empty.buf[:0], recs: empty.recs[:0]}
-	q.size -= len(batch.buf)
+	n := len(batch.buf) + len(batch.recs)*q.RecordBytes
+	q.size -= n
+	q.inflight += n
 	q.nrecs -= len(batch.recs)
 	if p == High {
 		q.high.Store(false)
@@ -69,7 +82,11 @@ func (q *Queue[R]) write(w writer, p Priority, batch lane[R], done *[]R) ([]rec[
 			q.mu.Lock()
 			hb := q.take(High, lane[R]{})
 			q.mu.Unlock()
-			if rest, err := q.write(w, High, hb, done); err != nil {
+			rest, err := q.write(w, High, hb, done)
+			q.mu.Lock()
+			q.inflight -= len(hb.buf) + len(hb.recs)*q.RecordBytes
+			q.mu.Unlock()
+			if err != nil {
 				return append(rest, recs[i:]...), err
 			}
 		}
@@ -107,26 +124,16 @@ func (q *Queue[R]) write(w writer, p Priority, batch lane[R], done *[]R) ([]rec[
 // fail closes the queue after a write error and fails every record that
 // was not written: those of the failed batch and everything queued.
 func (q *Queue[R]) fail(unwritten []rec[R], err error) {
+	failed := make([]R, 0, len(unwritten))
+	for _, r := range unwritten {
+		failed = append(failed, r.r)
+	}
 	q.mu.Lock()
-	q.closed = true
-	for p := range q.lanes {
-		unwritten = append(unwritten, q.lanes[p].recs...)
-		q.lanes[p] = lane[R]{}
-	}
-	q.size, q.nrecs = 0, 0
-	if q.space != nil {
-		close(q.space)
-		q.space = nil
-	}
+	failed = q.closeLocked(failed)
 	q.mu.Unlock()
-	if q.Failed == nil || len(unwritten) == 0 {
-		return
+	if q.Failed != nil && len(failed) > 0 {
+		q.Failed(failed, err)
 	}
-	failed := make([]R, len(unwritten))
-	for i, r := range unwritten {
-		failed[i] = r.r
-	}
-	q.Failed(failed, err)
 }
 
 func clear0[T any](s []T) []T {

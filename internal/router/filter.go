@@ -87,16 +87,16 @@ func (s *Watches[O]) Remove(owner O, id uint64) bool {
 	return true
 }
 
-// RemoveOwner uninstalls every watch of owner: the cleanup when a
-// connection closes.
-func (s *Watches[O]) RemoveOwner(owner O) {
-	if s.n.Load() == 0 {
+// RemoveAll uninstalls the watches ids of owner: the cleanup when a
+// connection closes, in time proportional to what it installed.
+func (s *Watches[O]) RemoveAll(owner O, ids []uint64) {
+	if len(ids) == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, w := range s.byID {
-		if w.Owner == owner {
+	for _, id := range ids {
+		if w := s.byID[id]; w != nil && w.Owner == owner {
 			s.remove(w)
 		}
 	}

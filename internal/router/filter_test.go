@@ -69,9 +69,9 @@ func TestWatches(t *testing.T) {
 	if ws.Remove(20, 1) {
 		t.Error("removed another owner's watch")
 	}
-	ws.RemoveOwner(10)
+	ws.RemoveAll(10, []uint64{1, 2, 3}) // 3 is another owner's: kept
 	if got := ids("ALARM_FIRE", "sensor-1", "b"); got != "[3]" {
-		t.Errorf("after RemoveOwner: %s", got)
+		t.Errorf("after RemoveAll: %s", got)
 	}
 }
 

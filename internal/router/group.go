@@ -1,7 +1,9 @@
 package router
 
 import (
+	"cmp"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/statebus/statebus/protocol"
@@ -9,32 +11,47 @@ import (
 
 // group is a set of subscribed machine ids that share a name: an event
 // sent to the group goes to one member, chosen round-robin.
+//
+// Joining and leaving change the map, in constant time, under the
+// table's write lock; the member list that routing reads without a lock
+// is rebuilt once, on the next lookup after a change. So a connection
+// that leaves many groups (or one group many times) costs time in
+// proportion to its memberships, not to the groups' sizes.
 type group[O comparable] struct {
-	members []Route[O]
+	members map[string]member[O] // t.mu
+	seq     uint64               // join order, t.mu
 	next    atomic.Uint64
+	list    atomic.Pointer[[]Route[O]] // nil: rebuild on the next lookup
+	build   sync.Mutex
 }
 
-// Join adds id, which owner must hold and have subscribed, to group.
-// Joining twice is not an error.
-func (t *Table[O]) Join(owner O, groupName, id string) error {
+type member[O comparable] struct {
+	route Route[O]
+	seq   uint64
+}
+
+// Join adds id, which owner must hold and have subscribed, to group. It
+// reports whether id was not a member yet.
+func (t *Table[O]) Join(owner O, groupName, id string) (added bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.m[id]
 	if !ok || e.owner != owner || !e.info.Subscribed {
-		return protocol.ErrNotOwner.New(id)
+		return false, protocol.ErrNotOwner.New(id)
 	}
 	if slices.Contains(e.groups, groupName) {
-		return nil
+		return false, nil
 	}
 	g := t.groups[groupName]
 	if g == nil {
-		g = &group[O]{}
+		g = &group[O]{members: make(map[string]member[O])}
 		t.groups[groupName] = g
 	}
-	// Copy on write: Members hands out the slice without the lock held.
-	g.members = append(slices.Clip(g.members), Route[O]{owner, e.info.MachineID})
+	g.seq++
+	g.members[e.info.MachineID] = member[O]{Route[O]{owner, e.info.MachineID}, g.seq}
+	g.list.Store(nil)
 	e.groups = append(e.groups, groupName)
-	return nil
+	return true, nil
 }
 
 // Leave removes id from group if owner holds it.
@@ -52,36 +69,80 @@ func (t *Table[O]) Leave(owner O, groupName, id string) error {
 	return nil
 }
 
+// Memberships returns how many group memberships the ids have.
+func (t *Table[O]) Memberships(ids []string) int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	n := 0
+	for _, id := range ids {
+		if e, ok := t.m[id]; ok {
+			n += len(e.groups)
+		}
+	}
+	return n
+}
+
+// IsMember reports whether id is a member of group.
+func (t *Table[O]) IsMember(groupName, id string) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	g := t.groups[groupName]
+	if g == nil {
+		return false
+	}
+	_, ok := g.members[id]
+	return ok
+}
+
 // leave drops id from a group's members; t.mu is held.
 func (t *Table[O]) leave(groupName, id string) {
 	g := t.groups[groupName]
 	if g == nil {
 		return
 	}
-	members := make([]Route[O], 0, len(g.members))
-	for _, m := range g.members {
-		if m.ID != id {
-			members = append(members, m)
-		}
-	}
-	if len(members) == 0 {
+	delete(g.members, id)
+	g.list.Store(nil)
+	if len(g.members) == 0 {
 		delete(t.groups, groupName)
-		return
 	}
-	g.members = members
 }
 
-// Members returns a group's members, rotated so that the member whose
-// turn it is comes first. The slice must not be modified.
+// Members returns a group's members in the order they joined, rotated so
+// that the member whose turn it is comes first. The slice must not be
+// modified.
 func (t *Table[O]) Members(groupName []byte) (members []Route[O], first int) {
 	t.mu.RLock()
 	g := t.groups[string(groupName)]
 	if g != nil {
-		members = g.members
+		members = g.routes()
 	}
 	t.mu.RUnlock()
 	if len(members) == 0 {
 		return nil, 0
 	}
 	return members, int((g.next.Add(1) - 1) % uint64(len(members)))
+}
+
+// routes returns the member list, rebuilding it after a change; t.mu is
+// held for reading, so the map does not change meanwhile.
+func (g *group[O]) routes() []Route[O] {
+	if l := g.list.Load(); l != nil {
+		return *l
+	}
+	g.build.Lock()
+	defer g.build.Unlock()
+	if l := g.list.Load(); l != nil {
+		return *l
+	}
+	ms := make([]member[O], 0, len(g.members))
+	for _, m := range g.members {
+		ms = append(ms, m)
+	}
+	slices.SortFunc(ms, func(a, b member[O]) int { return cmp.Compare(a.seq, b.seq) })
+	l := make([]Route[O], len(ms))
+	for i, m := range ms {
+		l[i] = m.route
+	}
+	g.list.Store(&l)
+	return l
 }

@@ -74,15 +74,15 @@ func TestGroups(t *testing.T) {
 	now := time.Now()
 	for i, id := range []string{"w1", "w2", "w3"} {
 		tb.Subscribe(i+1, Info{MachineID: id}, now)
-		if err := tb.Join(i+1, "workers", id); err != nil {
+		if _, err := tb.Join(i+1, "workers", id); err != nil {
 			t.Fatal(err)
 		}
 	}
 	tb.Register(9, Info{MachineID: "unsubscribed"})
-	if err := tb.Join(9, "workers", "unsubscribed"); err == nil {
+	if _, err := tb.Join(9, "workers", "unsubscribed"); err == nil {
 		t.Fatal("an id that is not subscribed joined")
 	}
-	if err := tb.Join(2, "workers", "w1"); err == nil {
+	if _, err := tb.Join(2, "workers", "w1"); err == nil {
 		t.Fatal("joined with another owner's id")
 	}
 	seen := map[string]int{}

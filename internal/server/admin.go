@@ -2,6 +2,8 @@ package server
 
 import (
 	"encoding/json"
+	"os"
+	"slices"
 	"time"
 
 	"github.com/statebus/statebus/internal/version"
@@ -23,6 +25,8 @@ func (s *Server) Status() protocol.HealthStatus {
 		PeakConnections:    int(s.peak.Load()),
 		MaxConnections:     s.cfg.MaxConnections,
 		Version:            version.String(),
+		ServiceUID:         os.Geteuid(),
+		ServicePID:         os.Getpid(),
 	}
 	if peakAt != 0 {
 		st.PeakConnectionsAt = time.Unix(0, peakAt).UTC()
@@ -63,6 +67,18 @@ func (s *Server) MachineInfos() []protocol.MachineInfo {
 	return out
 }
 
+// visible returns the registry entries c's user may see: a user with an
+// access rule sees its own connection's ids and those it may send to;
+// everyone else sees them all.
+func (c *conn) visible(all []protocol.MachineInfo) []protocol.MachineInfo {
+	if c.rule == nil {
+		return all
+	}
+	return slices.DeleteFunc(all, func(m protocol.MachineInfo) bool {
+		return m.ConnectionID != c.id && !c.rule.MaySee(m.MachineID)
+	})
+}
+
 // admin answers the statebus extension requests.
 func (c *conn) admin(r *protocol.Request) error {
 	var v any
@@ -70,7 +86,7 @@ func (c *conn) admin(r *protocol.Request) error {
 	case protocol.Health:
 		v = c.srv.Status()
 	case protocol.Machines:
-		v = c.srv.MachineInfos()
+		v = c.visible(c.srv.MachineInfos())
 	}
 	data, err := json.Marshal(v)
 	if err != nil {

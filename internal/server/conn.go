@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/statebus/statebus/internal/access"
@@ -34,17 +35,29 @@ type conn struct {
 	connectedAt   time.Time
 	rule          *access.Rule // nil: unrestricted
 	ctr           counters
-	ended         chan struct{} // closed when the connection ends (reqMu)
-	reqMu         sync.Mutex
-	pending       map[uint64]*pendingRequest // requests this connection must answer
-	lastSweep     time.Time
 	sample        uint8 // counts events for latency sampling (reader only)
+
+	// The connection's one stop path: stop closes quit once and shuts the
+	// socket's read side, so the reader returns; serve then cleans up.
+	quit     chan struct{}
+	stopOnce sync.Once
+	stopMu   sync.Mutex // orders stop against the reader's deadline changes
+
+	// Requests this connection must answer (it is their target).
+	ended      chan struct{} // closed when the connection ends (reqMu)
+	reqMu      sync.Mutex
+	pending    map[uint64]*pendingRequest
+	nextExpiry time.Time // earliest deadline in pending (reqMu)
+	// outstanding counts this connection's requests (as the caller) that
+	// wait for replies, against MaxPendingRequests.
+	outstanding atomic.Int32
 
 	// Owned by the reader goroutine.
 	greeted      bool                   // the handshake is done: it registered or asked a question
 	warnedDenied bool                   // a refused action was logged at Warn
 	stamped      bool                   // activity was recorded since the last read
 	ids          []string               // machine ids this connection holds
+	watchIDs     []uint64               // its watch filters
 	targets      []router.Route[*conn]  // scratch for broadcast
 	watched      []*router.Watch[*conn] // scratch for watch copies
 	copies       []string               // scratch for routing rules
@@ -105,12 +118,31 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		q:           outq.New[delivery](s.cfg.MaxQueueBytes),
 		connectedAt: time.Now(),
 		ended:       make(chan struct{}),
+		quit:        make(chan struct{}),
 	}
 	c.q.MaxLines = s.cfg.MaxQueueEvents
+	c.q.HardLimit = s.cfg.MaxConnectionBytes
+	c.q.RecordBytes = RecordBytes
 	c.pid, c.uid, c.gid = peerCred(nc)
 	c.q.Written = c.written
 	c.q.Failed = c.failed
+	c.q.Overflow = c.overflow
 	return c
+}
+
+// RecordBytes is what the bookkeeping of one queued event counts against
+// its target's MaxQueueBytes and MaxConnectionBytes, besides its line: the
+// delivery record, with a request Id of up to maxRequestIDBytes.
+const RecordBytes = 128
+
+// overflow runs when a line would have taken c's queue past
+// MaxConnectionBytes: c is not reading what it is sent, so it is closed as
+// a slow consumer rather than let it grow the service.
+func (c *conn) overflow(held int) {
+	c.srv.ctr.slowClosed.Add(1)
+	c.srv.warns.warn(c.srv.log, "slow_consumer", "closing slow consumer: it does not read what it is sent",
+		"conn", c.id, "pid", c.pid, "uid", c.uid, "held_bytes", held, "limit", c.srv.cfg.MaxConnectionBytes)
+	c.abort()
 }
 
 // serve runs the connection until the client goes away or the server
@@ -123,15 +155,16 @@ func (c *conn) serve() {
 	go func() {
 		err := c.q.Run(c.nc)
 		if err != nil {
-			c.nc.Close() // wake the reader too
+			c.abort() // wake the reader too
 		}
 		writerDone <- err
 	}()
 
 	err := c.readLoop()
+	c.stop()
 
 	s.routes.Drop(c, c.ids)
-	s.watches.RemoveOwner(c)
+	s.watches.RemoveAll(c, c.watchIDs)
 	c.failPending()
 	c.q.Close()
 	// Give the writer a bounded time to write what is queued.
@@ -141,10 +174,49 @@ func (c *conn) serve() {
 	s.log.Debug("disconnected", "conn", c.id, "machines", c.ids, "reason", err)
 }
 
-// stop makes the reader return soon and bounds the writer's drain.
-func (c *conn) stop(deadline time.Time) {
-	c.nc.SetReadDeadline(time.Now())
-	c.nc.SetWriteDeadline(deadline)
+// stop is the one way to end the connection: it runs once, and makes the
+// reader return (its read side is shut; where that is not possible, its
+// read deadline passes, and the reader may no longer change it). serve
+// then drops the connection's state and lets the writer drain.
+func (c *conn) stop() {
+	c.stopOnce.Do(func() {
+		c.stopMu.Lock()
+		close(c.quit)
+		c.stopMu.Unlock()
+		if cr, ok := c.nc.(interface{ CloseRead() error }); ok && cr.CloseRead() == nil {
+			return
+		}
+		c.nc.SetReadDeadline(time.Unix(1, 0))
+	})
+}
+
+// abort is stop without the drain: the socket closes, so a write blocked
+// on a peer that does not read fails at once.
+func (c *conn) abort() {
+	c.stop()
+	c.nc.Close()
+}
+
+// setReadDeadline changes the read deadline unless the connection is
+// stopping: the reader can never undo stop.
+func (c *conn) setReadDeadline(t time.Time) {
+	c.stopMu.Lock()
+	defer c.stopMu.Unlock()
+	select {
+	case <-c.quit:
+	default:
+		c.nc.SetReadDeadline(t)
+	}
+}
+
+// stopping reports whether stop has run.
+func (c *conn) stopping() bool {
+	select {
+	case <-c.quit:
+		return true
+	default:
+		return false
+	}
 }
 
 func (c *conn) readLoop() error {
@@ -153,16 +225,12 @@ func (c *conn) readLoop() error {
 		c.stamped = false
 		c.ctr.bytesIn.Add(uint64(n))
 	})
-	c.nc.SetReadDeadline(c.connectedAt.Add(s.cfg.HandshakeTimeout))
+	c.setReadDeadline(c.connectedAt.Add(s.cfg.HandshakeTimeout))
 	for {
 		line, err := lr.Next()
-		if err != nil && !c.greeted && errors.Is(err, os.ErrDeadlineExceeded) {
-			select {
-			case <-s.done: // shutting down, not a handshake timeout
-			default:
-				c.replyError(protocol.ErrHandshake.New("no Register within "+s.cfg.HandshakeTimeout.String()), nil)
-				s.log.Info("handshake timeout", "conn", c.id, "pid", c.pid, "uid", c.uid)
-			}
+		if err != nil && !c.greeted && errors.Is(err, os.ErrDeadlineExceeded) && !c.stopping() {
+			c.replyError(protocol.ErrHandshake.New("no Register within "+s.cfg.HandshakeTimeout.String()), nil)
+			s.log.Info("handshake timeout", "conn", c.id, "pid", c.pid, "uid", c.uid)
 			return err
 		}
 		if err == lines.ErrTooLong {
@@ -182,11 +250,7 @@ func (c *conn) readLoop() error {
 		c.handle(line)
 		if !c.greeted && (len(c.ids) > 0 || c.req.Type == protocol.Health || c.req.Type == protocol.Machines) {
 			c.greeted = true
-			select {
-			case <-s.done: // stop has set the deadline that ends this loop
-			default:
-				c.nc.SetReadDeadline(time.Time{})
-			}
+			c.setReadDeadline(time.Time{})
 		}
 	}
 }
@@ -205,7 +269,14 @@ func (c *conn) touch() {
 func (c *conn) handle(line []byte) {
 	r := &c.req
 	if err := protocol.DecodeRequest(line, r); err != nil {
+		if len(r.ID) > maxRequestIDBytes {
+			r.ID = nil
+		}
 		c.replyError(err, r.ID)
+		return
+	}
+	if len(r.ID) > maxRequestIDBytes {
+		c.replyError(errLongID, nil)
 		return
 	}
 	if r.Type != protocol.Health && r.Type != protocol.Machines {
@@ -251,7 +322,7 @@ func (c *conn) register(r *protocol.Request) error {
 	id := c.held(reg.MachineID)
 	if id == "" {
 		id = string(reg.MachineID)
-		if err := c.mayRegister(id); err != nil {
+		if err := c.mayHold(id); err != nil {
 			return err
 		}
 	}
@@ -274,7 +345,7 @@ func (c *conn) subscribe(r *protocol.Request) error {
 	id := c.held(b)
 	if id == "" {
 		id = string(b)
-		if err := c.mayRegister(id); err != nil {
+		if err := c.mayHold(id); err != nil {
 			return err
 		}
 	}
@@ -306,23 +377,45 @@ func (c *conn) unregister(r *protocol.Request) error {
 	return nil
 }
 
-func (c *conn) mayRegister(id string) error {
+// mayHold checks a new id for this connection: the access rules, the
+// reservations of ids for users, and MaxIDsPerConnection.
+func (c *conn) mayHold(id string) error {
 	err := c.rule.MayRegister(id)
+	if err == nil {
+		err = c.srv.access.Load().MayHold(c.uid, id)
+	}
 	if err != nil {
 		c.denied(err)
+		return err
 	}
-	return err
+	if max := c.srv.cfg.MaxIDsPerConnection; len(c.ids) >= max {
+		return limitErr(max, "machine ids per connection (MaxIdsPerConnection); unregister one first")
+	}
+	return nil
+}
+
+// maxRequestIDBytes bounds a request's "Id", which the service keeps with
+// every event in flight.
+const maxRequestIDBytes = 64
+
+var errLongID = protocol.ErrLimit.New("a request Id is at most " + strconv.Itoa(maxRequestIDBytes) + " bytes")
+
+// limitErr returns the error for a per-connection limit of n things.
+func limitErr(n int, what string) error {
+	return protocol.ErrLimit.New(strconv.Itoa(n) + " " + what)
 }
 
 // denied logs a refused action with the peer's credentials: the first of a
-// connection at Warn, the rest at Debug, so that a client repeating a
-// refused action cannot flood the log (the refusals are counted anyway).
+// connection at Warn (rate-limited across connections), the rest at Debug,
+// so that clients repeating a refused action cannot flood the log (the
+// refusals are counted anyway).
 func (c *conn) denied(err error) {
-	lvl := slog.LevelDebug
 	if !c.warnedDenied {
-		c.warnedDenied, lvl = true, slog.LevelWarn
+		c.warnedDenied = true
+		c.srv.warns.warn(c.srv.log, "denied", "denied", "reason", err, "conn", c.id, "pid", c.pid, "uid", c.uid)
+		return
 	}
-	c.srv.log.Log(context.Background(), lvl, "denied", "reason", err, "conn", c.id, "pid", c.pid, "uid", c.uid)
+	c.srv.log.Log(context.Background(), slog.LevelDebug, "denied", "reason", err, "conn", c.id, "pid", c.pid, "uid", c.uid)
 }
 
 // outqPriority maps a request's priority onto the queue's lanes.
@@ -430,10 +523,11 @@ const (
 	modeCopy                          // a routing rule's copy: nothing reported to the sender
 )
 
-// deliver queues the event line on target. It waits for room up to
-// SlowConsumerTimeout.
+// deliver queues the event line on target. A unicast waits for room up
+// to SlowConsumerTimeout; fan-out (broadcast, a group's every member, a
+// rule's copy) never waits: a full target misses the event, counted.
 func (c *conn) deliver(target *conn, tid string, r *protocol.Request, mode deliveryMode) error {
-	return c.deliverOpt(target, tid, r, mode, 0, noDeadline, true)
+	return c.deliverOpt(target, tid, r, mode, 0, noDeadline, mode == modeUnicast)
 }
 
 var noDeadline time.Time
@@ -444,7 +538,7 @@ var noDeadline time.Time
 // queue fails at once.
 func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, mode deliveryMode, token uint64, deadline time.Time, wait bool) error {
 	s := c.srv
-	n := len(r.Payload) + protocol.DeliveryOverhead + 64
+	n := len(r.Payload) + protocol.DeliveryOverhead + 64 + RecordBytes
 	var b []byte
 	var err error
 	pri := outqPriority(r)

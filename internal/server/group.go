@@ -75,7 +75,7 @@ func (c *conn) joinLeave(r *protocol.Request) error {
 	}
 	var err error
 	if r.Type == protocol.JoinGroup {
-		err = c.srv.routes.Join(c, g.Group, string(id))
+		err = c.join(g.Group, string(id))
 	} else {
 		err = c.srv.routes.Leave(c, g.Group, string(id))
 	}
@@ -84,4 +84,22 @@ func (c *conn) joinLeave(r *protocol.Request) error {
 	}
 	c.reply(nil, r.ID)
 	return nil
+}
+
+// join adds one of c's ids to a group if the access rules let c's user
+// join it and c is under MaxGroupsPerConnection. Only c's reader changes
+// c's memberships, so counting them first is not racy.
+func (c *conn) join(group, id string) error {
+	if err := c.rule.MayJoin(group); err != nil {
+		c.denied(err)
+		return err
+	}
+	if max := c.srv.cfg.MaxGroupsPerConnection; c.srv.routes.Memberships(c.ids) >= max {
+		if c.held([]byte(id)) != "" && c.srv.routes.IsMember(group, id) {
+			return nil // joining again is not an error
+		}
+		return limitErr(max, "group memberships per connection (MaxGroupsPerConnection); leave a group first")
+	}
+	_, err := c.srv.routes.Join(c, group, id)
+	return err
 }

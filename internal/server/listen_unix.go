@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -21,6 +22,14 @@ func Listen(path string, mode os.FileMode) (net.Listener, error) {
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
 			return nil, fmt.Errorf("%s exists and is not a socket: remove it or choose another --pipe-name", path)
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+			// In a shared directory such as /tmp, whoever binds the path
+			// first is the bus for every client: never serve beside, or
+			// silently replace, another user's socket.
+			return nil, fmt.Errorf("%s belongs to uid %d, not to statebusd's uid %d: another user may be impersonating the bus. "+
+				"Find who listens there (ss -xlp | grep %s); remove it as root if it is stale, or serve from a directory only statebusd can write, such as /run/statebus (--pipe-name /run/statebus/bus.sock)",
+				path, st.Uid, os.Geteuid(), filepath.Base(path))
 		}
 		c, err := net.DialTimeout("unix", path, time.Second)
 		if err == nil {

@@ -10,12 +10,15 @@ import (
 
 // pendingRequest is a request delivered to a connection that has not
 // replied yet. It lives in the target connection's map, so a reply (read
-// on that connection) finds it, and the connection's end fails it.
+// on that connection) finds it. Whoever takes it out of the map (the
+// reply, the target's end, the janitor at its deadline, or a failed
+// delivery) is its one owner and the only one that answers the caller.
 type pendingRequest struct {
 	caller   *conn
 	id       reqID
 	target   string
-	deadline time.Time // zero: none
+	deadline time.Time
+	timeout  time.Duration
 }
 
 // request routes a request event to its one target and remembers who
@@ -33,19 +36,32 @@ func (c *conn) request(r *protocol.Request) error {
 }
 
 // requestTo delivers request r to one route and records it as pending
-// there. Without wait a full queue fails at once.
+// there. Without wait a full queue fails at once. It returns nil without
+// answering when the pending entry was already answered by another owner.
 func (c *conn) requestTo(route router.Route[*conn], r *protocol.Request, wait bool) error {
-	target := route.Owner
-	token := c.srv.nextToken.Add(1)
-	var deadline time.Time
-	if r.TimeoutMs > 0 {
-		deadline = time.Now().Add(time.Duration(r.TimeoutMs) * time.Millisecond)
+	s := c.srv
+	if max := s.cfg.MaxPendingRequests; int(c.outstanding.Load()) >= max {
+		return limitErr(max, "requests waiting for replies on this connection (MaxPendingRequests); wait for some to finish")
 	}
-	if !target.addPending(token, &pendingRequest{caller: c, id: makeReqID(r.ID), target: route.ID, deadline: deadline}) {
+	target := route.Owner
+	token := s.nextToken.Add(1)
+	timeout := s.cfg.RequestTimeout
+	var sent time.Time // the deadline the target is told: the caller's own
+	if r.TimeoutMs > 0 {
+		timeout = min(timeout, time.Duration(r.TimeoutMs)*time.Millisecond)
+	}
+	now := time.Now()
+	if r.TimeoutMs > 0 {
+		sent = now.Add(timeout)
+	}
+	p := &pendingRequest{caller: c, id: makeReqID(r.ID), target: route.ID, deadline: now.Add(timeout), timeout: timeout}
+	if !target.addPending(token, p) {
 		return protocol.ErrNoResponder.New(route.ID + " disconnected")
 	}
-	if err := c.deliverOpt(target, route.ID, r, modeUnicast, token, deadline, wait); err != nil {
-		target.takePending(token)
+	if err := c.deliverOpt(target, route.ID, r, modeUnicast, token, sent, wait); err != nil {
+		if target.takePending(token) == nil {
+			return nil // the target's end (or the janitor) took it and answered
+		}
 		return err
 	}
 	return nil
@@ -63,25 +79,24 @@ func (c *conn) addPending(token uint64, p *pendingRequest) bool {
 		}
 		c.pending = make(map[uint64]*pendingRequest)
 	}
-	if len(c.pending) >= 256 && time.Since(c.lastSweep) > time.Second {
-		// Forget requests whose callers stopped waiting long ago.
-		now := time.Now()
-		c.lastSweep = now
-		for t, p := range c.pending {
-			if !p.deadline.IsZero() && now.Sub(p.deadline) > time.Second {
-				delete(c.pending, t)
-			}
-		}
-	}
 	c.pending[token] = p
+	if c.nextExpiry.IsZero() || p.deadline.Before(c.nextExpiry) {
+		c.nextExpiry = p.deadline
+	}
+	p.caller.outstanding.Add(1)
 	return true
 }
 
+// takePending removes a pending request and makes the caller its owner;
+// nil when someone else took it first.
 func (c *conn) takePending(token uint64) *pendingRequest {
 	c.reqMu.Lock()
 	defer c.reqMu.Unlock()
 	p := c.pending[token]
-	delete(c.pending, token)
+	if p != nil {
+		delete(c.pending, token)
+		p.caller.outstanding.Add(-1)
+	}
 	return p
 }
 
@@ -93,15 +108,47 @@ func (c *conn) failPending() {
 	c.pending = nil
 	close(c.ended)
 	c.reqMu.Unlock()
-	var idb [20]byte
 	for _, p := range pending {
-		text := protocol.ErrNoResponder.New(p.target + " disconnected before replying").Text
-		p.caller.sendLine(func(b []byte) []byte { return protocol.AppendError(b, text, p.id.bytes(idb[:])) })
+		p.caller.outstanding.Add(-1)
+		p.answerError(protocol.ErrNoResponder.New(p.target + " disconnected before replying").Text)
 	}
 }
 
+// expirePending answers the callers of requests whose deadline has
+// passed: "No responder: ID did not reply within T". The janitor calls it.
+func (c *conn) expirePending(now time.Time) {
+	c.reqMu.Lock()
+	if c.nextExpiry.IsZero() || now.Before(c.nextExpiry) {
+		c.reqMu.Unlock()
+		return
+	}
+	var expired []*pendingRequest
+	c.nextExpiry = time.Time{}
+	for token, p := range c.pending {
+		if !now.Before(p.deadline) {
+			delete(c.pending, token)
+			p.caller.outstanding.Add(-1)
+			expired = append(expired, p)
+		} else if c.nextExpiry.IsZero() || p.deadline.Before(c.nextExpiry) {
+			c.nextExpiry = p.deadline
+		}
+	}
+	c.reqMu.Unlock()
+	for _, p := range expired {
+		p.answerError(protocol.ErrNoResponder.New(p.target + " did not reply within " + p.timeout.String()).Text)
+	}
+}
+
+// answerError sends the caller the error response for its request.
+func (p *pendingRequest) answerError(text string) {
+	var idb [20]byte
+	id := p.id.bytes(idb[:])
+	p.caller.sendLine(func(b []byte) []byte { return protocol.AppendError(b, text, id) })
+}
+
 // replyTo routes a Reply to the caller of the request it answers, as the
-// response to the caller's request id.
+// response to the caller's request id. A responder's error is sent as
+// "Responder error: TEXT", so that it can never pass for the service's own.
 func (c *conn) replyTo(r *protocol.Request) error {
 	var rp protocol.ReplyPayload
 	if err := protocol.DecodeReply(r.Payload, &rp); err != nil {
@@ -111,11 +158,11 @@ func (c *conn) replyTo(r *protocol.Request) error {
 	if p == nil {
 		return protocol.ErrNoRequest.New(strconv.FormatUint(rp.ReplyTo, 10))
 	}
-	var idb [20]byte
-	id := p.id.bytes(idb[:])
 	if rp.Error != "" {
-		p.caller.sendLine(func(b []byte) []byte { return protocol.AppendError(b, rp.Error, id) })
+		p.answerError(protocol.ErrResponder.New(rp.Error).Text)
 	} else {
+		var idb [20]byte
+		id := p.id.bytes(idb[:])
 		p.caller.sendLine(func(b []byte) []byte { return protocol.AppendOK(b, rp.Payload, id) })
 	}
 	if r.ID != nil {

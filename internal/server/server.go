@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,34 @@ type Config struct {
 	// MaxQueueEvents bounds the events queued per connection, as
 	// MaxQueueBytes bounds bytes.
 	MaxQueueEvents int
+	// MaxConnectionBytes is the hard cap on what the service holds for one
+	// connection's outbound side: queued events, acknowledgements, errors,
+	// replies and the batch being written, each queued event also counting
+	// RecordBytes of bookkeeping. A line that would pass it closes the
+	// connection as a slow consumer (logged with the peer's identity).
+	// Together with MaxMessageBytes (the read buffer) it is the
+	// connection's memory budget.
+	MaxConnectionBytes int
+	// MaxIDsPerConnection bounds the machine ids one connection holds.
+	MaxIDsPerConnection int
+	// MaxGroupsPerConnection bounds the group memberships (id, group) of
+	// one connection.
+	MaxGroupsPerConnection int
+	// MaxWatchesPerConnection bounds the watch filters of one connection;
+	// MaxPatternBytes bounds each of a filter's patterns.
+	MaxWatchesPerConnection int
+	MaxPatternBytes         int
+	// MaxPendingRequests bounds the requests one connection has waiting
+	// for replies.
+	MaxPendingRequests int
+	// RequestTimeout is the longest a request waits for its reply, also
+	// when the caller gave no TimeoutMs; then the caller gets "No
+	// responder: ID did not reply within T".
+	RequestTimeout time.Duration
+	// MaxConnectionsPerUID bounds the connections of one user, so that
+	// one local user cannot take every connection. The service's own uid
+	// and root are not limited by it.
+	MaxConnectionsPerUID int
 	// HandshakeTimeout is how long a new connection may take to register
 	// (or ask a Health or Machines question) before it is closed, so that
 	// connections that send nothing, or half a line, hold nothing for long.
@@ -75,17 +104,25 @@ type Config struct {
 // is configured: the original service's pipe name and limits.
 func DefaultConfig() Config {
 	return Config{
-		SocketPath:          protocol.PipePath(protocol.DefaultPipeName),
-		SocketMode:          0o660,
-		MaxConnections:      100,
-		MaxMessageBytes:     1 << 20,
-		MaxQueueBytes:       4 << 20,
-		MaxQueueEvents:      65536,
-		HandshakeTimeout:    10 * time.Second,
-		SlowConsumerTimeout: 5 * time.Second,
-		HealthCheckInterval: 30 * time.Second,
-		IdleWarning:         5 * time.Minute,
-		ShutdownTimeout:     5 * time.Second,
+		SocketPath:              protocol.PipePath(protocol.DefaultPipeName),
+		SocketMode:              0o660,
+		MaxConnections:          100,
+		MaxMessageBytes:         1 << 20,
+		MaxQueueBytes:           4 << 20,
+		MaxQueueEvents:          65536,
+		MaxConnectionBytes:      8 << 20,
+		MaxIDsPerConnection:     64,
+		MaxGroupsPerConnection:  64,
+		MaxWatchesPerConnection: 16,
+		MaxPatternBytes:         256,
+		MaxPendingRequests:      1024,
+		RequestTimeout:          5 * time.Minute,
+		MaxConnectionsPerUID:    32,
+		HandshakeTimeout:        10 * time.Second,
+		SlowConsumerTimeout:     5 * time.Second,
+		HealthCheckInterval:     30 * time.Second,
+		IdleWarning:             5 * time.Minute,
+		ShutdownTimeout:         5 * time.Second,
 	}
 }
 
@@ -106,6 +143,22 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: MaxQueueBytes (%d) must be at least MaxMessageBytes (%d)", c.MaxQueueBytes, c.MaxMessageBytes)
 	case c.MaxQueueEvents < 1:
 		return fmt.Errorf("config: MaxQueueEvents must be at least 1, not %d", c.MaxQueueEvents)
+	case c.MaxConnectionBytes < c.MaxQueueBytes+c.MaxMessageBytes:
+		return fmt.Errorf("config: MaxConnectionBytes (%d) must be at least MaxQueueBytes + MaxMessageBytes (%d), so that a full queue can still take acknowledgements", c.MaxConnectionBytes, c.MaxQueueBytes+c.MaxMessageBytes)
+	case c.MaxIDsPerConnection < 1:
+		return fmt.Errorf("config: MaxIdsPerConnection must be at least 1, not %d", c.MaxIDsPerConnection)
+	case c.MaxGroupsPerConnection < 0:
+		return fmt.Errorf("config: MaxGroupsPerConnection must not be negative, not %d", c.MaxGroupsPerConnection)
+	case c.MaxWatchesPerConnection < 0:
+		return fmt.Errorf("config: MaxWatchesPerConnection must not be negative, not %d", c.MaxWatchesPerConnection)
+	case c.MaxPatternBytes < 1:
+		return fmt.Errorf("config: MaxPatternBytes must be at least 1, not %d", c.MaxPatternBytes)
+	case c.MaxPendingRequests < 0:
+		return fmt.Errorf("config: MaxPendingRequests must not be negative, not %d", c.MaxPendingRequests)
+	case c.RequestTimeout <= 0:
+		return fmt.Errorf("config: RequestTimeout must be positive, not %v", c.RequestTimeout)
+	case c.MaxConnectionsPerUID < 1:
+		return fmt.Errorf("config: MaxConnectionsPerUid must be at least 1, not %d", c.MaxConnectionsPerUID)
 	case c.HandshakeTimeout <= 0:
 		return fmt.Errorf("config: HandshakeTimeout must be positive, not %v", c.HandshakeTimeout)
 	case c.SlowConsumerTimeout <= 0:
@@ -142,7 +195,9 @@ type Server struct {
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
+	perUID   map[int]int // connections of each limited uid
 	handlers sync.WaitGroup
+	warns    logLimiter
 
 	ctr          serverCounters
 	nextToken    atomic.Uint64 // request tokens
@@ -175,6 +230,7 @@ func New(cfg Config) (*Server, error) {
 		routes:    router.New[*conn](),
 		watches:   router.NewWatches[*conn](),
 		conns:     make(map[*conn]struct{}),
+		perUID:    make(map[int]int),
 		done:      make(chan struct{}),
 		serveDone: make(chan struct{}),
 		startedAt: time.Now(),
@@ -251,6 +307,8 @@ func (s *Server) StartOn(ln net.Listener) error {
 		s.handlers.Add(1)
 		go s.monitor()
 	}
+	s.handlers.Add(1)
+	go s.janitor()
 	return nil
 }
 
@@ -291,7 +349,7 @@ func (s *Server) acceptLoop() {
 		n := s.connCount.Add(1)
 		if n > int64(s.cfg.MaxConnections) {
 			s.connCount.Add(-1)
-			s.log.Warn("connection refused: too many connections", "limit", s.cfg.MaxConnections)
+			s.warns.warn(s.log, "too_many_connections", "connection refused: too many connections", "limit", s.cfg.MaxConnections)
 			go refuse(nc, protocol.TooManyConnections(s.cfg.MaxConnections).Text)
 			continue
 		}
@@ -299,25 +357,49 @@ func (s *Server) acceptLoop() {
 		c := s.newConn(nc)
 		if err := s.access.Load().MayConnect(c.pid, c.uid, c.gid); err != nil {
 			s.connCount.Add(-1)
-			s.log.Warn("connection refused", "reason", err, "pid", c.pid, "uid", c.uid, "gid", c.gid)
+			s.warns.warn(s.log, "refused", "connection refused", "reason", err, "pid", c.pid, "uid", c.uid, "gid", c.gid)
 			go refuse(nc, protocol.Wire(err).Text)
 			continue
 		}
 		c.rule = s.access.Load().Rule(c.uid)
-		s.mu.Lock()
-		select {
-		case <-s.done:
-			s.mu.Unlock()
+		if err := s.admit(c); err != nil {
 			s.connCount.Add(-1)
-			go refuse(nc, protocol.ErrShuttingDown.Prefix)
+			go refuse(nc, protocol.Wire(err).Text)
 			continue
-		default:
 		}
-		s.conns[c] = struct{}{}
-		s.handlers.Add(1)
-		s.mu.Unlock()
 		go s.handle(c)
 	}
+}
+
+// uidLimited reports whether MaxConnectionsPerUID applies to uid: not to
+// the service's own user nor root, and not where there are no uids.
+func (s *Server) uidLimited(uid int) bool {
+	return uid > 0 && uid != os.Geteuid()
+}
+
+// admit adds c to the live connections unless the service is stopping or
+// c's user is at MaxConnectionsPerUID.
+func (s *Server) admit(c *conn) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.done:
+		return protocol.ErrShuttingDown.New("")
+	default:
+	}
+	if s.uidLimited(c.uid) {
+		if s.perUID[c.uid] >= s.cfg.MaxConnectionsPerUID {
+			s.ctr.uidRefused.Add(1)
+			s.warns.warn(s.log, "per_uid", "connection refused: user at MaxConnectionsPerUid",
+				"uid", c.uid, "pid", c.pid, "limit", s.cfg.MaxConnectionsPerUID)
+			return protocol.ErrLimit.New(strconv.Itoa(s.cfg.MaxConnectionsPerUID) +
+				" connections per user (MaxConnectionsPerUid) for uid " + strconv.Itoa(c.uid) + "; close one first")
+		}
+		s.perUID[c.uid]++
+	}
+	s.conns[c] = struct{}{}
+	s.handlers.Add(1)
+	return nil
 }
 
 // refuse writes one error line to a connection that will not be served
@@ -333,6 +415,11 @@ func (s *Server) handle(c *conn) {
 	c.serve()
 	s.mu.Lock()
 	delete(s.conns, c)
+	if s.uidLimited(c.uid) {
+		if s.perUID[c.uid]--; s.perUID[c.uid] <= 0 {
+			delete(s.perUID, c.uid)
+		}
+	}
 	s.retire(c)
 	s.mu.Unlock()
 	s.connCount.Add(-1)
@@ -351,13 +438,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.ln != nil {
 		<-s.serveDone
 	}
-	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
 	s.mu.Lock()
 	for c := range s.conns {
-		c.stop(deadline)
+		c.stop()
 	}
 	s.mu.Unlock()
 
@@ -370,7 +453,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 		s.mu.Lock()
 		for c := range s.conns {
-			c.nc.Close()
+			c.abort()
 		}
 		s.mu.Unlock()
 		<-waited

@@ -21,6 +21,8 @@ var refusalReasons = []struct {
 	{protocol.ErrTooLarge, "too_large"},
 	{protocol.ErrShuttingDown, "shutting_down"},
 	{protocol.ErrDropped, "dropped_by_rule"},
+	{protocol.ErrLimit, "limit"},
+	{protocol.ErrAmbiguousField, "ambiguous_field"},
 }
 
 // otherReason counts malformed requests: bad JSON, missing fields, ...
@@ -39,12 +41,20 @@ type Stats struct {
 	BytesIn, BytesOut uint64
 	// QueuedBytes is what sits in outbound queues right now.
 	QueuedBytes int
+	// PendingRequests counts requests waiting for replies right now.
+	PendingRequests int
 	// WatchCopies counts copies sent to watchers; WatchDropped those a
 	// watcher's full queue could not take.
 	WatchCopies, WatchDropped uint64
 	// RuleCopiesFailed counts routing rule copies that could not be queued
 	// (their target was not connected or not keeping up).
 	RuleCopiesFailed uint64
+	// SlowConsumersClosed counts connections closed because what the
+	// service held for them reached MaxConnectionBytes.
+	SlowConsumersClosed uint64
+	// ConnectionsRefusedPerUID counts connections refused at
+	// MaxConnectionsPerUID.
+	ConnectionsRefusedPerUID uint64
 }
 
 // RefusalReasons lists the reasons Stats.Refused uses.
@@ -69,8 +79,10 @@ type serverCounters struct {
 	watchDropped atomic.Uint64
 	closed       counters // of connections that are gone
 	closedW      atomic.Uint64
-	refused      [10]atomic.Uint64 // refusalReasons, then otherReason
+	refused      [12]atomic.Uint64 // refusalReasons, then otherReason
 	copiesFailed atomic.Uint64     // routing rule copies that could not be queued
+	slowClosed   atomic.Uint64     // connections closed at MaxConnectionBytes
+	uidRefused   atomic.Uint64     // connections refused at MaxConnectionsPerUID
 }
 
 func (s *Server) countRefusal(err error, n uint64) {
@@ -111,10 +123,13 @@ func (s *Server) Stats() Stats {
 		st.BytesIn += c.ctr.bytesIn.Load()
 		st.BytesOut += c.q.BytesWritten()
 		st.QueuedBytes += c.q.Len()
+		st.PendingRequests += int(c.outstanding.Load())
 	}
 	s.mu.Unlock()
 	st.WatchCopies, st.WatchDropped = s.ctr.watchCopies.Load(), s.ctr.watchDropped.Load()
 	st.RuleCopiesFailed = s.ctr.copiesFailed.Load()
+	st.SlowConsumersClosed = s.ctr.slowClosed.Load()
+	st.ConnectionsRefusedPerUID = s.ctr.uidRefused.Load()
 	for i, r := range RefusalReasons() {
 		st.Refused[r] = s.ctr.refused[i].Load()
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/statebus/statebus/internal/router"
@@ -18,6 +19,7 @@ func (c *conn) watch(r *protocol.Request) error {
 		if !c.srv.watches.Remove(c, w.WatchID) {
 			return protocol.ErrNoWatch.New(strconv.FormatUint(w.WatchID, 10))
 		}
+		c.watchIDs = slices.DeleteFunc(c.watchIDs, func(id uint64) bool { return id == w.WatchID })
 		c.reply(nil, r.ID)
 		return nil
 	}
@@ -25,7 +27,15 @@ func (c *conn) watch(r *protocol.Request) error {
 		c.denied(err)
 		return err
 	}
+	s := &c.srv.cfg
+	if len(c.watchIDs) >= s.MaxWatchesPerConnection {
+		return limitErr(s.MaxWatchesPerConnection, "watches per connection (MaxWatchesPerConnection); remove one with Unwatch first")
+	}
+	if max(len(w.EventName), len(w.Source), len(w.Target)) > s.MaxPatternBytes {
+		return protocol.ErrLimit.New("a watch pattern is at most " + strconv.Itoa(s.MaxPatternBytes) + " bytes (MaxPatternBytes)")
+	}
 	id := c.srv.nextWatch.Add(1)
+	c.watchIDs = append(c.watchIDs, id)
 	c.srv.watches.Add(&router.Watch[*conn]{ID: id, Owner: c,
 		Filter: router.Filter{EventName: w.EventName, Source: w.Source, Target: w.Target}})
 	c.reply(append(strconv.AppendUint([]byte(`{"WatchId":`), id, 10), '}'), r.ID)

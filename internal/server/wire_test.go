@@ -359,7 +359,7 @@ func TestWireRequestReply(t *testing.T) {
 	got = b.expectMatch(`\{"Success":true,"Data":.*,"ReplyTo":(\d+)\}`)
 	token = regexp.MustCompile(`"ReplyTo":(\d+)`).FindStringSubmatch(got)[1]
 	b.send(`{"Type":102,"Payload":{"ReplyTo":` + token + `,"Error":"busy"}}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"busy","Id":10}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"Responder error: busy","Id":10}`)
 	// No responder.
 	a.send(`{"Type":2,"Id":11,"Request":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"x","EventName":"Q"}}`)
 	a.expect(`{"Success":false,"Data":null,"Error":"No responder: x is not connected","Id":11}`)

@@ -1,0 +1,276 @@
+package server_test
+
+import (
+	"context"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/server"
+)
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// flood writes line until the connection fails or n lines are written,
+// and reports how many it wrote.
+func flood(c net.Conn, line string, n int) int {
+	buf := []byte(strings.Repeat(line+"\n", 100))
+	i := 0
+	for ; i < n; i += 100 {
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(buf); err != nil {
+			break
+		}
+	}
+	return i
+}
+
+// A client that provokes responses and never reads them: errors queue for
+// it until they reach MaxConnectionBytes, and then it is closed as a slow
+// consumer; the service never holds more than the cap for it.
+func TestNeverReadingClientIsClosed(t *testing.T) {
+	const limit = 256 << 10
+	srv := bustest.Start(t, func(c *server.Config) {
+		c.MaxMessageBytes = 4 << 10
+		c.MaxQueueBytes = 64 << 10
+		c.MaxConnectionBytes = limit
+	})
+	a := dialRaw(t, srv).connect("flood")
+	stop := make(chan struct{})
+	peak := make(chan int)
+	go func() {
+		p := 0
+		for {
+			select {
+			case <-stop:
+				peak <- p
+				return
+			default:
+			}
+			p = max(p, srv.Stats().QueuedBytes)
+		}
+	}()
+	// Each line gets "Target machine not connected: nobody": 100 bytes.
+	sent := flood(a.c, `{"Type":2,"Payload":{"SourceMachineId":"flood","TargetMachineId":"nobody","EventName":"E"}}`, 1_000_000)
+	waitFor(t, "the slow consumer to be closed", func() bool { return srv.Stats().SlowConsumersClosed == 1 })
+	close(stop)
+	if p := <-peak; p > limit {
+		t.Fatalf("the service held %d bytes for one connection; the cap is %d", p, limit)
+	}
+	if sent >= 1_000_000 {
+		t.Fatalf("the flood was never cut off")
+	}
+	waitFor(t, "the id to be released", func() bool { return len(srv.Machines()) == 0 })
+	// Others are served as before.
+	b := dialRaw(t, srv).connect("b")
+	b.send(`{"Type":100,"Id":1}`)
+	b.expectMatch(`\{"Success":true,"Data":\{"IsHealthy":true.*`)
+}
+
+// Acknowledgements count against the sender's budget: a sender that never
+// reads them is closed, and its healthy target is not disturbed.
+func TestNeverReadingSenderIsClosed(t *testing.T) {
+	srv := bustest.Start(t, func(c *server.Config) {
+		c.MaxMessageBytes = 4 << 10
+		c.MaxQueueBytes = 64 << 10
+		c.MaxConnectionBytes = 128 << 10
+	})
+	a := dialRaw(t, srv).connect("a")
+	b := dialRaw(t, srv).connect("b")
+	go func() { // b reads everything
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := b.c.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	flood(a.c, `{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"}}`, 1_000_000)
+	waitFor(t, "the sender to be closed", func() bool { return srv.Stats().SlowConsumersClosed == 1 })
+	waitFor(t, "a's id to be released", func() bool { return len(srv.Machines()) == 1 })
+	if m := srv.Machines(); m[0].MachineID != "b" {
+		t.Fatalf("registry %+v", m)
+	}
+}
+
+// Fan-out never waits for a full target: with eight connections that never
+// read and a SlowConsumerTimeout of an hour, a broadcast is acknowledged at
+// once and says how many it reached.
+func TestBroadcastNeverWaits(t *testing.T) {
+	srv := bustest.Start(t, func(c *server.Config) {
+		c.MaxMessageBytes = 4 << 10
+		c.MaxQueueBytes = 16 << 10
+		c.MaxConnectionBytes = 64 << 10
+		c.SlowConsumerTimeout = time.Hour
+	})
+	for i := range 8 {
+		s := dialRaw(t, srv).connect("stuck-" + strconv.Itoa(i))
+		s.send(`{"Type":103,"Payload":{"Group":"g"}}`)
+		s.expect(`{"Success":true,"Data":null,"Error":null}`)
+	}
+	a := dialRaw(t, srv).connect("a")
+	big := strings.Repeat("x", 2000)
+	ev := `{"SourceMachineId":"a","TargetMachineId":"*","EventName":"E","Payload":"` + big + `"}`
+	// Enough to fill every stuck queue and the socket buffers behind them.
+	for i := range 400 {
+		a.send(`{"Type":2,"Id":` + strconv.Itoa(i) + `,"Payload":` + ev + `}`)
+		a.expectMatch(`\{"Success":true,"Data":\{"Delivered":true,"TargetMachineId":"\*","Recipients":\d\},"Error":null,"Id":` + strconv.Itoa(i) + `\}`)
+	}
+	a.send(`{"Type":2,"Id":"last","Payload":` + ev + `}`)
+	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"*","Recipients":0},"Error":null,"Id":"last"}`)
+	a.send(`{"Type":2,"Id":"group","Payload":{"SourceMachineId":"a","TargetMachineId":"@g:*","EventName":"E","Payload":"` + big + `"}}`)
+	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"@g:*","Recipients":0},"Error":null,"Id":"group"}`)
+	if st := srv.Stats(); st.Refused["slow_consumer"] == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// Every per-connection limit answers with its exact text.
+func TestPerConnectionLimits(t *testing.T) {
+	srv := bustest.Start(t, func(c *server.Config) {
+		c.MaxIDsPerConnection = 2
+		c.MaxGroupsPerConnection = 2
+		c.MaxWatchesPerConnection = 1
+		c.MaxPatternBytes = 8
+		c.MaxPendingRequests = 1
+	})
+	a := dialRaw(t, srv).connect("a1")
+	a.send(`{"Type":3,"Payload":"a2"}`)
+	a.expectMatch(`\{"Success":true,.*`)
+	a.send(`{"Type":3,"Payload":"a3"}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"Limit reached: 2 machine ids per connection (MaxIdsPerConnection); unregister one first"}`)
+	for _, g := range []string{"g1", "g2"} {
+		a.send(`{"Type":103,"Payload":{"Group":"` + g + `","MachineId":"a1"}}`)
+		a.expect(`{"Success":true,"Data":null,"Error":null}`)
+	}
+	a.send(`{"Type":103,"Payload":{"Group":"g1","MachineId":"a1"}}`) // again: not an error
+	a.expect(`{"Success":true,"Data":null,"Error":null}`)
+	a.send(`{"Type":103,"Payload":{"Group":"g3","MachineId":"a2"}}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"Limit reached: 2 group memberships per connection (MaxGroupsPerConnection); leave a group first"}`)
+	a.send(`{"Type":105,"Payload":{"EventName":"123456789"}}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"Limit reached: a watch pattern is at most 8 bytes (MaxPatternBytes)"}`)
+	a.send(`{"Type":105,"Payload":{"EventName":"E*"}}`)
+	a.expectMatch(`\{"Success":true,"Data":\{"WatchId":\d+\},"Error":null\}`)
+	a.send(`{"Type":105,"Payload":{"EventName":"F*"}}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"Limit reached: 1 watches per connection (MaxWatchesPerConnection); remove one with Unwatch first"}`)
+	a.send(`{"Type":100,"Id":"` + strings.Repeat("i", 65) + `"}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"Limit reached: a request Id is at most 64 bytes"}`)
+
+	b := dialRaw(t, srv).connect("b") // never replies
+	req := `{"SourceMachineId":"a1","TargetMachineId":"b","EventName":"Q"}`
+	a.send(`{"Type":2,"Id":1,"Request":true,"Payload":` + req + `}`)
+	b.expectMatch(`.*"ReplyTo":\d+\}`)
+	a.send(`{"Type":2,"Id":2,"Request":true,"Payload":` + req + `}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"Limit reached: 1 requests waiting for replies on this connection (MaxPendingRequests); wait for some to finish","Id":2}`)
+	if st := srv.Stats(); st.Refused["limit"] != 6 {
+		t.Fatalf("limit refusals %d, want 6", st.Refused["limit"])
+	}
+}
+
+// A request without TimeoutMs is not kept for ever: after RequestTimeout
+// its caller hears that no reply came, and the slot is free again.
+func TestRequestTimeout(t *testing.T) {
+	srv := bustest.Start(t, func(c *server.Config) {
+		c.RequestTimeout = 100 * time.Millisecond
+		c.MaxPendingRequests = 1
+	})
+	a := dialRaw(t, srv).connect("a")
+	b := dialRaw(t, srv).connect("b")
+	req := `{"SourceMachineId":"a","TargetMachineId":"b","EventName":"Q"}`
+	for id := range 2 {
+		a.send(`{"Type":2,"Id":` + strconv.Itoa(id) + `,"Request":true,"Payload":` + req + `}`)
+		b.expectMatch(`.*"ReplyTo":\d+\}`) // no Deadline: the caller gave none
+		a.expect(`{"Success":false,"Data":null,"Error":"No responder: b did not reply within 100ms","Id":` + strconv.Itoa(id) + `}`)
+	}
+}
+
+// A responder's error can never pass for the service's own.
+func TestResponderErrorIsMarked(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dialRaw(t, srv).connect("a")
+	b := dialRaw(t, srv).connect("b")
+	a.send(`{"Type":2,"Id":7,"Request":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"Q"}}`)
+	got := b.expectMatch(`.*"ReplyTo":(\d+)\}`)
+	token := regexp.MustCompile(`"ReplyTo":(\d+)`).FindStringSubmatch(got)[1]
+	b.send(`{"Type":102,"Payload":{"ReplyTo":` + token + `,"Error":"No responder: c is not connected"}}`)
+	a.expect(`{"Success":false,"Data":null,"Error":"Responder error: No responder: c is not connected","Id":7}`)
+}
+
+// A request whose delivery waits on a full target that then disconnects
+// gets exactly one response: the pending entry's owner answers, no one
+// else.
+func TestOneResponsePerRequest(t *testing.T) {
+	srv := bustest.Start(t, func(c *server.Config) {
+		c.MaxMessageBytes = 4 << 10
+		c.MaxQueueBytes = 8 << 10
+		c.MaxConnectionBytes = 64 << 10
+		c.SlowConsumerTimeout = time.Hour
+	})
+	a := dialRaw(t, srv).connect("a")
+	b := dialRaw(t, srv).connect("b")
+	c := dialRaw(t, srv).connect("c")
+	big := strings.Repeat("x", 2000)
+	ev := `{"SourceMachineId":"c","TargetMachineId":"b","EventName":"E","Payload":"` + big + `"}`
+	// c fills b (which never reads) with NoAck events until one waits for
+	// room: then b is full.
+	var lines strings.Builder
+	for range 400 {
+		lines.WriteString(`{"Type":2,"NoAck":true,"Payload":` + ev + "}\n")
+	}
+	go c.c.Write([]byte(lines.String()))
+	waitFor(t, "b's queue to fill", func() bool { return srv.Stats().QueuedBytes >= 4<<10 })
+	// a's request now waits for room in b's queue, as a pending request.
+	a.send(`{"Type":2,"Id":"req","Request":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"Q"}}`)
+	waitFor(t, "the request to wait", func() bool { return srv.Stats().PendingRequests == 1 })
+	b.c.Close()
+	n := 0
+	for {
+		line := a.read()
+		if strings.Contains(line, `"Id":"req"`) {
+			n++
+			if n == 1 {
+				a.send(`{"Type":100,"Id":"end"}`)
+			}
+		}
+		if strings.Contains(line, `"Id":"end"`) {
+			break
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d responses to one request", n)
+	}
+}
+
+// Shutdown ends every connection through its one stop path: a client that
+// connected just before it cannot make it wait for the handshake timeout.
+func TestShutdownRacesHandshake(t *testing.T) {
+	for i := range 50 {
+		srv := bustest.Start(t, func(c *server.Config) { c.HandshakeTimeout = time.Hour })
+		c, err := net.Dial("unix", srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			c.Write([]byte(`{"Type":0,"Payload":{"MachineId":"m"}}` + "\n"))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = srv.Shutdown(ctx)
+		cancel()
+		c.Close()
+		if err != nil {
+			t.Fatalf("run %d: Shutdown: %v", i, err)
+		}
+	}
+}

@@ -1,0 +1,75 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// janitor expires requests whose replies are overdue, once a second (or
+// four times per RequestTimeout, if that is shorter), until Shutdown.
+func (s *Server) janitor() {
+	defer s.handlers.Done()
+	every := min(time.Second, s.cfg.RequestTimeout/4)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var conns []*conn
+	for {
+		select {
+		case <-s.done:
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			for c := range s.conns {
+				conns = append(conns, c)
+			}
+			s.mu.Unlock()
+			for _, c := range conns {
+				c.expirePending(now)
+			}
+			clear(conns)
+			conns = conns[:0]
+		}
+	}
+}
+
+// logLimiter keeps a warning that a client can provoke from flooding the
+// log: each key is logged at most once per interval, and the next line
+// says how many were suppressed in between.
+type logLimiter struct {
+	mu   sync.Mutex
+	keys map[string]*limitedKey
+}
+
+type limitedKey struct {
+	last       time.Time
+	suppressed int
+}
+
+const warnInterval = 10 * time.Second
+
+func (l *logLimiter) warn(log *slog.Logger, key, msg string, args ...any) {
+	now := time.Now()
+	l.mu.Lock()
+	if l.keys == nil {
+		l.keys = make(map[string]*limitedKey)
+	}
+	k := l.keys[key]
+	if k == nil {
+		k = &limitedKey{}
+		l.keys[key] = k
+	}
+	if !k.last.IsZero() && now.Sub(k.last) < warnInterval {
+		k.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	n := k.suppressed
+	k.last, k.suppressed = now, 0
+	l.mu.Unlock()
+	if n > 0 {
+		args = append(args, "suppressed_since_last", n)
+	}
+	log.Log(context.Background(), slog.LevelWarn, msg, args...)
+}
