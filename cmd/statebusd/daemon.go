@@ -91,6 +91,7 @@ func start(st *config.Settings, args []string, getenv func(string) string, stder
 			return nil, err
 		}
 		d.api = httpapi.New(d.srv, metrics, logs.Logger(logging.HTTP))
+		d.api.PublishMachines = st.HTTPMachines
 		addr, err := d.api.Start(st.HTTPAddr)
 		if err != nil {
 			d.shutdownBus(context.Background())

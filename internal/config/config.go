@@ -41,6 +41,18 @@ type MessageBus struct {
 	SlowConsumerTimeoutSeconds *float64 `json:"SlowConsumerTimeoutSeconds"`
 	MaxQueueEvents             *int     `json:"MaxQueueEvents"`
 	HandshakeTimeoutSeconds    *float64 `json:"HandshakeTimeoutSeconds"`
+	MaxConnectionBytes         *int     `json:"MaxConnectionBytes"`
+	MaxIdsPerConnection        *int     `json:"MaxIdsPerConnection"`
+	MaxGroupsPerConnection     *int     `json:"MaxGroupsPerConnection"`
+	MaxWatchesPerConnection    *int     `json:"MaxWatchesPerConnection"`
+	MaxPatternBytes            *int     `json:"MaxPatternBytes"`
+	MaxPendingRequests         *int     `json:"MaxPendingRequests"`
+	RequestTimeoutSeconds      *float64 `json:"RequestTimeoutSeconds"`
+	MaxConnectionsPerUid       *int     `json:"MaxConnectionsPerUid"`
+	// HttpMachines publishes the registry (ids, pids, uids, process
+	// names) on the monitoring endpoint's /machines. Off by default: the
+	// endpoint is open to every local user, the bus socket is not.
+	HttpMachines *bool `json:"HttpMachines"`
 	// Access is the access policy (who may connect, what each uid may do).
 	Access *access.Policy `json:"Access"`
 	// Routes are the operator's routing rules, in order.
@@ -67,7 +79,9 @@ type Settings struct {
 	LogFormat string
 	// HTTPAddr is the monitoring endpoint's address, "" for none.
 	HTTPAddr string
-	Version  bool
+	// HTTPMachines publishes the registry on the endpoint's /machines.
+	HTTPMachines bool
+	Version      bool
 	// SelfTest asks statebusd to run the standalone self-test (a bus of
 	// its own on a temporary socket) instead of serving.
 	SelfTest bool
@@ -103,6 +117,28 @@ var settings = []setting{
 		secondsSetting(func(s *Settings, d time.Duration) { s.Server.HandshakeTimeout = d })},
 	{"SlowConsumerTimeoutSeconds", "STATEBUS_SLOW_CONSUMER_TIMEOUT_SECONDS", "slow-consumer-timeout", "seconds a sender waits for a full target before the event is refused (default 5)",
 		secondsSetting(func(s *Settings, d time.Duration) { s.Server.SlowConsumerTimeout = d })},
+	{"MaxConnectionBytes", "STATEBUS_MAX_CONNECTION_BYTES", "max-connection-bytes", "hard cap on what the service holds for one connection's outbound side; past it the connection is closed as a slow consumer (default 8388608)",
+		intSetting(func(s *Settings, n int) { s.Server.MaxConnectionBytes = n })},
+	{"MaxIdsPerConnection", "STATEBUS_MAX_IDS_PER_CONNECTION", "max-ids-per-connection", "machine ids one connection may hold (default 64)",
+		intSetting(func(s *Settings, n int) { s.Server.MaxIDsPerConnection = n })},
+	{"MaxGroupsPerConnection", "STATEBUS_MAX_GROUPS_PER_CONNECTION", "max-groups-per-connection", "group memberships one connection may hold (default 64)",
+		intSetting(func(s *Settings, n int) { s.Server.MaxGroupsPerConnection = n })},
+	{"MaxWatchesPerConnection", "STATEBUS_MAX_WATCHES_PER_CONNECTION", "max-watches-per-connection", "watch filters one connection may install (default 16)",
+		intSetting(func(s *Settings, n int) { s.Server.MaxWatchesPerConnection = n })},
+	{"MaxPatternBytes", "STATEBUS_MAX_PATTERN_BYTES", "max-pattern-bytes", "longest pattern of a watch filter (default 256)",
+		intSetting(func(s *Settings, n int) { s.Server.MaxPatternBytes = n })},
+	{"MaxPendingRequests", "STATEBUS_MAX_PENDING_REQUESTS", "max-pending-requests", "requests one connection may have waiting for replies (default 1024)",
+		intSetting(func(s *Settings, n int) { s.Server.MaxPendingRequests = n })},
+	{"RequestTimeoutSeconds", "STATEBUS_REQUEST_TIMEOUT_SECONDS", "request-timeout", "longest a request waits for its reply (default 300)",
+		secondsSetting(func(s *Settings, d time.Duration) { s.Server.RequestTimeout = d })},
+	{"MaxConnectionsPerUid", "STATEBUS_MAX_CONNECTIONS_PER_UID", "max-connections-per-uid", "connections one user may have open; root and the service's user are exempt (default 32)",
+		intSetting(func(s *Settings, n int) { s.Server.MaxConnectionsPerUID = n })},
+	{"HttpMachines", "STATEBUS_HTTP_MACHINES", "http-machines", "publish the registry on the monitoring endpoint's /machines, readable by every local user (default false)",
+		func(s *Settings, v string) error {
+			b, err := strconv.ParseBool(v)
+			s.HTTPMachines = b
+			return err
+		}},
 	{"ShutdownTimeoutSeconds", "STATEBUS_SHUTDOWN_TIMEOUT_SECONDS", "shutdown-timeout", "seconds to flush queued events on shutdown (default 5)",
 		secondsSetting(func(s *Settings, d time.Duration) { s.Server.ShutdownTimeout = d })},
 	{"Http", "STATEBUS_HTTP", "http", "monitoring endpoint address (/healthz, /status, /machines, /metrics); \"\" or off disables, port 0 picks one (default " + DefaultHTTPAddr + ")",
@@ -269,16 +305,23 @@ func (m *MessageBus) apply(s *Settings) error {
 	if m.Http != nil {
 		vals["Http"] = *m.Http
 	}
+	if m.HttpMachines != nil {
+		vals["HttpMachines"] = strconv.FormatBool(*m.HttpMachines)
+	}
 	for k, p := range map[string]*int{"MaxConnections": m.MaxConnections,
 		"HealthCheckIntervalSeconds": m.HealthCheckIntervalSeconds,
 		"MaxMessageBytes":            m.MaxMessageBytes, "MaxQueueBytes": m.MaxQueueBytes,
-		"MaxQueueEvents": m.MaxQueueEvents} {
+		"MaxQueueEvents": m.MaxQueueEvents, "MaxConnectionBytes": m.MaxConnectionBytes,
+		"MaxIdsPerConnection": m.MaxIdsPerConnection, "MaxGroupsPerConnection": m.MaxGroupsPerConnection,
+		"MaxWatchesPerConnection": m.MaxWatchesPerConnection, "MaxPatternBytes": m.MaxPatternBytes,
+		"MaxPendingRequests": m.MaxPendingRequests, "MaxConnectionsPerUid": m.MaxConnectionsPerUid} {
 		if p != nil {
 			vals[k] = strconv.Itoa(*p)
 		}
 	}
 	for k, p := range map[string]*float64{"SlowConsumerTimeoutSeconds": m.SlowConsumerTimeoutSeconds,
-		"ShutdownTimeoutSeconds": m.ShutdownTimeoutSeconds, "HandshakeTimeoutSeconds": m.HandshakeTimeoutSeconds} {
+		"ShutdownTimeoutSeconds": m.ShutdownTimeoutSeconds, "HandshakeTimeoutSeconds": m.HandshakeTimeoutSeconds,
+		"RequestTimeoutSeconds": m.RequestTimeoutSeconds} {
 		if p != nil {
 			vals[k] = strconv.FormatFloat(*p, 'f', -1, 64)
 		}

@@ -5,7 +5,8 @@
 //
 //	GET /healthz   200 {"status":"ok",...} while healthy, else 503
 //	GET /status    health, uptime, peak connections, event and byte counters
-//	GET /machines  the registry, as the Machines request returns it
+//	GET /machines  the registry, as the Machines request returns it, only
+//	               when PublishMachines is set (403 otherwise)
 //	GET /metrics   Prometheus text exposition
 package httpapi
 
@@ -27,6 +28,14 @@ import (
 
 // API serves the monitoring endpoints for one server.
 type API struct {
+	// PublishMachines serves the registry (ids, pids, uids, process
+	// names) on /machines. The endpoint is reachable by every local user,
+	// including those the bus socket refuses, so it is off unless the
+	// operator turns it on (MessageBus:HttpMachines); the registry is
+	// always available on the socket (statebus machines). Set it before
+	// Start.
+	PublishMachines bool
+
 	srv *server.Server
 	log *slog.Logger
 	mux *http.ServeMux
@@ -159,6 +168,11 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) machines(w http.ResponseWriter, r *http.Request) {
+	if !a.PublishMachines {
+		http.Error(w, "the registry is not published here: every local user can read this endpoint. "+
+			"Ask the bus socket (statebus machines), or set MessageBus:HttpMachines to true to publish it.", http.StatusForbidden)
+		return
+	}
 	ms := a.srv.MachineInfos()
 	if ms == nil {
 		ms = []protocol.MachineInfo{}
@@ -171,7 +185,7 @@ func (a *API) index(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprint(w, "statebusd monitoring endpoint\n\n"+
 		"/healthz   200 while healthy, else 503\n"+
 		"/status    health, uptime, peak connections, counters (JSON)\n"+
-		"/machines  registered machines (JSON)\n"+
+		"/machines  registered machines (JSON), if MessageBus:HttpMachines is set\n"+
 		"/metrics   Prometheus metrics\n")
 }
 

@@ -33,6 +33,7 @@ func start(t *testing.T) (*server.Server, string) {
 		t.Fatal(err)
 	}
 	api := New(srv, m, nil)
+	api.PublishMachines = true
 	addr, err := api.Start("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -167,6 +168,10 @@ func TestEndpoints(t *testing.T) {
 		{"statebus_route_latency_seconds", nil, sent / 64},
 		{"statebus_connections", nil, 2},
 		{"statebus_machines_registered", nil, 2},
+		{"statebus_refusals_total", []string{"reason", "limit"}, 0},
+		{"statebus_slow_consumers_closed_total", nil, 0},
+		{"statebus_connections_refused_per_uid_total", nil, 0},
+		{"statebus_pending_requests", nil, 0},
 	} {
 		if got := delta(c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v moved by %v, want %v", c.name, c.labels, got, c.want)
@@ -236,6 +241,23 @@ func TestEndpoints(t *testing.T) {
 		if resp.StatusCode != tc.code {
 			t.Errorf("%s %s: %d, want %d", tc.method, tc.path, resp.StatusCode, tc.code)
 		}
+	}
+}
+
+// TestMachinesNotPublished: by default /machines tells every local user
+// only where to ask instead.
+func TestMachinesNotPublished(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	m := NewMetrics()
+	api := New(srv, m, nil)
+	addr, err := api.Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { api.Shutdown(context.Background()) })
+	code, _, body := get(t, "http://"+addr.String()+"/machines")
+	if code != 403 || !strings.Contains(string(body), "MessageBus:HttpMachines") {
+		t.Fatalf("/machines: %d %s", code, body)
 	}
 }
 

@@ -60,7 +60,8 @@ type collector struct {
 	reasons []string
 
 	up, conns, connsMax, connsPeak, machines, received, delivered, refused,
-	bytesIn, bytesOut, queued, lastActivity, started, build *prometheus.Desc
+	bytesIn, bytesOut, queued, lastActivity, started, build,
+	slowClosed, uidRefused, pending, watchDropped *prometheus.Desc
 }
 
 func newCollector(srv *server.Server) *collector {
@@ -84,12 +85,17 @@ func newCollector(srv *server.Server) *collector {
 		lastActivity: d("last_activity_timestamp_seconds", "When a client last registered, sent or received (Unix time)."),
 		started:      d("start_time_seconds", "When the service started (Unix time)."),
 		build:        d("build_info", "Always 1; the labels say which build runs.", "version", "revision"),
+		slowClosed:   d("slow_consumers_closed_total", "Connections closed because what the service held for them reached MaxConnectionBytes."),
+		uidRefused:   d("connections_refused_per_uid_total", "Connections refused because their user was at MaxConnectionsPerUid."),
+		pending:      d("pending_requests", "Requests waiting for replies now."),
+		watchDropped: d("watch_copies_dropped_total", "Event copies a watcher's full queue could not take."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.conns, c.connsMax, c.connsPeak, c.machines, c.received,
-		c.delivered, c.refused, c.bytesIn, c.bytesOut, c.queued, c.lastActivity, c.started, c.build} {
+		c.delivered, c.refused, c.bytesIn, c.bytesOut, c.queued, c.lastActivity, c.started, c.build,
+		c.slowClosed, c.uidRefused, c.pending, c.watchDropped} {
 		ch <- d
 	}
 }
@@ -122,6 +128,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.lastActivity, unix(h.LastActivityAt))
 	gauge(c.started, unix(h.StartedAt))
 	gauge(c.build, 1, version.Version, revision())
+	counter(c.slowClosed, st.SlowConsumersClosed)
+	counter(c.uidRefused, st.ConnectionsRefusedPerUID)
+	gauge(c.pending, float64(st.PendingRequests))
+	counter(c.watchDropped, st.WatchDropped)
 }
 
 // revision is the commit version.String() reports.

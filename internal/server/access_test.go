@@ -134,3 +134,87 @@ func TestAccessWatch(t *testing.T) {
 		t.Fatalf("got %q, want %q", out, want)
 	}
 }
+
+// A restricted user joins only the groups its rule allows (Join patterns,
+// else Register patterns), and sees in the registry only its own ids and
+// those it may send to.
+func TestAccessGroupsAndRegistry(t *testing.T) {
+	srv := accessServer(t, access.Policy{
+		AllowUIDs: []int{65534},
+		Rules: []access.Rule{{UID: 65534, Register: []string{"sensor-*"}, SendTo: []string{"controller"},
+			Join: []string{"sensors"}}},
+	})
+	dialRaw(t, srv).connect("controller")
+	dialRaw(t, srv).connect("admin-console")
+	out := asNobody(t, srv.Addr(),
+		`{"Type":3,"Payload":"sensor-1"}`,
+		`{"Type":103,"Payload":{"Group":"admins"}}`,
+		`{"Type":103,"Payload":{"Group":"sensors"}}`,
+		`{"Type":101}`,
+	)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	want := []string{
+		`{"Success":true,"Data":{"MachineId":"sensor-1","SubscribedAt":`,
+		`{"Success":false,"Data":null,"Error":"Access denied: uid 65534 may not join group admins"}`,
+		`{"Success":true,"Data":null,"Error":null}`,
+		`{"Success":true,"Data":[{"MachineId":"controller",`,
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("got %d lines:\n%s", len(lines), out)
+	}
+	for i := range want {
+		if !strings.HasPrefix(lines[i], want[i]) {
+			t.Errorf("line %d: got %s\nwant %s", i, lines[i], want[i])
+		}
+	}
+	if strings.Contains(lines[3], "admin-console") || !strings.Contains(lines[3], `"MachineId":"sensor-1"`) {
+		t.Errorf("registry seen by the restricted user: %s", lines[3])
+	}
+}
+
+// A reserved id can be taken only by its user, even when that user's
+// machine is gone and another user connects first.
+func TestAccessReservedIDs(t *testing.T) {
+	srv := accessServer(t, access.Policy{
+		AllowUIDs: []int{65534},
+		Reserve:   []access.Reservation{{UID: 0, IDs: []string{"robot-*"}}, {UID: 65534, IDs: []string{"nobody-*"}}},
+	})
+	out := asNobody(t, srv.Addr(),
+		`{"Type":3,"Payload":"robot-1"}`,
+		`{"Type":3,"Payload":"nobody-1"}`,
+	)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || lines[0] != `{"Success":false,"Data":null,"Error":"Access denied: machine id robot-1 is reserved for uid 0"}` ||
+		!strings.HasPrefix(lines[1], `{"Success":true,"Data":{"MachineId":"nobody-1"`) {
+		t.Fatalf("got:\n%s", out)
+	}
+	dialRaw(t, srv).connect("robot-1") // root's own
+	r := dialRaw(t, srv)
+	r.send(`{"Type":3,"Payload":"nobody-2"}`)
+	r.expect(`{"Success":false,"Data":null,"Error":"Access denied: machine id nobody-2 is reserved for uid 65534"}`)
+}
+
+// Another user's socket on the configured path is never served beside or
+// replaced, live or stale: that user may be impersonating the bus.
+func TestListenRefusesAnotherUsersSocket(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a socket file to another uid")
+	}
+	path := bustest.SocketPath(t)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close() // stale
+	if err := os.Lchown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	_, err = server.Listen(path, 0o660)
+	if err == nil || !strings.Contains(err.Error(), "belongs to uid 65534, not to statebusd's uid 0: another user may be impersonating the bus") {
+		t.Fatalf("Listen over another user's socket: %v", err)
+	}
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("the other user's socket was removed: %v", err)
+	}
+}
