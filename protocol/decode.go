@@ -450,7 +450,8 @@ type GroupPayload struct {
 	MachineID []byte // nil: the connection's only machine id
 }
 
-// DecodeGroup decodes a JoinGroup or LeaveGroup payload.
+// DecodeGroup decodes a JoinGroup or LeaveGroup payload. A group name
+// obeys the machine id alphabet (see ValidateID).
 func DecodeGroup(payload []byte, g *GroupPayload) error {
 	*g = GroupPayload{}
 	var s scanner
@@ -479,7 +480,7 @@ func DecodeGroup(payload []byte, g *GroupPayload) error {
 	if g.Group == "" || len(g.Group) > MaxIDBytes {
 		return Required("Group")
 	}
-	return nil
+	return checkAlphabet([]byte(g.Group), "group name ")
 }
 
 // Priority is an event's place in its target's queue.

@@ -10,7 +10,9 @@ package protocol
 
 import (
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -126,8 +128,9 @@ func GroupTarget(target []byte) (group []byte, all, ok bool) {
 const MaxIDBytes = 256
 
 // ValidateID checks a machine id: not empty, at most MaxIDBytes bytes,
-// valid UTF-8 and free of control characters. "*" is reserved for
-// broadcast.
+// valid UTF-8, free of control characters and of characters that do not
+// show (see invisible), so that two ids that look alike are alike. "*" is
+// reserved for broadcast and a leading "@" for groups.
 func ValidateID(id []byte) error {
 	switch {
 	case len(id) == 0:
@@ -141,10 +144,51 @@ func ValidateID(id []byte) error {
 	case !utf8.Valid(id):
 		return ErrInvalidID.with("Invalid machine id: not valid UTF-8")
 	}
-	for _, c := range id {
-		if c < 0x20 || c == 0x7f {
-			return ErrInvalidID.with("Invalid machine id: contains control characters")
+	return checkAlphabet(id, "")
+}
+
+// checkAlphabet checks the characters of a valid UTF-8 id or group name;
+// what names a group ("group name ") in the error text.
+func checkAlphabet(id []byte, what string) error {
+	for i := 0; i < len(id); {
+		c := id[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				return ErrInvalidID.with("Invalid machine id: " + what + "contains control characters")
+			}
+			i++
+			continue
 		}
+		r, n := utf8.DecodeRune(id[i:])
+		if invisible(r) {
+			return ErrInvalidID.with("Invalid machine id: " + what +
+				"contains invisible or bidirectional-control character " + codePoint(r))
+		}
+		i += n
 	}
 	return nil
+}
+
+// invisible reports whether r, not ASCII, is a character an id must not
+// hold because it does not show or changes how its neighbours show: C1
+// controls, format characters (zero-width spaces and joiners, the byte
+// order mark, bidirectional controls, soft hyphen, tags), line and
+// paragraph separators, other default-ignorable code points (fillers,
+// combining grapheme joiner), variation selectors and white space other
+// than the ASCII space.
+func invisible(r rune) bool {
+	if r < 0xA0 {
+		return true // C1 controls
+	}
+	return unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Zs,
+		unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
+}
+
+// codePoint formats r as U+XXXX.
+func codePoint(r rune) string {
+	h := strconv.FormatUint(uint64(r), 16)
+	if len(h) < 4 {
+		h = "0000"[len(h):] + h
+	}
+	return "U+" + strings.ToUpper(h)
 }
