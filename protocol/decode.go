@@ -236,29 +236,43 @@ func DecodeEvent(data []byte, ev *Event) error {
 
 // eventMembers reads the event object at s.pos into ev and leaves s after
 // it. A scanning error is in s.err; the returned error says whether the
-// fields make an event.
+// fields make an event: its envelope keys (eventKeys) present once each,
+// written exactly, and no key that another reader could fold onto one.
 func eventMembers(s *scanner, ev *Event) error {
 	*ev = Event{}
 	var it objectIter
 	if !it.begin(s) {
 		return s.err
 	}
+	var seen uint8 // a bit per envelope key
+	var amb error
 	for it.next(s) {
 		var dst *[]byte
+		var bit uint8
 		switch string(it.Key) { // a switch on the conversion allocates nothing
 		case "SourceMachineId":
-			dst = &ev.Source
+			dst, bit = &ev.Source, 1
 		case "TargetMachineId":
-			dst = &ev.Target
+			dst, bit = &ev.Target, 2
 		case "EventName":
-			dst = &ev.Name
+			dst, bit = &ev.Name, 4
 		case "Payload":
-			ev.Payload = it.raw(s)
-			continue
+			ev.Payload, bit = it.raw(s), 8
 		case "Timestamp":
-			ev.Timestamp = it.raw(s)
-			continue
+			ev.Timestamp, bit = it.raw(s), 16
 		default:
+			if mayFold(it.Key) && amb == nil {
+				if name := foldKey(it.Key); name != "" {
+					amb = errAmbiguous(it.RawKey, name)
+				}
+			}
+			continue
+		}
+		if (seen&bit != 0 || it.Escaped) && amb == nil {
+			amb = errAmbiguous(it.RawKey, string(it.Key))
+		}
+		seen |= bit
+		if dst == nil {
 			continue
 		}
 		if it.Kind != '"' {
@@ -284,6 +298,8 @@ func eventMembers(s *scanner, ev *Event) error {
 		ev.Payload = nil
 	}
 	switch {
+	case amb != nil:
+		return amb
 	case ev.Source == nil:
 		return errNoSource
 	case ev.Target == nil:

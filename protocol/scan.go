@@ -263,9 +263,13 @@ type objectIter struct {
 	done  bool
 	first bool
 	Key   []byte // the key, unescaped
-	Kind  byte   // first byte of the value: { [ " t f n - or a digit
-	Start int    // value extent in s.data
-	End   int
+	// Escaped says the key was written with escapes; RawKey is the key as
+	// written, between its quotes.
+	Escaped bool
+	RawKey  []byte
+	Kind    byte // first byte of the value: { [ " t f n - or a digit
+	Start   int  // value extent in s.data
+	End     int
 }
 
 func (it *objectIter) begin(s *scanner) bool {
@@ -330,6 +334,7 @@ func (it *objectIter) nextKey(s *scanner) bool {
 		return false
 	}
 	it.Key = s.data[ks+1 : s.pos-1]
+	it.RawKey, it.Escaped = it.Key, escaped
 	if escaped {
 		// Rare: "\u0054ype" still means Type, as in any JSON reader.
 		k, err := stringValue(s.data[ks:s.pos])
