@@ -9,7 +9,10 @@ type Request struct {
 	// the "Unknown message type" text).
 	Type     MessageType
 	TypeText []byte
-	// Payload is the raw payload value, nil when absent or null.
+	// Payload is the raw payload value, nil when absent or null. It holds
+	// no raw line break (see canonical.go): its raw '\r' and '\n' have
+	// been replaced by spaces in the line, and raw U+0085, U+2028 and
+	// U+2029 escaped (then Payload is a copy, valid until the next decode).
 	Payload []byte
 	// ID is the raw "Id" value (a JSON number or string), nil when absent.
 	ID []byte
@@ -29,6 +32,8 @@ type Request struct {
 	Event Event
 	// eventErr is why Payload is not a usable event, if it is not.
 	eventErr error
+	// buf holds Payload when it had to be copied, reused across decodes.
+	buf []byte
 }
 
 // EventErr returns nil when the request's Payload is a usable event
@@ -42,9 +47,10 @@ func (r *Request) EventErr() error {
 
 // DecodeRequest decodes a request line (without its line ending). Even when
 // it fails, r.ID is set if the line had a usable Id, so the error can be
-// matched to the request.
+// matched to the request. It may rewrite line in place: the raw '\r' and
+// '\n' in the payload become spaces.
 func DecodeRequest(line []byte, r *Request) error {
-	*r = Request{Type: -1, Priority: Normal}
+	*r = Request{Type: -1, Priority: Normal, buf: r.buf}
 	var s scanner
 	var it objectIter
 	if err := scanObject(&s, &it, line); err != nil {
@@ -97,6 +103,9 @@ func DecodeRequest(line []byte, r *Request) error {
 	if len(r.Payload) == 4 && string(r.Payload) == "null" {
 		r.Payload = nil
 	}
+	if s.brk != 0 {
+		r.canonicalize(s.brk)
+	}
 	if priErr {
 		return errPriority
 	}
@@ -128,6 +137,29 @@ func DecodeRequest(line []byte, r *Request) error {
 		}
 		r.Type = MessageType(n)
 		return nil
+	}
+}
+
+// canonicalize removes the line breaks the scanner found (brk) from what
+// the service forwards, the payload, and what it echoes, the Id.
+func (r *Request) canonicalize(brk uint8) {
+	if r.ID != nil && brk&brkSep != 0 && hasSep(r.ID) {
+		r.ID = appendEscapedSeps(nil, r.ID)
+	}
+	if r.Payload == nil {
+		return
+	}
+	if brk&brkSpace != 0 {
+		blankBreaks(r.Payload) // Event's slices point into it: they see the spaces
+	}
+	if brk&brkSep != 0 && hasSep(r.Payload) {
+		r.buf = appendEscapedSeps(r.buf[:0], r.Payload)
+		r.Payload = r.buf
+		if r.Payload[0] == '{' {
+			// Point Event's slices into the copy; the values are the same.
+			s := scanner{data: r.Payload}
+			r.eventErr = eventMembers(&s, &r.Event)
+		}
 	}
 }
 
@@ -426,7 +458,9 @@ type ReplyPayload struct {
 	Error   string
 }
 
-// DecodeReply decodes a Reply payload.
+// DecodeReply decodes a Reply payload. Like DecodeRequest it rewrites the
+// raw '\r' and '\n' of rp.Payload as spaces in place, and escapes raw
+// U+0085, U+2028 and U+2029 in a copy.
 func DecodeReply(payload []byte, rp *ReplyPayload) error {
 	*rp = ReplyPayload{}
 	var s scanner
@@ -456,6 +490,9 @@ func DecodeReply(payload []byte, rp *ReplyPayload) error {
 	}
 	if !seen {
 		return Required("ReplyTo")
+	}
+	if rp.Payload != nil && s.brk != 0 {
+		rp.Payload = canonical(rp.Payload, s.brk, nil)
 	}
 	return nil
 }

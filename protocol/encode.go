@@ -99,7 +99,8 @@ func ParseTime(s string) (time.Time, error) {
 const hex = "0123456789abcdef"
 
 // AppendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD so
-// that the output is always valid.
+// that the output is always valid, and U+0085, U+2028 and U+2029 are
+// escaped, so that the output holds no line break for any line reader.
 func AppendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
@@ -128,14 +129,22 @@ func AppendString(b []byte, s string) []byte {
 			continue
 		}
 		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 {
+		switch {
+		case r == utf8.RuneError && n == 1:
 			b = append(b, s[start:i]...)
 			b = append(b, `\ufffd`...)
+		case r == 0x85 || r == 0x2028 || r == 0x2029:
+			// Line breaks to some line readers (Python's splitlines, and
+			// JavaScript before ES2019 for U+2028/2029): escaped, so the
+			// line stays one line for everyone.
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', hex[r>>12], hex[r>>8&0xf], hex[r>>4&0xf], hex[r&0xf])
+		default:
 			i += n
-			start = i
 			continue
 		}
 		i += n
+		start = i
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')

@@ -19,7 +19,20 @@ type scanner struct {
 	pos   int
 	depth int
 	err   error
+	// brk records the line-breaking bytes seen (brkSpace, brkSep), so that
+	// what is forwarded can be made safe for every line reader without a
+	// second look at clean input (see canonical.go).
+	brk uint8
 }
+
+// The kinds of line break a scanned value may hold.
+const (
+	// brkSpace: a raw '\r' or '\n' (white space between tokens: inside
+	// strings JSON allows no raw control characters).
+	brkSpace uint8 = 1 << iota
+	// brkSep: a raw U+0085, U+2028 or U+2029 (only possible inside a string).
+	brkSep
+)
 
 func (s *scanner) fail(err error) {
 	if s.err == nil {
@@ -31,7 +44,10 @@ func (s *scanner) fail(err error) {
 func (s *scanner) skipSpace() {
 	for s.pos < len(s.data) {
 		switch s.data[s.pos] {
-		case ' ', '\t', '\r', '\n':
+		case ' ', '\t':
+			s.pos++
+		case '\r', '\n':
+			s.brk |= brkSpace
 			s.pos++
 		default:
 			return
@@ -181,6 +197,9 @@ func (s *scanner) str() (escaped bool) {
 			if r == utf8.RuneError && n == 1 {
 				s.fail(ErrInvalidUTF8)
 				return
+			}
+			if r == 0x85 || r == 0x2028 || r == 0x2029 {
+				s.brk |= brkSep
 			}
 			p += n
 		}
