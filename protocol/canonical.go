@@ -6,26 +6,17 @@ package protocol
 // str.splitlines also at U+0085, U+2028, U+2029, "\v", "\f" and
 // "\x1c".."\x1e". A raw "\v", "\f" or "\x1c".."\x1e" is not valid JSON
 // anywhere (not white space outside strings, a control character inside),
-// so the scanner refuses it. The others are made harmless here, keeping
-// the value's meaning:
+// so the scanner refuses it. The others are made harmless, keeping the
+// value's meaning:
 //
 //   - a raw "\r" or "\n" can only be white space between tokens (a string
-//     may not hold one raw), so it becomes a space, in place;
-//   - a raw U+0085, U+2028 or U+2029 can only be inside a string, so it
-//     becomes the escape \u0085, \u2028 or \u2029, which needs a copy.
+//     may not hold one raw), so the scanner, told to (scanner.blank),
+//     replaces it by a space in place as it passes it;
+//   - a raw U+0085, U+2028 or U+2029 can only be inside a string; the
+//     scanner notes one (scanner.seps), and then the value is copied with
+//     each written as its escape \u0085, \u2028 or \u2029.
 //
-// The scanner notes both while it scans (scanner.brk), so clean input,
-// the common case, costs nothing more.
-
-// blankBreaks replaces every raw '\r' and '\n' in b, valid JSON, by a
-// space.
-func blankBreaks(b []byte) {
-	for i, c := range b {
-		if c == '\r' || c == '\n' {
-			b[i] = ' '
-		}
-	}
-}
+// Clean input, the common case, costs nothing more.
 
 // hasSep reports whether b, valid UTF-8, holds a raw U+0085, U+2028 or
 // U+2029.
@@ -72,15 +63,12 @@ func appendEscapedSeps(dst, b []byte) []byte {
 	return append(dst, b[start:]...)
 }
 
-// canonical returns v, a valid JSON value the scanner flagged with brk,
-// free of line breaks: '\r' and '\n' blanked in place and, only if it has
-// any, separators escaped in a copy appended to buf[:0].
-func canonical(v []byte, brk uint8, buf []byte) []byte {
-	if brk&brkSpace != 0 {
-		blankBreaks(v)
+// escapeSeps returns v, valid JSON, with its raw U+0085, U+2028 and
+// U+2029 escaped: v itself when it has none, else a copy appended to
+// buf[:0].
+func escapeSeps(v, buf []byte) []byte {
+	if !hasSep(v) {
+		return v
 	}
-	if brk&brkSep != 0 && hasSep(v) {
-		return appendEscapedSeps(buf[:0], v)
-	}
-	return v
+	return appendEscapedSeps(buf[:0], v)
 }

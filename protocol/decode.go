@@ -47,11 +47,11 @@ func (r *Request) EventErr() error {
 
 // DecodeRequest decodes a request line (without its line ending). Even when
 // it fails, r.ID is set if the line had a usable Id, so the error can be
-// matched to the request. It may rewrite line in place: the raw '\r' and
-// '\n' in the payload become spaces.
+// matched to the request. It may rewrite line in place: its raw '\r' and
+// '\n' (white space between tokens) become spaces.
 func DecodeRequest(line []byte, r *Request) error {
 	*r = Request{Type: -1, Priority: Normal, buf: r.buf}
-	var s scanner
+	s := scanner{blank: true}
 	var it objectIter
 	if err := scanObject(&s, &it, line); err != nil {
 		return err
@@ -103,8 +103,8 @@ func DecodeRequest(line []byte, r *Request) error {
 	if len(r.Payload) == 4 && string(r.Payload) == "null" {
 		r.Payload = nil
 	}
-	if s.brk != 0 {
-		r.canonicalize(s.brk)
+	if s.seps {
+		r.escapeSeps()
 	}
 	if priErr {
 		return errPriority
@@ -140,26 +140,21 @@ func DecodeRequest(line []byte, r *Request) error {
 	}
 }
 
-// canonicalize removes the line breaks the scanner found (brk) from what
-// the service forwards, the payload, and what it echoes, the Id.
-func (r *Request) canonicalize(brk uint8) {
-	if r.ID != nil && brk&brkSep != 0 && hasSep(r.ID) {
-		r.ID = appendEscapedSeps(nil, r.ID)
+// escapeSeps escapes the raw U+0085, U+2028 and U+2029 the scanner found
+// in what the service forwards, the payload, and what it echoes, the Id.
+func (r *Request) escapeSeps() {
+	if r.ID != nil {
+		r.ID = escapeSeps(r.ID, nil)
 	}
-	if r.Payload == nil {
+	if r.Payload == nil || !hasSep(r.Payload) {
 		return
 	}
-	if brk&brkSpace != 0 {
-		blankBreaks(r.Payload) // Event's slices point into it: they see the spaces
-	}
-	if brk&brkSep != 0 && hasSep(r.Payload) {
-		r.buf = appendEscapedSeps(r.buf[:0], r.Payload)
-		r.Payload = r.buf
-		if r.Payload[0] == '{' {
-			// Point Event's slices into the copy; the values are the same.
-			s := scanner{data: r.Payload}
-			r.eventErr = eventMembers(&s, &r.Event)
-		}
+	r.buf = appendEscapedSeps(r.buf[:0], r.Payload)
+	r.Payload = r.buf
+	if r.Payload[0] == '{' {
+		// Point Event's slices into the copy; the values are the same.
+		s := scanner{data: r.Payload}
+		r.eventErr = eventMembers(&s, &r.Event)
 	}
 }
 
@@ -458,12 +453,12 @@ type ReplyPayload struct {
 	Error   string
 }
 
-// DecodeReply decodes a Reply payload. Like DecodeRequest it rewrites the
-// raw '\r' and '\n' of rp.Payload as spaces in place, and escapes raw
-// U+0085, U+2028 and U+2029 in a copy.
+// DecodeReply decodes a Reply payload. Like DecodeRequest it may rewrite
+// payload in place, its raw '\r' and '\n' becoming spaces, and escapes raw
+// U+0085, U+2028 and U+2029 of rp.Payload in a copy.
 func DecodeReply(payload []byte, rp *ReplyPayload) error {
 	*rp = ReplyPayload{}
-	var s scanner
+	s := scanner{blank: true}
 	var it objectIter
 	if err := payloadObject(&s, &it, payload, "a reply object"); err != nil {
 		return err
@@ -491,8 +486,8 @@ func DecodeReply(payload []byte, rp *ReplyPayload) error {
 	if !seen {
 		return Required("ReplyTo")
 	}
-	if rp.Payload != nil && s.brk != 0 {
-		rp.Payload = canonical(rp.Payload, s.brk, nil)
+	if rp.Payload != nil && s.seps {
+		rp.Payload = escapeSeps(rp.Payload, nil)
 	}
 	return nil
 }

@@ -1,6 +1,9 @@
 package protocol
 
-import "testing"
+import (
+	"testing"
+	"unicode"
+)
 
 func TestValidateIDAlphabet(t *testing.T) {
 	for id, want := range map[string]string{
@@ -72,6 +75,15 @@ func TestDecodeGroupAlphabet(t *testing.T) {
 		}
 		if got != want {
 			t.Errorf("%s: %q, want %q", payload, got, want)
+		}
+	}
+}
+
+// invisible's shortcuts agree with its tables.
+func TestInvisibleShortcut(t *testing.T) {
+	for r := rune(0xA0); r <= unicode.MaxRune; r++ {
+		if got, want := invisible(r), unicode.In(r, invisibleTables...); got != want {
+			t.Errorf("invisible(%U) = %v, tables say %v", r, got, want)
 		}
 	}
 }

@@ -150,7 +150,11 @@ func ValidateID(id []byte) error {
 // checkAlphabet checks the characters of a valid UTF-8 id or group name;
 // what names a group ("group name ") in the error text.
 func checkAlphabet(id []byte, what string) error {
-	for i := 0; i < len(id); {
+	i := 0
+	for i < len(id) && id[i] >= 0x20 && id[i] < 0x7f {
+		i++ // printable ASCII, the common case
+	}
+	for i < len(id) {
 		c := id[i]
 		if c < utf8.RuneSelf {
 			if c < 0x20 || c == 0x7f {
@@ -177,12 +181,17 @@ func checkAlphabet(id []byte, what string) error {
 // combining grapheme joiner), variation selectors and white space other
 // than the ASCII space.
 func invisible(r rune) bool {
-	if r < 0xA0 {
+	switch {
+	case r < 0xA0:
 		return true // C1 controls
+	case r > 0xAD && r < 0x34F, r > 0x3164 && r < 0xFE00:
+		return false // none in these blocks (Latin, CJK, Hangul syllables ...): skip the tables
 	}
-	return unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp, unicode.Zs,
-		unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector)
+	return unicode.In(r, invisibleTables...)
 }
+
+var invisibleTables = []*unicode.RangeTable{unicode.Cf, unicode.Zl, unicode.Zp, unicode.Zs,
+	unicode.Other_Default_Ignorable_Code_Point, unicode.Variation_Selector}
 
 // codePoint formats r as U+XXXX.
 func codePoint(r rune) string {

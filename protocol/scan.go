@@ -19,20 +19,14 @@ type scanner struct {
 	pos   int
 	depth int
 	err   error
-	// brk records the line-breaking bytes seen (brkSpace, brkSep), so that
-	// what is forwarded can be made safe for every line reader without a
-	// second look at clean input (see canonical.go).
-	brk uint8
+	// blank makes skipSpace replace each raw '\r' and '\n' it passes by a
+	// space, in place: the same white space to a JSON reader, and no line
+	// break to a line reader (see canonical.go).
+	blank bool
+	// seps records a raw U+0085, U+2028 or U+2029 in a string, so that
+	// only input holding one is searched and copied to escape it.
+	seps bool
 }
-
-// The kinds of line break a scanned value may hold.
-const (
-	// brkSpace: a raw '\r' or '\n' (white space between tokens: inside
-	// strings JSON allows no raw control characters).
-	brkSpace uint8 = 1 << iota
-	// brkSep: a raw U+0085, U+2028 or U+2029 (only possible inside a string).
-	brkSep
-)
 
 func (s *scanner) fail(err error) {
 	if s.err == nil {
@@ -47,7 +41,9 @@ func (s *scanner) skipSpace() {
 		case ' ', '\t':
 			s.pos++
 		case '\r', '\n':
-			s.brk |= brkSpace
+			if s.blank {
+				s.data[s.pos] = ' '
+			}
 			s.pos++
 		default:
 			return
@@ -199,7 +195,7 @@ func (s *scanner) str() (escaped bool) {
 				return
 			}
 			if r == 0x85 || r == 0x2028 || r == 0x2029 {
-				s.brk |= brkSep
+				s.seps = true
 			}
 			p += n
 		}
@@ -390,9 +386,9 @@ func (it *objectIter) raw(s *scanner) []byte {
 }
 
 // scanObject prepares to walk data as a single JSON object. It returns an
-// error at once when data is not an object at all.
+// error at once when data is not an object at all. s.blank is kept.
 func scanObject(s *scanner, it *objectIter, data []byte) error {
-	*s = scanner{data: data}
+	*s = scanner{data: data, blank: s.blank}
 	s.skipSpace()
 	if s.pos >= len(data) {
 		return ErrInvalidJSON
