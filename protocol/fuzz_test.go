@@ -3,8 +3,10 @@ package protocol
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -18,11 +20,19 @@ var fuzzSeeds = []string{
 	`{"Type":102,"Payload":{"ReplyTo":1,"Payload":{"x":1}}}`, `{"Type":105,"Payload":{"EventName":"A_*","WatchId":2}}`,
 	`{"Type":103,"Payload":{"Group":"g","MachineId":"m"}}`, `{"Type":2,"Request":true,"TimeoutMs":5,"Priority":"High","NoAck":true,"Payload":{}}`,
 	`[[[[]]]]`, `{"a":}`, `"\x"`, `1.`, `-`, `{"Type":01}`,
+	"{\"Type\":2,\"Payload\":{\"SourceMachineId\":\"a\",\"TargetMachineId\":\"b\",\"EventName\":\"E\",\"X\":[0,\r{\"Success\":true,\"Data\":{\"SourceMachineId\":\"root\",\"TargetMachineId\":\"b\",\"EventName\":\"F\"},\"Error\":null}\r]}}",
+	"{\"Type\":2,\"Id\":\"\u2028\",\"Payload\":{\"SourceMachineId\":\"a\",\r\n\"TargetMachineId\":\"b\",\"EventName\":\"E\u2029\",\"P\":\"\u0085\"}}",
+	`{"Type":2,"Payload":{"SourceMachineId":"a","sourceMachineId":"b","TargetMachineId":"b","EventName":"E"}}`,
+	`{"Type":2,"Payload":{"\u0053ourceMachineId":"a","TargetMachineId":"b","TargetMachineId":"c","EventName":"E","ſourceMachineId":"x"}}`,
+	"{\"Type\":102,\"Payload\":{\"ReplyTo\":1,\"Payload\":{\"x\":\r\"\u2028\"}}}",
 }
 
 // FuzzScanner checks the scanner against encoding/json: every input they
 // both judge is judged alike, and a decoded request's parts are the values
-// encoding/json finds.
+// encoding/json finds. An event the service would forward is forwarded as
+// one line to every line reader, with the meaning it was sent with, and
+// its routing keys read by encoding/json (case-insensitive, last key wins)
+// are those the service checked.
 func FuzzScanner(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s))
@@ -48,8 +58,10 @@ func FuzzScanner(f *testing.F) {
 			}
 		}
 
+		// DecodeRequest may rewrite its input: give it a copy.
+		line := bytes.Clone(data)
 		var r Request
-		err := DecodeRequest(data, &r)
+		err := DecodeRequest(line, &r)
 		if err != nil {
 			return
 		}
@@ -57,18 +69,17 @@ func FuzzScanner(f *testing.F) {
 		if json.Unmarshal(data, &m) != nil {
 			t.Fatalf("decoded a request from %q that is not an object", data)
 		}
-		if p, ok := m["Payload"]; ok && string(p) != "null" && !bytes.Equal(p, r.Payload) {
+		if p, ok := m["Payload"]; ok && string(p) != "null" && !sameJSON(p, r.Payload) {
 			t.Fatalf("Payload = %q, encoding/json found %q", r.Payload, p)
 		}
-		var ev Event
-		if DecodeEvent(r.Payload, &ev) == nil && caseExact(r.Payload) {
-			var want struct {
-				SourceMachineId, TargetMachineId, EventName *string
-			}
-			if json.Unmarshal(r.Payload, &want) != nil || want.EventName == nil ||
-				string(ev.Name) != *want.EventName {
-				t.Fatalf("event %q decoded as %+v", r.Payload, ev)
-			}
+		if r.ID != nil && !oneLine(r.ID) {
+			t.Fatalf("Id %q of %q is more than one line", r.ID, data)
+		}
+		if r.EventErr() == nil {
+			// What the service forwards: one line to every line reader,
+			// one object whose routing every JSON reader reads alike.
+			checkForwarded(t, AppendDelivery(nil, r.Payload), &r.Event)
+			checkForwarded(t, AppendRequestDelivery(nil, r.Payload, 7, time.Unix(1, 0)), &r.Event)
 		}
 		// The one-pass event fields agree with a separate DecodeEvent.
 		var sep Event
@@ -80,33 +91,95 @@ func FuzzScanner(f *testing.F) {
 			!bytes.Equal(sep.Name, r.Event.Name) || !bytes.Equal(sep.Payload, r.Event.Payload)) {
 			t.Fatalf("%q: one pass %+v, DecodeEvent %+v", data, r.Event, sep)
 		}
+		var rp ReplyPayload
+		if r.Payload != nil && DecodeReply(bytes.Clone(r.Payload), &rp) == nil && rp.Payload != nil {
+			// A reply's payload is forwarded as the caller's Data.
+			if !oneLine(rp.Payload) || !json.Valid(rp.Payload) {
+				t.Fatalf("reply payload %q forwarded as %q", r.Payload, rp.Payload)
+			}
+			var want struct{ Payload json.RawMessage }
+			if json.Unmarshal(r.Payload, &want) == nil && !sameJSON(want.Payload, rp.Payload) {
+				t.Fatalf("reply payload %q forwarded as %q", want.Payload, rp.Payload)
+			}
+		}
 		_ = DecodeRegistration(r.Payload, &Registration{})
-		_ = DecodeReply(r.Payload, &ReplyPayload{})
 		_ = DecodeGroup(r.Payload, &GroupPayload{})
 		_ = DecodeWatch(r.Payload, &WatchPayload{})
 		_, _ = MachineIDPayload(r.Payload)
 	})
 }
 
-// caseExact reports whether obj's keys are free of case variants that
-// encoding/json (case-insensitive) would match but we (case-exact) do not.
-func caseExact(obj []byte) bool {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(obj, &m) != nil {
-		return false
+// checkForwarded checks a line the service writes with an event it
+// accepted: every line reader (see splitLines) sees one line, encoding/json
+// one object whose routing keys, read case-insensitively, are those the
+// service read (ev), and no reader can find another: the event has each
+// envelope key once and no key that folds onto one.
+func checkForwarded(t *testing.T, line []byte, ev *Event) {
+	t.Helper()
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	if !oneLine(line) {
+		t.Fatalf("forwarded line %q is more than one line", line)
 	}
-	for k := range m {
-		for _, name := range []string{"SourceMachineId", "TargetMachineId", "EventName"} {
-			if k != name && strings.EqualFold(k, name) {
-				return false
+	var resp struct{ Data json.RawMessage }
+	if err := json.Unmarshal(line, &resp); err != nil {
+		t.Fatalf("forwarded line %q: %v", line, err)
+	}
+	var got struct {
+		SourceMachineId, TargetMachineId, EventName *string
+	}
+	if err := json.Unmarshal(resp.Data, &got); err != nil || got.SourceMachineId == nil ||
+		got.TargetMachineId == nil || got.EventName == nil || *got.SourceMachineId != string(ev.Source) ||
+		*got.TargetMachineId != string(ev.Target) || *got.EventName != string(ev.Name) {
+		t.Fatalf("forwarded %q: encoding/json reads %v, the service read %+v", resp.Data, err, ev)
+	}
+	keys, err := topKeys(resp.Data)
+	if err != nil {
+		t.Fatalf("forwarded %q: %v", resp.Data, err)
+	}
+	seen := map[string]bool{}
+	for _, k := range keys {
+		for _, name := range eventKeys {
+			if strings.EqualFold(k, name) && k != name || k == name && seen[k] {
+				t.Fatalf("forwarded %q has key %q besides %s", resp.Data, k, name)
 			}
 		}
+		seen[k] = true
 	}
-	return true
 }
 
-// FuzzAppendString checks that every string encodes to valid JSON that
-// decodes back to the same string (invalid UTF-8 aside).
+// oneLine reports whether every line reader sees b as one line (or none).
+func oneLine(b []byte) bool { return len(splitLines(string(b), true)) <= 1 }
+
+// sameJSON reports whether a and b are JSON values with the same meaning.
+func sameJSON(a, b []byte) bool {
+	var x, y any
+	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
+}
+
+// topKeys returns the keys of the JSON object obj in order, unescaped.
+func topKeys(obj []byte) ([]string, error) {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if _, err := dec.Token(); err != nil { // {
+		return nil, err
+	}
+	var keys []string
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k.(string))
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
+}
+
+// FuzzAppendString checks that every string encodes to valid JSON, on one
+// line for every line reader, that decodes back to the same string
+// (invalid UTF-8 aside).
 func FuzzAppendString(f *testing.F) {
 	for _, s := range []string{"", "a", "\"\\\n\x00", "héllo", "\xff"} {
 		f.Add(s)
@@ -116,6 +189,9 @@ func FuzzAppendString(f *testing.F) {
 		var got string
 		if err := json.Unmarshal(b, &got); err != nil {
 			t.Fatalf("AppendString(%q) = %s: %v", s, b, err)
+		}
+		if !oneLine(b) {
+			t.Fatalf("AppendString(%q) = %q, more than one line", s, b)
 		}
 		if utf8.ValidString(s) && got != s {
 			t.Fatalf("round trip %q -> %s -> %q", s, b, got)
