@@ -36,7 +36,7 @@ func (c *Client) query(ctx context.Context, t protocol.MessageType, v any) error
 	}
 	seq := c.seq.Add(1)
 	line := fmt.Appendf(nil, `{"Type":%d,"Id":%d}`+"\n", int(t), seq)
-	data, err := c.call(ctx, s, seq, line, true)
+	data, err := s.call(ctx, seq, line, true)
 	if err != nil {
 		return err
 	}

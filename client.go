@@ -10,6 +10,39 @@
 // A Client is safe for concurrent use. Handlers run on one goroutine per
 // client, in the order events arrived, never on the read loop, so a
 // handler may send (and wait for acknowledgements) without deadlocking.
+// What waits for the handlers is bounded (WithPendingLimits): beyond it
+// events are dropped, counted (Dropped) and reported as a slow consumer.
+//
+// # Lifecycle
+//
+// A client has one Status, changed in one place (under one lock) and
+// reported to WithStatusHandler:
+//
+//	from          to            when
+//	Connecting    Connected     Dial registered and subscribed on a live connection
+//	Connecting    Closed        Dial failed (its error says why)
+//	Connected     Reconnecting  the connection was lost (reconnection is on)
+//	Connected     Draining      Drain
+//	Connected     Closed        Close, or the connection was lost (reconnection off)
+//	Reconnecting  Connected     a new connection registered, subscribed, and joined
+//	                            the groups and installed the watches again
+//	Reconnecting  Closed        Close or Drain
+//	Draining      Closed        Drain finished (or its context ended), Close, or the loss
+//
+// A connection that is lost during the handshake is never made the
+// client's: the attempt fails (Dial returns an error; a reconnection tries
+// again). Each call belongs to the connection it was written on and fails
+// with ErrNotConnected if that one is lost before the answer; calls made
+// while Reconnecting fail with ErrNotConnected (or wait, with
+// WithWaitForReconnect); once Closed, everything fails with ErrClosed.
+//
+// # Whom it talks to
+//
+// On every connect and reconnect the client asks the kernel which user
+// serves the socket (SO_PEERCRED) and refuses any but root and its own
+// user (WithServerUID, STATEBUS_SERVER_UID) with an *UntrustedServerError:
+// the default socket lives in world-writable /tmp, where anyone could bind
+// it first. Linux, macOS and FreeBSD check; Windows does not.
 package statebus
 
 import (
@@ -22,7 +55,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/statebus/statebus/internal/outq"
 	"github.com/statebus/statebus/protocol"
 )
 
@@ -54,46 +86,41 @@ type Handler func(Event)
 
 // Client is a connection to the bus under one machine id. When the
 // connection is lost it reconnects by itself (unless WithReconnect(false)):
-// it registers and subscribes again and keeps its handlers.
+// it registers and subscribes again, joins its groups and installs its
+// watches again, and keeps its handlers.
 type Client struct {
 	id   string
 	path string
 	opt  options
 	seq  atomic.Uint64
 	disp *dispatcher
-	wg   sync.WaitGroup // reconnect loops
+	sess atomic.Pointer[session] // the session calls use; set by setStatus only
+
+	ctx    context.Context // ends when the client is Closed
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the reconnect loop
+
+	// sem serializes the setting up of groups and watches on the service:
+	// JoinGroup, LeaveGroup, Watch and a watch's stop against the
+	// handshake of a new connection and Drain.
+	sem chan struct{}
 
 	mu      sync.Mutex
-	sess    atomic.Pointer[session] // nil while disconnected; set under mu
-	ready   chan struct{}           // closed and replaced when a session is established
-	pending map[uint64]pendingCall
-	closing bool
-	groups  []string     // joined, to join again after a reconnect
-	watches []*watchSpec // installed, to install again after a reconnect
-	err     error        // why the client stopped for good, once it has
-
-	closed   chan struct{} // closed by Close
-	done     chan struct{} // closed when the client stops for good
-	stopOnce sync.Once
+	status  Status
+	cur     *session      // the session of Connected and Draining
+	ready   chan struct{} // closed and replaced when Connecting or Reconnecting ends
+	closing chan struct{} // closed on Draining or Closed
+	done    chan struct{} // closed on Closed
+	stopped chan struct{} // closed when Closed and the client's goroutines but the dispatcher are done
+	err     error         // why the client is Closed
+	groups  []string      // the groups to be a member of
+	watches []*watchSpec  // the watches to have installed
 }
 
-// pendingCall is a request waiting for its response. Data is copied only
-// for calls that asked for it.
-type pendingCall struct {
-	ch   chan response
-	data bool
-}
-
-type response struct {
-	data []byte
-	err  error
-}
-
-var chanPool = sync.Pool{New: func() any { return make(chan response, 1) }}
-
-// Dial connects to the service, registers id and subscribes it, and
-// returns once both were confirmed. It fails if the service cannot be
-// reached within the dial timeout (5 s by default) or refuses the id.
+// Dial connects to the service, checks that it is served by a trusted
+// user, registers id and subscribes it, and returns once that was
+// confirmed. It fails if the service cannot be reached within the dial
+// timeout (5 s by default) or refuses the id.
 func Dial(ctx context.Context, id string, opts ...Option) (*Client, error) {
 	if err := protocol.ValidateID([]byte(id)); err != nil {
 		return nil, fmt.Errorf("statebus: %w", err)
@@ -108,21 +135,27 @@ func dial(ctx context.Context, id string, opts []Option) (*Client, error) {
 	for _, f := range opts {
 		f(&o)
 	}
+	if o.err != nil {
+		return nil, o.err
+	}
 	c := &Client{
 		id:      id,
 		path:    protocol.PipePath(o.pipeName),
 		opt:     o,
+		sem:     make(chan struct{}, 1),
+		status:  Connecting,
 		ready:   make(chan struct{}),
-		pending: make(map[uint64]pendingCall),
-		closed:  make(chan struct{}),
+		closing: make(chan struct{}),
 		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
-	c.disp = newDispatcher(&c.opt)
-	c.disp.reply = c.sendReply
-	if err := c.establish(ctx); err != nil {
-		c.Close()
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.disp = newDispatcher(c)
+	if err := c.establish(ctx, 0); err != nil {
+		c.closeWith(err, false)
 		var de *DialError
-		if errors.As(err, &de) || errors.Is(err, ErrNotConnected) {
+		var ue *UntrustedServerError
+		if errors.As(err, &de) || errors.As(err, &ue) || errors.Is(err, ErrNotConnected) || errors.Is(err, ErrClosed) {
 			return nil, err // already names the path and the cause
 		}
 		return nil, fmt.Errorf("statebus: cannot register %q at %s: %w", id, c.path, err)
@@ -133,23 +166,13 @@ func dial(ctx context.Context, id string, opts []Option) (*Client, error) {
 // ID returns the machine id the client is registered as.
 func (c *Client) ID() string { return c.id }
 
-// Done is closed when the client stops for good: Close, or the loss of
-// its connection when it does not reconnect.
-func (c *Client) Done() <-chan struct{} { return c.done }
+// Dropped returns how many events were dropped because the client's
+// handlers did not keep up (see WithPendingLimits).
+func (c *Client) Dropped() uint64 { return c.disp.dropped.Load() }
 
-// Err returns why the client stopped for good, or nil while it runs.
-func (c *Client) Err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
-}
-
-// Connected reports whether the client has a live, registered connection.
-func (c *Client) Connected() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.sess.Load() != nil
-}
+// Pending returns the events, and their payload bytes, received and not
+// yet handled: queued, or with a handler running.
+func (c *Client) Pending() (events, bytes int) { return c.disp.pending() }
 
 // OnEvent adds h for events named name ("*" for every event). Several
 // handlers for one name run in the order they were added. Handlers are
@@ -168,142 +191,7 @@ func (c *Client) WaitForEvent(ctx context.Context, name string) (Event, error) {
 	if ctx.Err() != nil {
 		return Event{}, ctx.Err()
 	}
-	return Event{}, c.notConnected()
-}
-
-// SendEvent sends an event to target ("*" for every other subscribed
-// machine, "@group" for one member of a group) and waits for the service's
-// acknowledgement that it was written to the target's connection. payload
-// is marshalled with encoding/json; a json.RawMessage is sent as is.
-// Errors the service reports wrap the protocol kinds (errors.Is(err,
-// ErrTargetNotConnected)). While the client is disconnected it fails at
-// once with ErrNotConnected, or waits for the reconnection up to ctx's
-// deadline with WithWaitForReconnect.
-func (c *Client) SendEvent(ctx context.Context, target, name string, payload any, opts ...SendOption) error {
-	_, err := c.send(ctx, target, name, payload, protocol.SendOptions{}, opts)
-	return err
-}
-
-// PostEvent sends an event without waiting for its acknowledgement: it
-// returns once the event is queued for writing, and the service sends no
-// acknowledgement. Refusals by the service go to the handler given with
-// WithErrorHandler.
-func (c *Client) PostEvent(ctx context.Context, target, name string, payload any, opts ...SendOption) error {
-	_, err := c.send(ctx, target, name, payload, protocol.SendOptions{NoAck: true}, opts)
-	return err
-}
-
-// Request sends a request event to target (a machine, or "@group" for one
-// of its members) and returns its reply: an Event from target whose
-// Payload is what target's handler returned. The caller's deadline travels
-// with the request, so the target can skip work nobody waits for. A target
-// that is not connected, or that disconnects before replying, fails at
-// once with ErrNoResponder; an error the handler returned comes back as a
-// *protocol.Error with its text.
-func (c *Client) Request(ctx context.Context, target, name string, payload any, opts ...SendOption) (Event, error) {
-	o := protocol.SendOptions{Request: true}
-	if d, ok := ctx.Deadline(); ok {
-		o.TimeoutMs = max(time.Until(d).Milliseconds(), 1)
-	}
-	data, err := c.send(ctx, target, name, payload, o, opts)
-	if err != nil {
-		return Event{}, err
-	}
-	return Event{Source: target, Target: c.id, Name: name, Payload: data, Timestamp: time.Now()}, nil
-}
-
-// Priority is an event's place in its target's queue (a statebus
-// extension): queued High events are written before Normal ones, Normal
-// before Low; events of one priority keep their order.
-type Priority string
-
-// The priorities.
-const (
-	High   Priority = "High"
-	Normal Priority = "Normal"
-	Low    Priority = "Low"
-)
-
-// SendOption adjusts one SendEvent, PostEvent or Request.
-type SendOption func(*protocol.SendOptions)
-
-// WithPriority sends the event with priority p (default Normal).
-func WithPriority(p Priority) SendOption {
-	return func(o *protocol.SendOptions) { o.Priority = string(p) }
-}
-
-// send writes one SendEvent line and, unless it is a post, waits for its
-// response (the reply's Data for a request).
-func (c *Client) send(ctx context.Context, target, name string, payload any, o protocol.SendOptions, opts []SendOption) ([]byte, error) {
-	if len(opts) > 0 {
-		// Options get a copy: taking o's address would move it to the heap
-		// on every call, options or not.
-		po := new(protocol.SendOptions)
-		*po = o
-		for _, f := range opts {
-			f(po)
-		}
-		o = *po
-	}
-	p, err := encodePayload(payload)
-	if err != nil {
-		return nil, err
-	}
-	s, err := c.session(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var ch chan response
-	if !o.NoAck {
-		o.ID = c.seq.Add(1)
-		ch = c.expect(o.ID, o.Request)
-	}
-	b, err := s.q.Begin(len(p)+len(target)+len(name)+len(c.id)+200, 0, ctx.Done())
-	if err != nil {
-		if ch != nil {
-			c.forget(o.ID, ch)
-		}
-		if err == outq.ErrCanceled {
-			return nil, ctx.Err()
-		}
-		return nil, c.notConnected()
-	}
-	s.q.Commit(protocol.AppendSendEvent(b, c.id, target, name, p, time.Now(), o))
-	if ch == nil {
-		return nil, nil
-	}
-	return c.wait(ctx, o.ID, ch)
-}
-
-// JoinGroup makes the client a member of group: events sent to "@group"
-// go to one member each, round-robin, and "@group:*" reaches all members.
-// Membership is kept across reconnects.
-func (c *Client) JoinGroup(ctx context.Context, group string) error {
-	if err := c.groupCall(ctx, protocol.JoinGroup, group); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	if !slices.Contains(c.groups, group) {
-		c.groups = append(c.groups, group)
-	}
-	c.mu.Unlock()
-	return nil
-}
-
-// LeaveGroup ends the client's membership of group.
-func (c *Client) LeaveGroup(ctx context.Context, group string) error {
-	c.mu.Lock()
-	c.groups = slices.DeleteFunc(c.groups, func(g string) bool { return g == group })
-	c.mu.Unlock()
-	return c.groupCall(ctx, protocol.LeaveGroup, group)
-}
-
-func (c *Client) groupCall(ctx context.Context, t protocol.MessageType, group string) error {
-	s, err := c.session(ctx)
-	if err != nil {
-		return err
-	}
-	return s.groupCall(ctx, t, group)
+	return Event{}, c.Err()
 }
 
 // HandleRequest sets the handler that answers request events named name
@@ -314,171 +202,244 @@ func (c *Client) HandleRequest(name string, h RequestHandler) {
 	c.disp.handle(name, h)
 }
 
-// sendReply writes a Reply; a lost connection loses it, and the caller
-// learns from the service that no reply will come.
-func (c *Client) sendReply(token uint64, payload []byte, errText string) {
-	c.mu.Lock()
-	s := c.sess.Load()
-	c.mu.Unlock()
-	if s == nil {
-		return
-	}
-	b, err := s.q.BeginNoWait()
-	if err != nil {
-		return
-	}
-	s.q.Commit(protocol.AppendReply(b, token, payload, errText))
-}
-
-func encodePayload(payload any) ([]byte, error) {
-	switch p := payload.(type) {
-	case nil:
-		return nil, nil
-	case json.RawMessage:
-		if !protocol.Valid(p) {
-			return nil, fmt.Errorf("statebus: payload is not valid JSON")
-		}
-		return p, nil
-	}
-	p, err := json.Marshal(payload)
-	if err != nil {
-		return nil, fmt.Errorf("statebus: cannot encode payload: %w", err)
-	}
-	return p, nil
-}
-
-// session returns the live session, waiting for a reconnection up to ctx's
-// deadline when the client was asked to.
+// session returns the session to call on: the live one, or, while
+// reconnecting, an error or (WithWaitForReconnect) the next one, up to
+// ctx's end.
 func (c *Client) session(ctx context.Context) (*session, error) {
 	if s := c.sess.Load(); s != nil {
 		return s, nil // the common case, without a lock
 	}
 	for {
 		c.mu.Lock()
-		s, ready, err := c.sess.Load(), c.ready, c.err
+		s, status, ready, err := c.sess.Load(), c.status, c.ready, c.err
 		c.mu.Unlock()
 		switch {
 		case s != nil:
 			return s, nil
-		case err != nil:
+		case status == Closed:
 			return nil, err
 		case !c.opt.waitReconnect:
 			return nil, fmt.Errorf("%w: reconnecting to %s", ErrNotConnected, c.path)
 		}
 		select {
 		case <-ready:
-		case <-c.done:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: still reconnecting to %s: %v", ErrNotConnected, c.path, ctx.Err())
+			return nil, fmt.Errorf("%w: still reconnecting to %s: %w", ErrNotConnected, c.path, ctx.Err())
 		}
 	}
 }
 
-// call writes a request line that carries seq on s and waits for its
-// response, returning a copy of its Data when data is true.
-func (c *Client) call(ctx context.Context, s *session, seq uint64, line []byte, data bool) ([]byte, error) {
-	ch := c.expect(seq, data)
-	b, err := s.q.Begin(len(line), 0, ctx.Done())
-	if err != nil {
-		c.forget(seq, ch)
-		if err == outq.ErrCanceled {
-			return nil, ctx.Err()
-		}
-		return nil, c.notConnected()
+// acquire takes c.sem, waiting up to ctx's end. A user's wait (user true)
+// also ends when the client starts draining or closes.
+func (c *Client) acquire(ctx context.Context, user bool) error {
+	closing := c.closing
+	if !user {
+		closing = nil
 	}
-	s.q.Commit(append(b, line...))
-	return c.wait(ctx, seq, ch)
-}
-
-func (c *Client) expect(seq uint64, data bool) chan response {
-	ch := chanPool.Get().(chan response)
-	c.mu.Lock()
-	c.pending[seq] = pendingCall{ch, data}
-	c.mu.Unlock()
-	return ch
-}
-
-// forget drops a pending call; ch goes back to the pool only when no
-// response can still be sent to it.
-func (c *Client) forget(seq uint64, ch chan response) {
-	c.mu.Lock()
-	_, ok := c.pending[seq]
-	delete(c.pending, seq)
-	c.mu.Unlock()
-	if ok {
-		chanPool.Put(ch)
-	}
-}
-
-func (c *Client) wait(ctx context.Context, seq uint64, ch chan response) ([]byte, error) {
 	select {
-	case r := <-ch:
-		chanPool.Put(ch)
-		return r.data, r.err
+	case c.sem <- struct{}{}:
 	case <-ctx.Done():
-		c.forget(seq, ch)
-		return nil, ctx.Err()
+		return ctx.Err()
+	case <-closing:
+		return c.closedErr()
 	}
+	if user {
+		select {
+		case <-closing: // both were ready, and select chose sem
+			c.release()
+			return c.closedErr()
+		default:
+		}
+	}
+	return nil
 }
 
-func (c *Client) notConnected() error {
+func (c *Client) release() { <-c.sem }
+
+// closedErr is the error of a call made while Draining or Closed.
+func (c *Client) closedErr() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
 		return c.err
 	}
-	return ErrNotConnected
+	return fmt.Errorf("%w: draining", ErrClosed)
 }
 
-// stop ends the client for good after a connection loss it will not
-// recover from: undelivered events are still dispatched, then cause goes
-// to the error handler.
-func (c *Client) stop(cause error) {
-	c.stopOnce.Do(func() {
-		c.mu.Lock()
-		c.err = cause
-		c.mu.Unlock()
-		close(c.done)
-		c.disp.enqueue(item{err: cause})
-		c.disp.close(false)
-	})
-}
-
-// Close flushes what is queued, unregisters the client's machine id (so
-// the id is free for another connection when Close returns), closes the
-// connection, stops reconnecting and waits for the client's goroutines,
-// including a handler that is running. It is safe to call more than once
-// and from a handler (which it then does not wait for).
-func (c *Client) Close() error {
+// JoinGroup makes the client a member of group: events sent to "@group"
+// go to one member each, round-robin, and "@group:*" reaches all members.
+// The membership is recorded before the service is asked, and kept across
+// reconnects: while the client reconnects, JoinGroup records it and
+// returns nil, and the new connection joins. A refusal by the service is
+// returned and not recorded.
+func (c *Client) JoinGroup(ctx context.Context, group string) error {
+	if err := c.acquire(ctx, true); err != nil {
+		return err
+	}
+	defer c.release()
 	c.mu.Lock()
-	first := !c.closing
-	c.closing = true
-	s := c.sess.Load()
+	s := c.cur
+	added := !slices.Contains(c.groups, group)
+	if added {
+		c.groups = append(c.groups, group)
+	}
 	c.mu.Unlock()
-	if first {
-		close(c.closed)
+	if s == nil {
+		return nil // reconnecting: the handshake joins
+	}
+	err := s.groupCall(ctx, protocol.JoinGroup, group)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNotConnected):
+		return nil // the connection was lost: the next one joins
+	case ctx.Err() != nil && added:
+		// The service may have it: take it back without waiting.
+		if b, qerr := s.q.beginNoWait(); qerr == nil {
+			s.q.commit(appendGroup(b, protocol.LeaveGroup, 0, group, c.id))
+		}
+	}
+	if added {
+		c.forgetGroup(group)
+	}
+	return err
+}
+
+// LeaveGroup ends the client's membership of group.
+func (c *Client) LeaveGroup(ctx context.Context, group string) error {
+	if err := c.acquire(ctx, true); err != nil {
+		return err
+	}
+	defer c.release()
+	c.forgetGroup(group)
+	c.mu.Lock()
+	s := c.cur
+	c.mu.Unlock()
+	if s == nil {
+		return nil // reconnecting: the new connection will not join
+	}
+	err := s.groupCall(ctx, protocol.LeaveGroup, group)
+	if errors.Is(err, ErrNotConnected) {
+		return nil
+	}
+	return err
+}
+
+func (c *Client) forgetGroup(group string) {
+	c.mu.Lock()
+	c.groups = slices.DeleteFunc(c.groups, func(g string) bool { return g == group })
+	c.mu.Unlock()
+}
+
+// Close closes the client at once: it writes what is queued (for at most
+// a second), unregisters its machine id (so the id is free for another
+// connection when Close returns), closes the connection and stops
+// reconnecting. Events not yet handled are dropped; Close does not wait
+// for a handler that is running, so it may be called from one. Calls in
+// progress fail with ErrClosed. It is safe to call more than once; every
+// call returns once the connection is closed. For a graceful stop, use
+// Drain.
+func (c *Client) Close() error {
+	c.closeWith(ErrClosed, true)
+	return nil
+}
+
+// closeWith moves the client to Closed with cause and ends its session;
+// unregister asks the service to free the id first.
+func (c *Client) closeWith(cause error, unregister bool) {
+	c.mu.Lock()
+	s := c.cur
+	first := c.setStatus(Closed, nil, cause, 0)
+	c.mu.Unlock()
+	if !first {
+		<-c.stopped
+		return
+	}
+	if s != nil && unregister && c.id != "" && !s.unregistered.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), min(c.opt.dialTimeout, time.Second))
+		seq := c.seq.Add(1)
+		s.call(ctx, seq, protocol.AppendMachineRequest(nil, protocol.Unregister, seq, c.id), false)
+		cancel()
 	}
 	if s != nil {
-		if first && c.id != "" {
-			// Unregister first, so the id is free when Close returns.
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			seq := c.seq.Add(1)
-			c.call(ctx, s, seq, protocol.AppendMachineRequest(nil, protocol.Unregister, seq, c.id), false)
-			cancel()
-		}
-		s.end(fmt.Errorf("%w: client closed", ErrNotConnected), true)
+		s.shutdown(ErrClosed)
+	}
+	c.finish(nil)
+}
+
+// finish waits for the client's goroutines (but the dispatcher, which
+// may be running a handler) and marks the client stopped.
+func (c *Client) finish(s *session) {
+	if s != nil {
 		s.wait()
 	}
 	c.wg.Wait()
-	c.stopOnce.Do(func() {
-		c.mu.Lock()
-		c.err = fmt.Errorf("%w: client closed", ErrNotConnected)
-		c.mu.Unlock()
-		close(c.done)
-		c.disp.close(true)
-	})
-	if goid() != c.disp.gid.Load() {
-		<-c.disp.done // a running handler finishes first
+	close(c.stopped)
+}
+
+// Drain stops the client gracefully: it leaves its groups and stops its
+// watches, lets the handlers run every event received so far (they may
+// still send), unregisters its machine id (from then on the service
+// refuses events to it, and its handlers can no longer send as it), lets
+// the handlers run what arrived meanwhile, waits for calls in progress,
+// and closes. If ctx ends first, it closes at once and returns ctx's
+// error. While the client is not Connected it just closes.
+//
+// Drain waits for the handlers, so a handler must not call it (it would
+// wait until ctx ends): run it on a goroutine of its own.
+func (c *Client) Drain(ctx context.Context) error {
+	c.mu.Lock()
+	s := c.cur
+	ok := c.setStatus(Draining, nil, nil, 0)
+	status := c.status
+	c.mu.Unlock()
+	if !ok {
+		if status == Closed {
+			<-c.stopped
+			return nil
+		}
+		c.closeWith(ErrClosed, true)
+		return nil
+	}
+	err := c.drain(ctx, s)
+	c.closeWith(ErrClosed, true)
+	if err != nil {
+		return fmt.Errorf("statebus: drain stopped early, the client closed at once: %w", err)
 	}
 	return nil
+}
+
+func (c *Client) drain(ctx context.Context, s *session) error {
+	if err := c.acquire(ctx, false); err != nil {
+		return err
+	}
+	defer c.release()
+	c.mu.Lock()
+	groups := slices.Clone(c.groups)
+	watches := slices.Clone(c.watches)
+	c.mu.Unlock()
+	for _, g := range groups {
+		if err := s.groupCall(ctx, protocol.LeaveGroup, g); err != nil && !refused(err) {
+			return err
+		}
+	}
+	for _, ws := range watches {
+		if err := c.unwatch(ctx, ws); err != nil && !refused(err) {
+			return err
+		}
+	}
+	if err := c.disp.barrier(ctx); err != nil {
+		return err
+	}
+	if c.id != "" {
+		seq := c.seq.Add(1)
+		if _, err := s.call(ctx, seq, protocol.AppendMachineRequest(nil, protocol.Unregister, seq, c.id), false); err != nil {
+			return err
+		}
+		s.unregistered.Store(true)
+		if err := c.disp.barrier(ctx); err != nil {
+			return err
+		}
+	}
+	return s.waitIdle(ctx)
 }

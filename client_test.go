@@ -141,11 +141,14 @@ func TestSendWithoutConnection(t *testing.T) {
 	a := dial(t, srv, "a")
 	a.Close()
 	a.Close() // idempotent
-	if err := a.SendEvent(ctx(t), "a", "E", nil); !errors.Is(err, statebus.ErrNotConnected) {
-		t.Fatalf("after Close: %v", err)
+	if err := a.SendEvent(ctx(t), "a", "E", nil); !errors.Is(err, statebus.ErrClosed) || errors.Is(err, statebus.ErrNotConnected) {
+		t.Fatalf("after Close: %v, want ErrClosed (and not ErrNotConnected)", err)
 	}
-	if err := a.PostEvent(ctx(t), "a", "E", nil); !errors.Is(err, statebus.ErrNotConnected) {
+	if err := a.PostEvent(ctx(t), "a", "E", nil); !errors.Is(err, statebus.ErrClosed) {
 		t.Fatalf("post after Close: %v", err)
+	}
+	if a.Status() != statebus.Closed || a.Connected() || a.Err() != statebus.ErrClosed {
+		t.Fatalf("after Close: status %v, connected %v, Err %v", a.Status(), a.Connected(), a.Err())
 	}
 	// Close unregisters: the id is free the moment Close returns.
 	if n := srv.Health().RegisteredMachines; n != 0 {
@@ -163,11 +166,15 @@ func TestConnectionLost(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("client did not notice the service going away")
 	}
-	if err := a.SendEvent(ctx(t), "a", "E", nil); !errors.Is(err, statebus.ErrNotConnected) {
+	if err := a.SendEvent(ctx(t), "a", "E", nil); !errors.Is(err, statebus.ErrClosed) {
 		t.Fatalf("after loss: %v", err)
 	}
-	if !errors.Is(a.Err(), statebus.ErrNotConnected) {
-		t.Fatalf("Err() = %v", a.Err())
+	want := "statebus: client closed: connection to " + srv.Addr() + " lost: EOF"
+	if err := a.Err(); !errors.Is(err, statebus.ErrClosed) || errors.Is(err, statebus.ErrNotConnected) || err.Error() != want {
+		t.Fatalf("Err() = %v, want %q", err, want)
+	}
+	if a.Status() != statebus.Closed {
+		t.Fatalf("status %v", a.Status())
 	}
 }
 
@@ -179,10 +186,14 @@ func TestReconnect(t *testing.T) {
 		return bustest.Start(t, func(c *server.Config) { c.SocketPath = path })
 	}
 	srv := start()
-	states := make(chan statebus.StateChange, 10)
+	states := make(chan statebus.StatusChange, 10)
 	opts := []statebus.Option{
 		statebus.WithReconnectBackoff(time.Millisecond, 20*time.Millisecond),
-		statebus.WithStateHandler(func(s statebus.StateChange) { states <- s }),
+		statebus.WithStatusHandler(func(s statebus.StatusChange) {
+			if s.From != statebus.Connecting {
+				states <- s
+			}
+		}),
 	}
 	a := dial(t, srv, "a", opts...)
 	b := dial(t, srv, "b", opts...)
@@ -200,9 +211,12 @@ func TestReconnect(t *testing.T) {
 
 	srv.Shutdown(context.Background())
 	for range 2 {
-		if s := <-states; s.State != statebus.Disconnected || !errors.Is(s.Err, statebus.ErrNotConnected) {
-			t.Fatalf("state %+v, want disconnected", s)
+		if s := <-states; s.From != statebus.Connected || s.To != statebus.Reconnecting || !errors.Is(s.Err, statebus.ErrNotConnected) {
+			t.Fatalf("status change %+v, want connected -> reconnecting", s)
 		}
+	}
+	if a.Connected() || a.Status() != statebus.Reconnecting {
+		t.Fatalf("status %v while reconnecting", a.Status())
 	}
 	// While disconnected, calls fail at once.
 	if err := a.SendEvent(ctx(t), "b", "E", nil); !errors.Is(err, statebus.ErrNotConnected) {
@@ -216,8 +230,8 @@ func TestReconnect(t *testing.T) {
 
 	srv = start()
 	for range 2 {
-		if s := <-states; s.State != statebus.Reconnected || s.Attempt < 1 {
-			t.Fatalf("state %+v, want reconnected", s)
+		if s := <-states; s.From != statebus.Reconnecting || s.To != statebus.Connected || s.Attempt < 1 {
+			t.Fatalf("status change %+v, want reconnecting -> connected", s)
 		}
 	}
 	if err := a.SendEvent(ctx(t), "b", "E", "after"); err != nil {
@@ -254,8 +268,8 @@ func TestWaitForReconnect(t *testing.T) {
 	down := make(chan struct{}, 1)
 	a := dial(t, srv, "a", statebus.WithWaitForReconnect(),
 		statebus.WithReconnectBackoff(time.Millisecond, 20*time.Millisecond),
-		statebus.WithStateHandler(func(s statebus.StateChange) {
-			if s.State == statebus.Disconnected {
+		statebus.WithStatusHandler(func(s statebus.StatusChange) {
+			if s.To == statebus.Reconnecting {
 				down <- struct{}{}
 			}
 		}))
@@ -507,18 +521,18 @@ func TestWatch(t *testing.T) {
 	}
 }
 
-// TestCloseWaitsForHandler: Close from another goroutine returns only after
-// a running handler did; Close from a handler does not deadlock.
-func TestCloseWaitsForHandler(t *testing.T) {
+// TestCloseDoesNotWaitForHandler: Close returns while a handler runs (and
+// may be called from one); the handler finishes on its own.
+func TestCloseDoesNotWaitForHandler(t *testing.T) {
 	srv := bustest.Start(t, nil)
 	a := dial(t, srv, "a")
 	b := dial(t, srv, "b")
 	started, release := make(chan struct{}), make(chan struct{})
-	var finished atomic.Bool
+	finished := make(chan struct{})
 	b.OnEvent("SLOW", func(statebus.Event) {
 		close(started)
 		<-release
-		finished.Store(true)
+		close(finished)
 	})
 	a.SendEvent(ctx(t), "b", "SLOW", nil)
 	<-started
@@ -526,14 +540,14 @@ func TestCloseWaitsForHandler(t *testing.T) {
 	go func() { b.Close(); close(closed) }()
 	select {
 	case <-closed:
-		t.Fatal("Close returned while a handler was running")
-	case <-time.After(50 * time.Millisecond):
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for a running handler")
+	}
+	if n := srv.Health().RegisteredMachines; n != 1 {
+		t.Fatalf("%d machines registered after Close, want 1 (b's id is free)", n)
 	}
 	close(release)
-	<-closed
-	if !finished.Load() {
-		t.Fatal("handler had not finished when Close returned")
-	}
+	<-finished
 
 	c := dial(t, srv, "c")
 	done := make(chan struct{})

@@ -1,10 +1,7 @@
 package statebus
 
 import (
-	"bytes"
 	"context"
-	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,58 +10,84 @@ import (
 // dispatcher runs handlers on one goroutine, in arrival order, off the
 // read loop: a handler that sends and waits for its acknowledgement never
 // blocks the reading of that acknowledgement.
+//
+// Its queue is bounded (WithPendingLimits): events and errors from the
+// service count against the limits from the moment the reader queues them
+// until their handlers have returned. Past a limit the reader drops what
+// arrives (a request is answered with an error at once), counts it, and
+// queues one *SlowConsumerError report at most once a second. Control
+// items (status changes, Drain's barriers, those reports) do not count:
+// there are at most a handful of them at a time.
 type dispatcher struct {
+	c        *Client
 	handlers atomic.Pointer[map[string][]*Handler]
+	requests atomic.Pointer[map[string]RequestHandler]
 	hmu      sync.Mutex // serializes handler changes
 
 	wmu      sync.Mutex
 	waiters  map[string][]chan Event
 	nwaiters atomic.Int32
 
-	mu     sync.Mutex
-	queue  []item
-	wake   chan struct{}
-	closed bool
+	mu           sync.Mutex
+	queue        []item
+	msgs, bytes  int // pending: queued, or in a batch whose handlers have not all returned
+	maxMsgs      int
+	maxBytes     int
+	closed       bool
+	reportQueued bool      // a slow-consumer report is in the queue
+	lastReport   time.Time // when the last one was handed to the error handler
+	reported     uint64    // drops counted in reports so far
+	dropped      atomic.Uint64
 
-	requests atomic.Pointer[map[string]RequestHandler]
-	watches  atomic.Pointer[map[uint64]Handler]
-	reply    func(token uint64, payload []byte, errText string)
-
-	onError func(error)
-	onState func(StateChange)
-	done    chan struct{}
-	gid     atomic.Uint64 // the dispatch goroutine's id, to tell a Close from a handler
+	wake chan struct{}
+	done chan struct{}
 }
 
 // item is one thing to dispatch: an event, an error that belongs to no
-// call, or a change of connection state.
+// call, or a control item.
 type item struct {
-	ev    Event
-	err   error
-	state *StateChange
-	// replyTo and deadline are set for a request event.
+	ev  Event
+	err error
+	// watch is set for a copy sent by a watch filter.
+	watch *watchSpec
+	// req is set for a request event.
+	req *request
+	// ctl is set for a control item, which the limits do not count.
+	ctl *control
+}
+
+// request is what answering a request event needs: the session it came
+// on (the token is that connection's) and the caller's deadline.
+type request struct {
+	s        *session
 	replyTo  uint64
 	deadline time.Time
-	// watch is set for a copy sent by a watch filter.
-	watch uint64
+}
+
+// control is a status change, a barrier (closed when the dispatcher gets
+// to it) or a slow-consumer report.
+type control struct {
+	status  *StatusChange
+	barrier chan struct{}
+	slow    bool
 }
 
 // RequestHandler answers a request event. Its result is marshalled with
 // encoding/json as the reply's payload; an error becomes the caller's
-// error. ctx carries the caller's deadline.
+// error (a *ResponderError there). ctx carries the caller's deadline.
 type RequestHandler func(ctx context.Context, e Event) (any, error)
 
-func newDispatcher(o *options) *dispatcher {
+func newDispatcher(c *Client) *dispatcher {
 	d := &dispatcher{
-		waiters: make(map[string][]chan Event),
-		wake:    make(chan struct{}, 1),
-		onError: o.errorHandler,
-		onState: o.stateHandler,
-		done:    make(chan struct{}),
+		c:        c,
+		waiters:  make(map[string][]chan Event),
+		maxMsgs:  c.opt.pendingMsgs,
+		maxBytes: c.opt.pendingBytes,
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
 	}
 	d.handlers.Store(&map[string][]*Handler{})
 	d.requests.Store(&map[string]RequestHandler{})
-	d.watches.Store(&map[uint64]Handler{})
 	go d.loop()
 	return d
 }
@@ -101,6 +124,23 @@ func (d *dispatcher) update(f func(map[string][]*Handler)) {
 	d.handlers.Store(&m)
 }
 
+// handle sets (h != nil) or removes the request handler for name.
+func (d *dispatcher) handle(name string, h RequestHandler) {
+	d.hmu.Lock()
+	defer d.hmu.Unlock()
+	old := *d.requests.Load()
+	m := make(map[string]RequestHandler, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	if h == nil {
+		delete(m, name)
+	} else {
+		m[name] = h
+	}
+	d.requests.Store(&m)
+}
+
 // wait returns the next event named name, or ok false when ctx ends or
 // stop closes first.
 func (d *dispatcher) wait(ctx context.Context, name string, stop <-chan struct{}) (Event, bool) {
@@ -133,30 +173,85 @@ func (d *dispatcher) wait(ctx context.Context, name string, stop <-chan struct{}
 	}
 }
 
-func (d *dispatcher) enqueue(it item) {
+// enqueue queues an event or an error for dispatch, or drops it when a
+// pending limit is reached (one event is always taken into an empty
+// queue, however large). It reports whether it dropped it for a limit
+// (after Close it drops everything silently).
+func (d *dispatcher) enqueue(it item) (dropped bool) {
+	n := len(it.ev.Payload)
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		return
+		return false
 	}
-	wasEmpty := len(d.queue) == 0
-	d.queue = append(d.queue, it)
+	if d.msgs > 0 && (d.maxMsgs > 0 && d.msgs >= d.maxMsgs || d.maxBytes > 0 && d.bytes+n > d.maxBytes) {
+		d.dropped.Add(1)
+		if !d.reportQueued && time.Since(d.lastReport) >= time.Second {
+			d.reportQueued = true
+			d.push(item{ctl: &control{slow: true}})
+		}
+		d.mu.Unlock()
+		return true
+	}
+	d.msgs++
+	d.bytes += n
+	d.push(it)
 	d.mu.Unlock()
-	if wasEmpty {
+	return false
+}
+
+// enqueueCtl queues a control item, outside the limits.
+func (d *dispatcher) enqueueCtl(ctl *control) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return false
+	}
+	d.push(item{ctl: ctl})
+	return true
+}
+
+// push appends it to the queue (d.mu held) and wakes the loop if it may
+// be idle.
+func (d *dispatcher) push(it item) {
+	if len(d.queue) == 0 {
 		select {
 		case d.wake <- struct{}{}:
 		default:
 		}
 	}
+	d.queue = append(d.queue, it)
 }
 
-// close stops the loop. With discard, what is queued is dropped; else it
-// is dispatched first.
+// barrier returns once the dispatcher has run everything queued before
+// the call, or ctx ended, or the dispatcher was closed.
+func (d *dispatcher) barrier(ctx context.Context) error {
+	ch := make(chan struct{})
+	if !d.enqueueCtl(&control{barrier: ch}) {
+		return ErrClosed
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// close stops the loop once it has run what is queued. With discard,
+// queued events and errors are dropped first (control items stay, and
+// barriers are released).
 func (d *dispatcher) close(discard bool) {
 	d.mu.Lock()
 	if discard {
-		clear(d.queue)
-		d.queue = d.queue[:0]
+		kept := d.queue[:0]
+		for _, it := range d.queue {
+			if it.ctl != nil {
+				kept = append(kept, it)
+			}
+		}
+		clear(d.queue[len(kept):])
+		d.queue = kept
 	}
 	d.closed = true
 	d.mu.Unlock()
@@ -166,9 +261,12 @@ func (d *dispatcher) close(discard bool) {
 	}
 }
 
+// Pending counts that the loop has finished with are given back in
+// groups of this many, to take the lock once per group and not per event.
+const releaseEvery = 64
+
 func (d *dispatcher) loop() {
 	defer close(d.done)
-	d.gid.Store(goid())
 	var spare []item
 	for {
 		d.mu.Lock()
@@ -184,32 +282,54 @@ func (d *dispatcher) loop() {
 		batch := d.queue
 		d.queue = spare[:0]
 		d.mu.Unlock()
+		var msgs, bytes int
 		for i := range batch {
-			d.dispatch(&batch[i])
+			it := &batch[i]
+			if it.ctl == nil {
+				msgs++
+				bytes += len(it.ev.Payload)
+			}
+			d.dispatch(it)
+			*it = item{} // what ran is not held until the batch ends
+			if msgs == releaseEvery {
+				d.release(msgs, bytes)
+				msgs, bytes = 0, 0
+			}
 		}
-		clear(batch)
+		d.release(msgs, bytes)
+		if cap(batch) > 4096 {
+			batch = nil // a burst's queue goes back to the garbage collector
+		}
 		spare = batch[:0]
 	}
 }
 
+func (d *dispatcher) release(msgs, bytes int) {
+	if msgs == 0 {
+		return
+	}
+	d.mu.Lock()
+	d.msgs -= msgs
+	d.bytes -= bytes
+	d.mu.Unlock()
+}
+
 func (d *dispatcher) dispatch(it *item) {
 	switch {
-	case it.state != nil:
-		if d.onState != nil {
-			d.onState(*it.state)
-		}
+	case it.ctl != nil:
+		d.control(it.ctl)
 		return
 	case it.err != nil:
-		if d.onError != nil {
-			d.onError(it.err)
+		if h := d.c.opt.errorHandler; h != nil {
+			h(it.err)
 		}
 		return
-	case it.replyTo != 0:
+	case it.req != nil:
 		d.answer(it)
 		return
-	case it.watch != 0:
-		if h := (*d.watches.Load())[it.watch]; h != nil {
-			h(it.ev)
+	case it.watch != nil:
+		if !it.watch.stopped.Load() {
+			it.watch.h(it.ev)
 		}
 		return
 	}
@@ -238,85 +358,68 @@ func (d *dispatcher) dispatch(it *item) {
 	d.wmu.Unlock()
 }
 
-// handle sets (h != nil) or removes the request handler for name.
-func (d *dispatcher) handle(name string, h RequestHandler) {
-	d.hmu.Lock()
-	defer d.hmu.Unlock()
-	old := *d.requests.Load()
-	m := make(map[string]RequestHandler, len(old)+1)
-	for k, v := range old {
-		m[k] = v
+func (d *dispatcher) control(ctl *control) {
+	switch {
+	case ctl.barrier != nil:
+		close(ctl.barrier)
+	case ctl.status != nil:
+		if h := d.c.opt.statusHandler; h != nil {
+			h(*ctl.status)
+		}
+	case ctl.slow:
+		d.mu.Lock()
+		d.reportQueued = false
+		d.lastReport = time.Now()
+		total := d.dropped.Load()
+		err := &SlowConsumerError{ID: d.c.id, Dropped: total - d.reported, Total: total, MaxEvents: d.maxMsgs, MaxBytes: d.maxBytes}
+		d.reported = total
+		d.mu.Unlock()
+		if h := d.c.opt.errorHandler; h != nil {
+			h(err)
+		}
 	}
-	if h == nil {
-		delete(m, name)
-	} else {
-		m[name] = h
-	}
-	d.requests.Store(&m)
 }
 
-// answer runs the request handler for a request event and replies. Work
-// whose caller has already given up is skipped.
+// pending returns the events and bytes waiting for handlers.
+func (d *dispatcher) pending() (msgs, bytes int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.msgs, d.bytes
+}
+
+// answer runs the request handler for a request event and replies on the
+// session the request came on. Work whose caller has already given up is
+// skipped.
 func (d *dispatcher) answer(it *item) {
+	rq := it.req
 	hm := *d.requests.Load()
 	h := hm[it.ev.Name]
 	if h == nil {
 		h = hm["*"]
 	}
 	if h == nil {
-		d.reply(it.replyTo, nil, "No handler for request "+it.ev.Name)
+		rq.s.reply(rq.replyTo, nil, "No handler for request "+it.ev.Name)
 		return
 	}
 	ctx := context.Background()
-	if !it.deadline.IsZero() {
-		if time.Now().After(it.deadline) {
-			d.reply(it.replyTo, nil, "Request expired before it was handled")
+	if !rq.deadline.IsZero() {
+		if time.Now().After(rq.deadline) {
+			rq.s.reply(rq.replyTo, nil, "Request expired before it was handled")
 			return
 		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, it.deadline)
+		ctx, cancel = context.WithDeadline(ctx, rq.deadline)
 		defer cancel()
 	}
 	v, err := h(ctx, it.ev)
 	if err != nil {
-		d.reply(it.replyTo, nil, err.Error())
+		rq.s.reply(rq.replyTo, nil, err.Error())
 		return
 	}
 	p, err := encodePayload(v)
 	if err != nil {
-		d.reply(it.replyTo, nil, err.Error())
+		rq.s.reply(rq.replyTo, nil, err.Error())
 		return
 	}
-	d.reply(it.replyTo, p, "")
-}
-
-// setWatch maps a watch id to its handler (nil removes it).
-func (d *dispatcher) setWatch(id uint64, h Handler) {
-	d.hmu.Lock()
-	defer d.hmu.Unlock()
-	old := *d.watches.Load()
-	m := make(map[uint64]Handler, len(old)+1)
-	for k, v := range old {
-		m[k] = v
-	}
-	if h == nil {
-		delete(m, id)
-	} else {
-		m[id] = h
-	}
-	d.watches.Store(&m)
-}
-
-// goid returns the calling goroutine's id, read from its stack header
-// ("goroutine 17 [running]:"). Only Close uses it, to know whether it runs
-// in a handler, where waiting for the handlers to finish would never end.
-func goid() uint64 {
-	var buf [64]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	b = bytes.TrimPrefix(b, []byte("goroutine "))
-	if i := bytes.IndexByte(b, ' '); i > 0 {
-		b = b[:i]
-	}
-	n, _ := strconv.ParseUint(string(b), 10, 64)
-	return n
+	rq.s.reply(rq.replyTo, p, "")
 }

@@ -34,19 +34,25 @@ func TestRequestReply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(rep.Payload) != `{"Sum":5}` || rep.Source != "calc" || rep.Name != "ADD" {
+	// The reply carries no source or time on the wire: none is made up.
+	if string(rep.Payload) != `{"Sum":5}` || rep.Source != "" || !rep.Timestamp.IsZero() || rep.Name != "ADD" || rep.Target != "caller" {
 		t.Fatalf("reply %+v", rep)
 	}
-	if _, err := caller.Request(rctx, "calc", "FAIL", nil); err == nil || err.Error() != "cannot do that" {
-		t.Fatalf("handler error: %v", err)
+	// The responder's errors are told apart from the service's.
+	_, err = caller.Request(rctx, "calc", "FAIL", nil)
+	var re *statebus.ResponderError
+	if !errors.As(err, &re) || !errors.Is(err, statebus.ErrResponder) || re.Message != "cannot do that" ||
+		err.Error() != "Responder error: cannot do that" || errors.Is(err, statebus.ErrNoResponder) {
+		t.Fatalf("handler error: %v (%#v)", err, err)
 	}
-	if _, err := caller.Request(rctx, "calc", "NOPE", nil); err == nil || err.Error() != "No handler for request NOPE" {
+	_, err = caller.Request(rctx, "calc", "NOPE", nil)
+	if !errors.As(err, &re) || re.Message != "No handler for request NOPE" {
 		t.Fatalf("no handler: %v", err)
 	}
 	// No responder fails at once, not after the timeout.
 	start := time.Now()
 	_, err = caller.Request(rctx, "nobody", "ADD", nil)
-	if !errors.Is(err, statebus.ErrNoResponder) || err.Error() != "No responder: nobody is not connected" {
+	if !errors.Is(err, statebus.ErrNoResponder) || errors.Is(err, statebus.ErrResponder) || err.Error() != "No responder: nobody is not connected" {
 		t.Fatalf("no responder: %v", err)
 	}
 	if time.Since(start) > time.Second {

@@ -83,14 +83,15 @@ func scenarioCustom(ctx context.Context, o *out, f *flags, lr *lineReader, id st
 		}
 		doc.Errors = append(doc.Errors, errText(err))
 	}
-	onState := func(sc statebus.StateChange) {
-		if sc.State == statebus.Disconnected {
+	onStatus := func(sc statebus.StatusChange) {
+		switch {
+		case sc.To == statebus.Reconnecting:
 			o.check(false, "%s; reconnecting", errText(sc.Err))
-		} else {
+		case sc.From == statebus.Reconnecting && sc.To == statebus.Connected:
 			o.check(true, "reconnected as %s", id)
 		}
 	}
-	c, err := statebus.Dial(ctx, id, append(f.bus(), statebus.WithStateHandler(onState))...)
+	c, err := statebus.Dial(ctx, id, append(f.bus(), statebus.WithStatusHandler(onStatus))...)
 	if err != nil {
 		fail(err)
 		return doc, false

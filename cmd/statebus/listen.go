@@ -49,14 +49,15 @@ statebus listen monitor --watch 'SourceMachineId=sensor-*,TargetMachineId=contro
 	}
 	id := pos[0]
 	status := newOut(e.stderr, false)
-	onState := func(sc statebus.StateChange) {
-		if sc.State == statebus.Disconnected {
+	onStatus := func(sc statebus.StatusChange) {
+		switch {
+		case sc.To == statebus.Reconnecting:
 			status.check(false, "%s; reconnecting", errText(sc.Err))
-		} else {
+		case sc.From == statebus.Reconnecting && sc.To == statebus.Connected:
 			status.check(true, "reconnected to %s as %s (attempt %d)", f.socket(), id, sc.Attempt)
 		}
 	}
-	c, err := statebus.Dial(ctx, id, append(f.bus(), statebus.WithReconnect(*reconnect), statebus.WithStateHandler(onState))...)
+	c, err := statebus.Dial(ctx, id, append(f.bus(), statebus.WithReconnect(*reconnect), statebus.WithStatusHandler(onStatus))...)
 	if err != nil {
 		return failure(e, f, err)
 	}
