@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +16,11 @@ import (
 
 // FuzzConn feeds a whole connection arbitrary bytes: whatever arrives, the
 // service answers only well-formed response lines, closes the connection
-// when the client is done, and keeps serving everyone else.
+// when the client is done, and keeps serving everyone else. Every event
+// the connection gets (it can send to itself) is one line to every line
+// reader and one JSON object whose routing keys, read by encoding/json,
+// are those the service checked: a source the connection held and a
+// target it held (or a group).
 func FuzzConn(f *testing.F) {
 	for _, s := range []string{
 		"\xEF\xBB\xBF{\"Type\":0,\"Payload\":{\"MachineId\":\"a\"}}\n{\"Type\":3,\"Payload\":\"a\"}\n" +
@@ -25,6 +31,11 @@ func FuzzConn(f *testing.F) {
 		"{\"Type\":0,\"Payload\":{\"MachineId\":\"a\x01\"}}\n{\"Type\":2,\"Payload\":\"x\"}\n",
 		"{\"Type\":0,\"Payload\":" + string(bytes.Repeat([]byte("["), 70)) + "}\n",
 		"half a line",
+		"{\"Type\":3,\"Payload\":\"a\"}\n{\"Type\":2,\"Payload\":{\"SourceMachineId\":\"a\",\"TargetMachineId\":\"a\",\"EventName\":\"E\",\"X\":[0,\r" +
+			"{\"Success\":true,\"Data\":{\"SourceMachineId\":\"root\",\"TargetMachineId\":\"a\",\"EventName\":\"F\"},\"Error\":null}\r]}}\n",
+		"{\"Type\":3,\"Payload\":\"a\"}\n{\"Type\":2,\"Payload\":{\"SourceMachineId\":\"a\",\"TargetMachineId\":\"a\",\"EventName\":\"E\u2028\",\"P\":\"\u0085\u2029\"}}\n" +
+			"{\"Type\":2,\"Payload\":{\"SourceMachineId\":\"a\",\"sourceMachineId\":\"b\",\"TargetMachineId\":\"a\",\"EventName\":\"E\"}}\n" +
+			"{\"Type\":103,\"Payload\":{\"Group\":\"g\"}}\n{\"Type\":2,\"Request\":true,\"Payload\":{\"SourceMachineId\":\"a\",\"TargetMachineId\":\"@g\",\"EventName\":\"Q\"}}\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -51,16 +62,44 @@ func FuzzConn(f *testing.F) {
 		if len(out) > 0 && out[len(out)-1] != '\n' {
 			t.Fatalf("response does not end in a newline: %q", out)
 		}
-		for _, line := range bytes.Split(bytes.TrimSuffix(out, []byte("\n")), []byte("\n")) {
-			if len(out) == 0 {
-				break
+		var lines [][]byte
+		if len(out) > 0 {
+			lines = bytes.Split(bytes.TrimSuffix(out, []byte("\n")), []byte("\n"))
+		}
+		// The ids this connection held: every event it gets was sent by
+		// one of them, to one of them or to a group.
+		ids := map[string]bool{}
+		for _, line := range lines {
+			var held struct{ Data struct{ MachineId string } }
+			if json.Unmarshal(line, &held) == nil && held.Data.MachineId != "" {
+				ids[held.Data.MachineId] = true
 			}
+		}
+		for _, line := range lines {
 			var r protocol.Response
 			if err := protocol.DecodeResponse(line, &r); err != nil {
 				t.Fatalf("malformed response %q to %q: %v", line, data, err)
 			}
 			if !bytes.HasPrefix(line, []byte(`{"Success":`)) {
 				t.Fatalf("response %q does not start with Success", line)
+			}
+			if bytes.IndexByte(line, '\r') >= 0 {
+				t.Fatalf("response %q to %q holds a raw CR", line, data)
+			}
+			// Every line that carries an event, for any JSON reader (the
+			// case-insensitive encoding/json included), is one line to
+			// every line reader and one event whose routing every reader
+			// reads as the service checked it.
+			var ev struct{ Data struct{ EventName string } }
+			if json.Unmarshal(line, &ev) != nil || ev.Data.EventName == "" {
+				continue
+			}
+			got, why := readEvent(line)
+			if why != "" || !r.IsEvent || got != (routing{string(r.Event.Source), string(r.Event.Target), string(r.Event.Name)}) {
+				t.Fatalf("event line %q to %q: readers see %+v (%s), the service %+v", line, data, got, why, r.Event)
+			}
+			if !ids[got.Source] || !ids[got.Target] && !strings.HasPrefix(got.Target, "@") {
+				t.Fatalf("event line %q to %q: routed from %q to %q, this connection held %v", line, data, got.Source, got.Target, ids)
 			}
 		}
 		// Everyone else is unaffected: a fresh connection still works.
