@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"runtime/debug"
 	"time"
 
 	"github.com/statebus/statebus/internal/config"
@@ -34,6 +35,13 @@ type daemon struct {
 	watchdogDone chan struct{}
 }
 
+// memoryBudget is what the service may hold: a fixed allowance for the
+// runtime, the registry and the monitoring endpoint, plus each allowed
+// connection's budget (its read buffer and its outbound hard cap).
+func memoryBudget(cfg server.Config) int64 {
+	return 64<<20 + int64(cfg.MaxConnections)*int64(cfg.MaxMessageBytes+cfg.MaxConnectionBytes)
+}
+
 // start sets up logging, serves the bus and the monitoring endpoint, and
 // tells systemd it is ready.
 func start(st *config.Settings, args []string, getenv func(string) string, stderr io.Writer) (*daemon, error) {
@@ -56,6 +64,14 @@ func start(st *config.Settings, args []string, getenv func(string) string, stder
 		return nil, fmt.Errorf("socket activation passed %d sockets; statebusd serves one (one ListenStream= in statebusd.socket)", len(lns))
 	}
 	cfg := st.Server
+	if getenv("GOMEMLIMIT") == "" {
+		// Every connection's memory is bounded; make the garbage collector
+		// keep the whole process near the sum of those bounds instead of
+		// letting the heap grow to twice its live size first.
+		limit := memoryBudget(cfg)
+		debug.SetMemoryLimit(limit)
+		d.log.Debug("memory limit from the connection budgets", "bytes", limit)
+	}
 	if len(lns) == 1 {
 		d.activated = true
 		if path := lns[0].Addr().String(); path != "" && path != cfg.SocketPath {

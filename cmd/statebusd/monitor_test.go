@@ -80,7 +80,7 @@ func sample(m *dto.Metric) float64 {
 // client and checks that the metrics moved by exactly that traffic.
 func TestMonitoringEndpoint(t *testing.T) {
 	path := filepath.Join(shortDir(t), "bus.sock")
-	d := startDaemon(t, []string{"--pipe-name", path, "--http", "127.0.0.1:0", "--log-format", "json"}, nil)
+	d := startDaemon(t, []string{"--pipe-name", path, "--http", "127.0.0.1:0", "--http-machines", "true", "--log-format", "json"}, nil)
 	rec := d.waitLog(t, "monitoring endpoint listening")
 	addr, _ := rec["addr"].(string)
 	if !strings.HasPrefix(addr, "127.0.0.1:") || strings.HasSuffix(addr, ":0") || rec["category"] != "statebus.daemon" {
@@ -166,7 +166,7 @@ func TestMonitoringEndpoint(t *testing.T) {
 // what to do, and exit status 1.
 func TestMonitoringAddressBusy(t *testing.T) {
 	path := filepath.Join(shortDir(t), "bus.sock")
-	d := startDaemon(t, []string{"--pipe-name", path, "--http", "127.0.0.1:0", "--log-format", "json"}, nil)
+	d := startDaemon(t, []string{"--pipe-name", path, "--http", "127.0.0.1:0", "--http-machines", "true", "--log-format", "json"}, nil)
 	addr := d.waitLog(t, "monitoring endpoint listening")["addr"].(string)
 	var stderr strings.Builder
 	code := run([]string{"--pipe-name", path + "2", "--http", addr}, env(nil), io.Discard, &stderr, nil, nil)

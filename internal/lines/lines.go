@@ -11,6 +11,7 @@ import (
 const (
 	minReadBuf = 4 << 10  // what an idle connection holds
 	maxReadBuf = 64 << 10 // what a busy one grows to (more reads per syscall)
+	keepLong   = 16       // short lines after a long one before its buffer is given back
 )
 
 // ErrTooLong is returned by Next for a line over the limit; the line has
@@ -27,6 +28,10 @@ type Reader struct {
 	r, w int
 	max  int
 	full bool // the last read filled the buffer: grow for throughput
+	// long counts down the lines since the last long one: a buffer grown
+	// for long lines is given back only after keepLong short ones, so a
+	// stream of long lines does not reallocate it for each.
+	long int
 	// onRead is called after each read that returned data, with its size.
 	onRead func(int)
 }
@@ -50,6 +55,11 @@ func (l *Reader) Next() ([]byte, error) {
 			}
 			if n := len(line); n > 0 && line[n-1] == '\r' {
 				line = line[:n-1]
+			}
+			if len(line) > maxReadBuf/2 {
+				l.long = keepLong
+			} else if l.long > 0 {
+				l.long--
 			}
 			return line, nil
 		}
@@ -76,8 +86,8 @@ func (l *Reader) Next() ([]byte, error) {
 				copy(nb, l.buf[:l.w])
 				l.buf = nb
 			}
-		} else if l.w == 0 && len(l.buf) > maxReadBuf {
-			// A long line came and went: give the memory back.
+		} else if l.w == 0 && len(l.buf) > maxReadBuf && l.long == 0 {
+			// Long lines came and went: give the memory back.
 			l.buf = make([]byte, minReadBuf)
 		}
 		n, err := l.rd.Read(l.buf[l.w:])

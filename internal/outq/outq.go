@@ -152,6 +152,24 @@ func (q *Queue[R]) BeginPri(p Priority, n int, wait time.Duration, cancel <-chan
 	return q.begin(p)
 }
 
+// WaitDrain waits until the queue is under its limits again, up to wait
+// or until cancel is closed. A connection's reader calls it before reading
+// more requests, so that a peer that does not read its responses stops
+// being served instead of making them pile up. ErrFull: the queue did
+// not drain in time.
+func (q *Queue[R]) WaitDrain(wait time.Duration, cancel <-chan struct{}) error {
+	q.mu.Lock()
+	if !q.full(0) {
+		q.mu.Unlock()
+		return nil
+	}
+	if err := q.waitSpace(0, wait, cancel); err != nil {
+		return err
+	}
+	q.mu.Unlock()
+	return nil
+}
+
 // TryBegin is Begin that never waits: a full queue fails at once with
 // ErrFull. A group uses it to pass over a member that is not keeping up.
 func (q *Queue[R]) TryBegin(p Priority, n int) ([]byte, error) {

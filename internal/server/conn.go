@@ -56,6 +56,7 @@ type conn struct {
 	greeted      bool                   // the handshake is done: it registered or asked a question
 	warnedDenied bool                   // a refused action was logged at Warn
 	stamped      bool                   // activity was recorded since the last read
+	fresh        bool                   // a read happened since the queue was last checked
 	ids          []string               // machine ids this connection holds
 	watchIDs     []uint64               // its watch filters
 	targets      []router.Route[*conn]  // scratch for broadcast
@@ -197,6 +198,15 @@ func (c *conn) abort() {
 	c.nc.Close()
 }
 
+// notReading closes c after its responses stayed over MaxQueueBytes for
+// SlowConsumerTimeout while it kept writing: it is not reading them.
+func (c *conn) notReading() {
+	c.srv.ctr.slowClosed.Add(1)
+	c.srv.warns.warn(c.srv.log, "slow_consumer", "closing slow consumer: it does not read what it is sent",
+		"conn", c.id, "pid", c.pid, "uid", c.uid, "held_bytes", c.q.Len(), "for", c.srv.cfg.SlowConsumerTimeout)
+	c.abort()
+}
+
 // setReadDeadline changes the read deadline unless the connection is
 // stopping: the reader can never undo stop.
 func (c *conn) setReadDeadline(t time.Time) {
@@ -223,6 +233,7 @@ func (c *conn) readLoop() error {
 	s := c.srv
 	lr := lines.NewReader(c.nc, s.cfg.MaxMessageBytes, func(n int) {
 		c.stamped = false
+		c.fresh = true
 		c.ctr.bytesIn.Add(uint64(n))
 	})
 	c.setReadDeadline(c.connectedAt.Add(s.cfg.HandshakeTimeout))
@@ -242,6 +253,15 @@ func (c *conn) readLoop() error {
 				return nil
 			}
 			return err
+		}
+		if c.fresh {
+			// Once per read: a peer whose responses pile up is not
+			// served more requests until it reads them.
+			c.fresh = false
+			if err := c.q.WaitDrain(s.cfg.SlowConsumerTimeout, c.quit); err == outq.ErrFull {
+				c.notReading()
+				return err
+			}
 		}
 		line = bytes.TrimPrefix(line, bom)
 		if len(bytes.TrimSpace(line)) == 0 {
