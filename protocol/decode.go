@@ -32,9 +32,13 @@ type Request struct {
 	Event Event
 	// eventErr is why Payload is not a usable event, if it is not.
 	eventErr error
-	// buf holds Payload when it had to be copied, reused across decodes.
+	// buf holds Payload when it had to be copied, reused across decodes
+	// up to maxKeptBuf.
 	buf []byte
 }
+
+// maxKeptBuf is the most a Request keeps between decodes for copies.
+const maxKeptBuf = 64 << 10
 
 // EventErr returns nil when the request's Payload is a usable event
 // object (r.Event then holds its fields), else the error to send.
@@ -50,7 +54,11 @@ func (r *Request) EventErr() error {
 // matched to the request. It may rewrite line in place: its raw '\r' and
 // '\n' (white space between tokens) become spaces.
 func DecodeRequest(line []byte, r *Request) error {
-	*r = Request{Type: -1, Priority: Normal, buf: r.buf}
+	buf := r.buf
+	if cap(buf) > maxKeptBuf {
+		buf = nil // a long payload came and went: let its copy go
+	}
+	*r = Request{Type: -1, Priority: Normal, buf: buf}
 	s := scanner{blank: true}
 	var it objectIter
 	if err := scanObject(&s, &it, line); err != nil {

@@ -156,3 +156,16 @@ func TestAppendStringSeparators(t *testing.T) {
 		t.Fatalf("appendStringBytes: %s", got)
 	}
 }
+
+// A Request does not keep a long payload's copy past the next decode.
+func TestDecodeRequestDropsLongCopy(t *testing.T) {
+	long := `{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E","P":"` +
+		strings.Repeat("\u2028", maxKeptBuf) + `"}}`
+	var r Request
+	if err := DecodeRequest([]byte(long), &r); err != nil || len(r.Payload) < 6*maxKeptBuf {
+		t.Fatalf("err %v, payload %d bytes", err, len(r.Payload))
+	}
+	if err := DecodeRequest(benchEvent[:len(benchEvent)-1], &r); err != nil || r.buf != nil {
+		t.Fatalf("err %v, kept %d bytes", err, cap(r.buf))
+	}
+}
