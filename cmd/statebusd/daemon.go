@@ -14,6 +14,7 @@ import (
 	"github.com/statebus/statebus/internal/httpapi"
 	"github.com/statebus/statebus/internal/logging"
 	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/protocol"
 	"github.com/statebus/statebus/internal/systemd"
 )
 
@@ -97,6 +98,12 @@ func start(st *config.Settings, args []string, getenv func(string) string, stder
 	if err != nil {
 		for _, ln := range lns {
 			ln.Close()
+		}
+		if d.srv != nil && cfg.SocketPath == protocol.PipePath(protocol.DefaultPipeName) {
+			// Clients look here first: say loudly that this bus is not
+			// theirs, whatever answers on the path now.
+			d.log.Error("cannot serve the default socket path; clients that connect to it are not talking to this statebusd",
+				"socket", cfg.SocketPath, "err", err)
 		}
 		return nil, err
 	}

@@ -115,8 +115,8 @@ func TestServiceKilled(t *testing.T) {
 	opts := func(id string) []statebus.Option {
 		return []statebus.Option{statebus.WithPipeName(path),
 			statebus.WithReconnectBackoff(5*time.Millisecond, 100*time.Millisecond),
-			statebus.WithStateHandler(func(s statebus.StateChange) {
-				if s.State == statebus.Reconnected {
+			statebus.WithStatusHandler(func(s statebus.StatusChange) {
+				if s.From == statebus.Reconnecting && s.To == statebus.Connected {
 					reconnected <- id
 				}
 			})}

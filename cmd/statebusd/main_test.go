@@ -18,6 +18,7 @@ import (
 
 	"github.com/statebus/statebus"
 	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/protocol"
 )
 
 // When STATEBUSD_TEST_MAIN is set the test binary is statebusd: fault tests
@@ -188,4 +189,32 @@ func TestProcessLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
+}
+
+// TestDefaultPathHeldByAnotherUser: another user's socket on the default
+// path (where .NET clients look) stops statebusd with an ERROR log line
+// that says clients there are not talking to it, and a hint on stderr.
+func TestDefaultPathHeldByAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a socket file to another uid")
+	}
+	t.Setenv("TMPDIR", shortDir(t)) // the default path, moved into a temp dir
+	path := protocol.PipePath(protocol.DefaultPipeName)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	if err := os.Lchown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	code := run(nil, env(nil), os.Stdout, &stderr, nil, nil)
+	out := stderr.String()
+	if code != 1 || !strings.Contains(out, "level=ERROR") ||
+		!strings.Contains(out, "clients that connect to it are not talking to this statebusd") ||
+		!strings.Contains(out, "belongs to uid 65534, not to statebusd's uid 0") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
 }
