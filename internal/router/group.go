@@ -54,32 +54,21 @@ func (t *Table[O]) Join(owner O, groupName, id string) (added bool, err error) {
 	return true, nil
 }
 
-// Leave removes id from group if owner holds it.
-func (t *Table[O]) Leave(owner O, groupName, id string) error {
+// Leave removes id from group if owner holds it, and reports whether id
+// was a member.
+func (t *Table[O]) Leave(owner O, groupName, id string) (left bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.m[id]
 	if !ok || e.owner != owner {
-		return protocol.ErrNotOwner.New(id)
+		return false, protocol.ErrNotOwner.New(id)
 	}
 	if i := slices.Index(e.groups, groupName); i >= 0 {
 		e.groups = slices.Delete(e.groups, i, i+1)
 		t.leave(groupName, id)
+		return true, nil
 	}
-	return nil
-}
-
-// Memberships returns how many group memberships the ids have.
-func (t *Table[O]) Memberships(ids []string) int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	n := 0
-	for _, id := range ids {
-		if e, ok := t.m[id]; ok {
-			n += len(e.groups)
-		}
-	}
-	return n
+	return false, nil
 }
 
 // IsMember reports whether id is a member of group.

@@ -93,20 +93,21 @@ func (t *Table[O]) Subscribe(owner O, info Info, at time.Time) (created bool, er
 	return !ok, nil
 }
 
-// Unregister removes id if owner holds it. Removing an id nobody holds is
-// not an error; removing another owner's id is.
-func (t *Table[O]) Unregister(owner O, id string) error {
+// Unregister removes id if owner holds it, and returns how many group
+// memberships went with it. Removing an id nobody holds is not an error;
+// removing another owner's id is.
+func (t *Table[O]) Unregister(owner O, id string) (groups int, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.m[id]
 	if !ok {
-		return nil
+		return 0, nil
 	}
 	if e.owner != owner {
-		return protocol.ErrNotOwner.New(id)
+		return 0, protocol.ErrNotOwner.New(id)
 	}
 	t.remove(id, e)
-	return nil
+	return len(e.groups), nil
 }
 
 // remove deletes an id and its group memberships; t.mu is held.

@@ -33,7 +33,7 @@ func TestOwnership(t *testing.T) {
 	if created, err := tb.Subscribe(2, Info{MachineID: "b"}, now); err != nil || !created {
 		t.Fatalf("subscribe registers: %v %v", created, err)
 	}
-	if err := tb.Unregister(2, "a"); !errors.Is(err, protocol.ErrNotOwner) {
+	if _, err := tb.Unregister(2, "a"); !errors.Is(err, protocol.ErrNotOwner) {
 		t.Fatalf("unregister other's id: %v", err)
 	}
 	if got := tb.AppendSubscribed(nil, []byte("a")); len(got) != 1 || got[0] != (Route[int]{2, "b"}) {
@@ -94,11 +94,18 @@ func TestGroups(t *testing.T) {
 		t.Fatalf("round robin %v", seen)
 	}
 	tb.Drop(2, []string{"w2"})
-	tb.Leave(3, "workers", "w3")
+	if left, err := tb.Leave(3, "workers", "w3"); !left || err != nil {
+		t.Fatalf("Leave: %v %v", left, err)
+	}
+	if left, _ := tb.Leave(3, "workers", "w3"); left {
+		t.Fatal("left twice")
+	}
 	if m, _ := tb.Members([]byte("workers")); len(m) != 1 || m[0].ID != "w1" {
 		t.Fatalf("members after leaving %v", m)
 	}
-	tb.Unregister(1, "w1")
+	if n, err := tb.Unregister(1, "w1"); n != 1 || err != nil {
+		t.Fatalf("Unregister: %d groups, %v", n, err)
+	}
 	if m, _ := tb.Members([]byte("workers")); m != nil {
 		t.Fatalf("empty group still has %v", m)
 	}

@@ -1,11 +1,15 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"net"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -272,5 +276,81 @@ func TestShutdownRacesHandshake(t *testing.T) {
 		if err != nil {
 			t.Fatalf("run %d: Shutdown: %v", i, err)
 		}
+	}
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A storm of refused connections cannot flood the log: one warning per
+// kind per interval, and the next says how many were suppressed.
+func TestRefusalWarningsRateLimited(t *testing.T) {
+	var logs syncBuffer
+	srv := bustest.Start(t, func(c *server.Config) {
+		c.MaxConnections = 1
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	dialRaw(t, srv).connect("a")
+	for range 200 {
+		c, err := net.Dial("unix", srv.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		io.ReadAll(c) // the refusal, then EOF
+		c.Close()
+	}
+	if n := strings.Count(logs.String(), "too many connections"); n != 1 {
+		t.Fatalf("%d warnings for 200 refusals:\n%s", n, logs.String())
+	}
+}
+
+// A connection that put many ids into one group and disconnects is removed
+// in time proportional to what it held: routing does not freeze. (Before,
+// each id's removal copied the whole member list under the routing write
+// lock: 20,000 ids took tens of seconds.)
+func TestGroupTeardownIsLinear(t *testing.T) {
+	const n = 30000
+	srv := bustest.Start(t, func(c *server.Config) {
+		c.MaxIDsPerConnection = n
+		c.MaxGroupsPerConnection = n
+	})
+	a := dialRaw(t, srv).connect("member-0")
+	var batch strings.Builder
+	for i := 1; i < n; i++ {
+		id := "member-" + strconv.Itoa(i)
+		batch.WriteString(`{"Type":3,"Payload":"` + id + `"}` + "\n")
+		batch.WriteString(`{"Type":103,"Payload":{"Group":"g","MachineId":"` + id + `"}}` + "\n")
+	}
+	go a.c.Write([]byte(batch.String()))
+	for i := 1; i < 2*n-1; i++ {
+		a.expectMatch(`\{"Success":true,.*`)
+	}
+	b := dialRaw(t, srv).connect("b")
+	c := dialRaw(t, srv).connect("c")
+	a.c.Close()
+	start := time.Now()
+	b.send(`{"Type":2,"Payload":{"SourceMachineId":"b","TargetMachineId":"c","EventName":"E"}}`)
+	c.expectMatch(`\{"Success":true,"Data":\{"SourceMachineId":"b".*`)
+	waitFor(t, "the member ids to be dropped", func() bool { return len(srv.Machines()) == 2 })
+	d := time.Since(start)
+	t.Logf("dropping %d group members took %v", n, d)
+	if d > 2*time.Second {
+		t.Fatalf("dropping %d group members took %v", n, d)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,8 @@ type conn struct {
 	stamped      bool                   // activity was recorded since the last read
 	fresh        bool                   // a read happened since the queue was last checked
 	ids          []string               // machine ids this connection holds
+	idSet        map[string]int         // index of ids, once there are idSetMin
+	memberships  int                    // group memberships of ids
 	watchIDs     []uint64               // its watch filters
 	targets      []router.Route[*conn]  // scratch for broadcast
 	watched      []*router.Watch[*conn] // scratch for watch copies
@@ -384,15 +387,12 @@ func (c *conn) unregister(r *protocol.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := c.srv.routes.Unregister(c, string(b)); err != nil {
+	left, err := c.srv.routes.Unregister(c, string(b))
+	if err != nil {
 		return err
 	}
-	for i, id := range c.ids {
-		if id == string(b) {
-			c.ids = append(c.ids[:i], c.ids[i+1:]...)
-			break
-		}
-	}
+	c.memberships -= left
+	c.release(string(b))
 	c.reply(nil, r.ID)
 	return nil
 }
@@ -441,8 +441,15 @@ func (c *conn) denied(err error) {
 // outqPriority maps a request's priority onto the queue's lanes.
 func outqPriority(r *protocol.Request) outq.Priority { return outq.Priority(r.Priority) }
 
-// held returns the id as this connection holds it, or "".
+// held returns the id as this connection holds it, or "". Most
+// connections hold one id or a few; past idSetMin a map finds it.
 func (c *conn) held(id []byte) string {
+	if c.idSet != nil {
+		if i, ok := c.idSet[string(id)]; ok {
+			return c.ids[i]
+		}
+		return ""
+	}
 	for _, h := range c.ids {
 		if h == string(id) {
 			return h
@@ -451,9 +458,41 @@ func (c *conn) held(id []byte) string {
 	return ""
 }
 
+const idSetMin = 8
+
 func (c *conn) hold(id string) {
-	if c.held([]byte(id)) == "" {
-		c.ids = append(c.ids, id)
+	if c.held([]byte(id)) != "" {
+		return
+	}
+	c.ids = append(c.ids, id)
+	if c.idSet == nil && len(c.ids) >= idSetMin {
+		c.idSet = make(map[string]int, len(c.ids))
+		for i, h := range c.ids {
+			c.idSet[h] = i
+		}
+	} else if c.idSet != nil {
+		c.idSet[id] = len(c.ids) - 1
+	}
+}
+
+// release forgets an id the connection no longer holds.
+func (c *conn) release(id string) {
+	i := slices.Index(c.ids, id)
+	if c.idSet != nil {
+		var ok bool
+		if i, ok = c.idSet[id]; !ok {
+			return
+		}
+		delete(c.idSet, id)
+	}
+	if i < 0 {
+		return
+	}
+	last := len(c.ids) - 1
+	c.ids[i] = c.ids[last]
+	c.ids = c.ids[:last]
+	if c.idSet != nil && i < last {
+		c.idSet[c.ids[i]] = i
 	}
 }
 

@@ -77,7 +77,10 @@ func (c *conn) joinLeave(r *protocol.Request) error {
 	if r.Type == protocol.JoinGroup {
 		err = c.join(g.Group, string(id))
 	} else {
-		err = c.srv.routes.Leave(c, g.Group, string(id))
+		var left bool
+		if left, err = c.srv.routes.Leave(c, g.Group, string(id)); left {
+			c.memberships--
+		}
 	}
 	if err != nil {
 		return err
@@ -88,18 +91,21 @@ func (c *conn) joinLeave(r *protocol.Request) error {
 
 // join adds one of c's ids to a group if the access rules let c's user
 // join it and c is under MaxGroupsPerConnection. Only c's reader changes
-// c's memberships, so counting them first is not racy.
+// c's memberships, so c counts them itself.
 func (c *conn) join(group, id string) error {
 	if err := c.rule.MayJoin(group); err != nil {
 		c.denied(err)
 		return err
 	}
-	if max := c.srv.cfg.MaxGroupsPerConnection; c.srv.routes.Memberships(c.ids) >= max {
+	if max := c.srv.cfg.MaxGroupsPerConnection; c.memberships >= max {
 		if c.held([]byte(id)) != "" && c.srv.routes.IsMember(group, id) {
 			return nil // joining again is not an error
 		}
 		return limitErr(max, "group memberships per connection (MaxGroupsPerConnection); leave a group first")
 	}
-	_, err := c.srv.routes.Join(c, group, id)
+	added, err := c.srv.routes.Join(c, group, id)
+	if added {
+		c.memberships++
+	}
 	return err
 }
