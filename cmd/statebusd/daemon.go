@@ -14,8 +14,8 @@ import (
 	"github.com/statebus/statebus/internal/httpapi"
 	"github.com/statebus/statebus/internal/logging"
 	"github.com/statebus/statebus/internal/server"
-	"github.com/statebus/statebus/protocol"
 	"github.com/statebus/statebus/internal/systemd"
+	"github.com/statebus/statebus/protocol"
 )
 
 // daemon is a running statebusd: the bus, its monitoring endpoint and its
