@@ -148,3 +148,41 @@ func TestLimitAndFailure(t *testing.T) {
 		t.Fatalf("after failure: %v", err)
 	}
 }
+
+// A producer waiting for room while the batch in flight fills the queue is
+// woken when that write completes, not only when the writer takes more.
+func TestWaiterWokenWhenWriteCompletes(t *testing.T) {
+	q := New[int](10)
+	g := &gate{open: make(chan struct{})}
+	done := make(chan error)
+	go func() { done <- q.Run(g) }()
+	if err := appendLine(t, q, "12345678\n", 1); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); inflight(q) != 9; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer never took the first batch")
+		}
+	}
+	got := make(chan error)
+	go func() {
+		b, err := q.Begin(5, time.Hour, nil) // 9 in flight + 5 > 10: waits
+		if err == nil {
+			q.Commit(append(b, "abcd\n"...))
+		}
+		got <- err
+	}()
+	close(g.open) // the write completes; nothing else is queued
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting producer was not woken when the write completed")
+	}
+	q.Close()
+	if err := <-done; err != nil || g.buf.String() != "12345678\nabcd\n" {
+		t.Fatalf("Run: %v, wrote %q", err, g.buf.String())
+	}
+}

@@ -40,6 +40,7 @@ func (q *Queue[R]) Run(w writer) error {
 		unwritten, err := q.write(w, p, batch, &done)
 		q.mu.Lock() // the whole batch (it was all that lane had) is done
 		q.inflight = 0
+		q.wakeWaiters()
 		q.mu.Unlock()
 		if err != nil {
 			q.fail(unwritten, err)
@@ -64,12 +65,18 @@ func (q *Queue[R]) take(p Priority, empty lane[R]) lane[R] {
 	if p == High {
 		q.high.Store(false)
 	}
+	q.wakeWaiters()
+	return batch
+}
+
+// wakeWaiters tells producers waiting for room that the writer moved: it
+// took a batch, or finished writing one; q.mu is held.
+func (q *Queue[R]) wakeWaiters() {
 	q.stalled = false
 	if q.space != nil {
 		close(q.space)
 		q.space = nil
 	}
-	return batch
 }
 
 // write writes a batch of lane p in chunks, writing any High lines that
@@ -85,6 +92,7 @@ func (q *Queue[R]) write(w writer, p Priority, batch lane[R], done *[]R) ([]rec[
 			rest, err := q.write(w, High, hb, done)
 			q.mu.Lock()
 			q.inflight -= len(hb.buf) + len(hb.recs)*q.RecordBytes
+			q.wakeWaiters()
 			q.mu.Unlock()
 			if err != nil {
 				return append(rest, recs[i:]...), err
