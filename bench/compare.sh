@@ -5,6 +5,7 @@
 #
 #   bench/compare.sh                 # RUNS=3, the sizes of issue 3
 #   RUNS=5 MSGS=200000 bench/compare.sh
+#   BASELINE=abc123 bench/compare.sh # also statebus at commit abc123, interleaved
 #
 # It builds nats-server and the nats CLI at pinned versions from the Go
 # module proxy into a temporary folder (they are never dependencies of the
@@ -22,6 +23,11 @@
 #   reqrep     RTTS round trips, one at a time: round trips/s, p50 and p99
 #              statebus bench --mode reqrep | nats bench service request + serve
 #              (statebus has no request/reply yet: REQ there, RSP back)
+#
+# With BASELINE=<git revision>, statebus and statebusd are also built from
+# that revision (a temporary git worktree) and run beside the current ones
+# in every run, and a second table compares the two: before and after a
+# change, measured in the same run.
 #
 # Needs go, curl (nats-server's monitoring port tells when the NATS
 # subscribers are ready), timeout, awk and sed.
@@ -95,6 +101,14 @@ log "building nats-server $NATS_SERVER_VERSION and nats $NATSCLI_VERSION into $b
 (cd "$tmp" && GOWORK=off GOBIN=$bin timeout 1200 go install "github.com/nats-io/natscli/nats@$NATSCLI_VERSION")
 log "building statebus and statebusd from $root"
 (cd "$root" && timeout 600 go build -o "$bin/statebus" ./cmd/statebus && timeout 600 go build -o "$bin/statebusd" ./cmd/statebusd)
+BASELINE=${BASELINE:-}
+if [[ -n $BASELINE ]]; then
+	log "building statebus and statebusd at $BASELINE"
+	git -C "$root" worktree add --detach -q "$tmp/base" "$BASELINE" || die "cannot check out $BASELINE"
+	trap 'git -C "$root" worktree remove --force "$tmp/base" 2>/dev/null; cleanup' EXIT
+	mkdir -p "$bin/base"
+	(cd "$tmp/base" && timeout 600 go build -o "$bin/base/statebus" ./cmd/statebus && timeout 600 go build -o "$bin/base/statebusd" ./cmd/statebusd)
+fi
 
 log "starting nats-server and statebusd"
 "$bin/nats-server" -a 127.0.0.1 -p -1 -m -1 >"$tmp/nats-server.log" 2>&1 &
@@ -109,6 +123,11 @@ sock=$tmp/bus.sock
 "$bin/statebusd" --pipe-name "$sock" --health-interval 0 --log-level warn >"$tmp/statebusd.log" 2>&1 &
 pids+=($!)
 waitfor "[[ -S '$sock' ]]"
+if [[ -n $BASELINE ]]; then
+	"$bin/base/statebusd" --pipe-name "$tmp/base.sock" --health-interval 0 --log-level warn >"$tmp/base-statebusd.log" 2>&1 &
+	pids+=($!)
+	waitfor "[[ -S '$tmp/base.sock' ]]"
+fi
 
 # natssubs prints how many subscriptions match subject $1.
 natssubs() { curl -fsS "http://127.0.0.1:$mport/subsz?subs=1&test=$1" | grep -oE '"total": *[0-9]+' | grep -oE '[0-9]+$'; }
@@ -119,10 +138,14 @@ declare -a sb_uni nats_uni sb_fan nats_fan sb_rr nats_rr sb_p50 nats_p50 sb_p99 
 sb_bench() { # out args...
 	local out=$1
 	shift
-	bounded "$bin/statebus" bench --pipe-name "$sock" --json --size "$SIZE" --timeout "$((STEP_TIMEOUT - 5))s" "$@" >"$out" ||
+	bounded "${SB_BIN:-$bin}/statebus" bench --pipe-name "${SB_SOCK:-$sock}" --json --size "$SIZE" --timeout "$((STEP_TIMEOUT - 5))s" "$@" >"$out" ||
 		die "statebus bench $* failed: $(cat "$out")"
 	[[ $(jnum lost "$out") == 0 ]] || die "statebus bench $* lost events"
 }
+
+# base_bench runs the baseline's statebus bench against its own statebusd.
+base_bench() { SB_BIN=$bin/base SB_SOCK=$tmp/base.sock sb_bench "$@"; }
+declare -a base_uni base_fan base_rr base_p50 base_p99
 
 nats_pubsub() { # out subject subs msgs
 	local out=$1 subj=$2 subs=$3 msgs=$4 sp
@@ -137,6 +160,17 @@ nats_pubsub() { # out subject subs msgs
 }
 
 for run in $(seq "$RUNS"); do
+	if [[ -n $BASELINE ]]; then
+		log "run $run/$RUNS: baseline $BASELINE: unicast, broadcast, request/reply"
+		base_bench "$tmp/base.json" --mode unicast --pubs 1 --subs 1 --msgs "$MSGS"
+		base_uni+=("$(jnum msgs_per_sec "$tmp/base.json")")
+		base_bench "$tmp/base.json" --mode broadcast --pubs 1 --subs "$FANOUT" --msgs "$FANOUT_MSGS"
+		base_fan+=("$(jnum msgs_per_sec "$tmp/base.json")")
+		base_bench "$tmp/base.json" --mode reqrep --pubs 1 --subs 1 --msgs "$RTTS"
+		base_rr+=("$(jnum msgs_per_sec "$tmp/base.json")")
+		base_p50+=("$(jnum p50 "$tmp/base.json")")
+		base_p99+=("$(jnum p99 "$tmp/base.json")")
+	fi
 	log "run $run/$RUNS: unicast 1->1, $MSGS messages"
 	sb_bench "$tmp/sb.json" --mode unicast --pubs 1 --subs 1 --msgs "$MSGS"
 	sb_uni+=("$(jnum msgs_per_sec "$tmp/sb.json")")
@@ -171,15 +205,15 @@ done
 # row prints a table row from the runs of both: label, statebus median,
 # NATS median, ratio; the runs go to a second listing.
 runs=()
-row() { # label format statebus-array-name nats-array-name
-	local label=$1 fmt=$2
+row() { # label format statebus-array-name other-array-name [other's name]
+	local label=$1 fmt=$2 other=${5:-NATS}
 	local -n a=$3 b=$4
 	local ma mb
 	ma=$(median "${a[@]}")
 	mb=$(median "${b[@]}")
 	printf "| %s | %s | %s | %.2f |\n" "$label" "$(num "$fmt" "$ma")" "$(num "$fmt" "$mb")" \
 		"$(awk -v a="$ma" -v b="$mb" 'BEGIN { print (b > 0 ? a / b : 0) }')"
-	runs+=("$label: statebus ${a[*]}; NATS ${b[*]}")
+	runs+=("$label: statebus ${a[*]}; $other ${b[*]}")
 }
 
 echo
@@ -192,6 +226,18 @@ row "broadcast 1->$FANOUT, $(num %d "$FANOUT_MSGS") msgs: delivered msgs/s" "%.0
 row "request/reply, $(num %d "$RTTS") round trips: round trips/s" "%.0f" sb_rr nats_rr
 row "request/reply round trip p50 (µs)" "%.1f" sb_p50 nats_p50
 row "request/reply round trip p99 (µs)" "%.1f" sb_p99 nats_p99
+if [[ -n $BASELINE ]]; then
+	echo
+	echo "statebus $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?') vs statebus $BASELINE, the same runs"
+	echo
+	echo "| row | statebus now | statebus $BASELINE | now/before |"
+	echo "|---|---:|---:|---:|"
+	row "unicast 1->1: delivered msgs/s" "%.0f" sb_uni base_uni "statebus $BASELINE"
+	row "broadcast 1->$FANOUT: delivered msgs/s" "%.0f" sb_fan base_fan "statebus $BASELINE"
+	row "request/reply: round trips/s" "%.0f" sb_rr base_rr "statebus $BASELINE"
+	row "request/reply p50 (µs)" "%.1f" sb_p50 base_p50 "statebus $BASELINE"
+	row "request/reply p99 (µs)" "%.1f" sb_p99 base_p99 "statebus $BASELINE"
+fi
 echo
 echo "Runs:"
 printf '  %s\n' "${runs[@]}"
