@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,7 +19,12 @@ import (
 	"github.com/statebus/statebus/internal/server"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if path := os.Getenv(impostorEnv); path != "" {
+		os.Exit(runImpostor(path)) // a child of TestUntrustedServer
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func dial(t testing.TB, srv *server.Server, id string, opts ...statebus.Option) *statebus.Client {
 	t.Helper()
