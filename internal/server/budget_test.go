@@ -260,14 +260,21 @@ func TestOneResponsePerRequest(t *testing.T) {
 // Shutdown ends every connection through its one stop path: a client that
 // connected just before it cannot make it wait for the handshake timeout.
 func TestShutdownRacesHandshake(t *testing.T) {
-	for i := range 50 {
+	for i := range 100 {
 		srv := bustest.Start(t, func(c *server.Config) { c.HandshakeTimeout = time.Hour })
 		c, err := net.Dial("unix", srv.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i%2 == 0 {
+		if i%3 != 0 { // mid-handshake: the reader is busy with a Register
 			c.Write([]byte(`{"Type":0,"Payload":{"MachineId":"m"}}` + "\n"))
+		}
+		if i%3 != 2 { // the connection is being accepted: no sleep, stop at once
+			for deadline := time.Now().Add(10 * time.Second); srv.Health().ConnectionCount == 0; {
+				if time.Now().After(deadline) {
+					t.Fatal("the connection was never accepted")
+				}
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err = srv.Shutdown(ctx)

@@ -1,0 +1,54 @@
+package server
+
+import (
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// stop is the connection's one stop path: once it ran, nothing the reader
+// does (its handshake deadline, the deadline it clears after Register)
+// can make it wait. Before, stop set a read deadline that a reader
+// starting or registering just then overwrote, so Shutdown waited the
+// whole HandshakeTimeout.
+func TestStopBeforeReaderStarts(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.SocketPath = filepath.Join(t.TempDir(), "s")
+	cfg.HandshakeTimeout = time.Hour
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", cfg.SocketPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, register := range []bool{false, true} {
+		client, err := net.Dial("unix", cfg.SocketPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if register {
+			client.Write([]byte(`{"Type":3,"Payload":"m"}` + "\n"))
+		}
+		c := s.newConn(nc)
+		c.stop() // Shutdown got there first
+		done := make(chan error, 1)
+		go func() { done <- c.readLoop() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("register=%v: the reader did not return after stop", register)
+		}
+		c.q.Close()
+		s.routes.Drop(c, c.ids)
+		nc.Close()
+		client.Close()
+	}
+}
