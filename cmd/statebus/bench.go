@@ -69,6 +69,7 @@ type benchConfig struct {
 	pubs, subs, size   int
 	msgs               int64
 	pipeName           string
+	serverUID          serverUID
 	json, inproc       bool
 	timeout, straggler time.Duration
 }
@@ -180,6 +181,7 @@ func benchParse(e *env, args []string) (cfg benchConfig, code int, ok bool) {
 		pipe = protocol.DefaultPipeName
 	}
 	fs.StringVar(&cfg.pipeName, "pipe-name", pipe, "pipe name or absolute socket path of statebusd (env STATEBUS_PIPE_NAME)")
+	cfg.serverUID.define(fs, e)
 	fs.BoolVar(&cfg.json, "json", false, "print one JSON object instead of text")
 	fs.StringVar(&cfg.mode, "mode", "unicast", "unicast, broadcast or reqrep")
 	fs.IntVar(&cfg.pubs, "pubs", 1, "publishers (requesters in reqrep), each on its own connection")
@@ -226,6 +228,8 @@ func benchParse(e *env, args []string) (cfg benchConfig, code int, ok bool) {
 		return bad("--timeout must be positive and at most %v, not %v", benchMaxTimeout, cfg.timeout)
 	case cfg.straggler <= 0 || cfg.straggler > cfg.timeout:
 		return bad("--wait must be positive and at most --timeout, not %v", cfg.straggler)
+	case cfg.serverUID.set && cfg.serverUID.uid < 0:
+		return bad("STATEBUS_SERVER_UID=%q is neither a uid nor a user name", cfg.serverUID.text)
 	}
 	fs.Visit(func(f *flag.Flag) {
 		if f.Name == "pipe-name" && cfg.inproc {
@@ -292,12 +296,12 @@ func benchDial(ctx context.Context, cfg benchConfig) (pubs, subs []*benchClient,
 		if (role == "sub") != (cfg.mode == "reqrep") { // a receiver
 			b.hist = benchHistogram()
 		}
-		c, err := statebus.Dial(ctx, fmt.Sprintf("%s-%s-%d", run, role, i),
+		c, err := statebus.Dial(ctx, fmt.Sprintf("%s-%s-%d", run, role, i), append([]statebus.Option{
 			statebus.WithPipeName(cfg.pipeName), statebus.WithProcessName("statebus bench"),
 			statebus.WithErrorHandler(b.fail),
 			// A run measures one connection per client: a reconnection
 			// in the middle would hide the loss behind a pause.
-			statebus.WithReconnect(false))
+			statebus.WithReconnect(false)}, cfg.serverUID.options()...)...)
 		if err != nil {
 			return nil, err
 		}

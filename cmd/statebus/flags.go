@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os/user"
+	"strconv"
 	"strings"
 
 	"github.com/statebus/statebus"
@@ -13,16 +15,18 @@ import (
 )
 
 // flags is a subcommand's flag set with the flags every subcommand has:
-// --pipe-name (env STATEBUS_PIPE_NAME) and --json.
+// --pipe-name (env STATEBUS_PIPE_NAME), --server-uid (env
+// STATEBUS_SERVER_UID) and --json.
 type flags struct {
 	*flag.FlagSet
-	e        *env
-	name     string // "send", "test stress", ...
-	synopsis string // what follows the name in the usage line
-	about    string
-	example  string
-	pipeName string
-	json     bool
+	e         *env
+	name      string // "send", "test stress", ...
+	synopsis  string // what follows the name in the usage line
+	about     string
+	example   string
+	pipeName  string
+	serverUID serverUID
+	json      bool
 }
 
 // newFlags returns the flag set for the subcommand name. about says what
@@ -36,8 +40,55 @@ func newFlags(e *env, name, synopsis, about, example string) *flags {
 		def = protocol.DefaultPipeName
 	}
 	f.StringVar(&f.pipeName, "pipe-name", def, "pipe name or absolute socket path of statebusd (env STATEBUS_PIPE_NAME)")
+	f.serverUID.define(f.FlagSet, e)
 	f.BoolVar(&f.json, "json", false, "print one JSON document instead of text")
 	return f
+}
+
+// serverUID is the --server-uid flag: the user that must serve the
+// socket, as a uid or a user name; by default root or the caller.
+type serverUID struct {
+	text string
+	uid  int
+	set  bool
+}
+
+const serverUIDUsage = "`USER` (uid or name) that must serve the socket, besides root; default: you (env STATEBUS_SERVER_UID)"
+
+// define adds --server-uid to fs, with its default from the environment.
+func (u *serverUID) define(fs *flag.FlagSet, e *env) {
+	if v := e.getenv("STATEBUS_SERVER_UID"); v != "" {
+		u.Set(v) // a bad value is reported by resolve
+		u.text = v
+	}
+	fs.Var(u, "server-uid", serverUIDUsage)
+}
+
+func (u *serverUID) String() string { return u.text }
+
+// Set takes a uid or the name of a user.
+func (u *serverUID) Set(v string) error {
+	u.text, u.set = v, true
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		u.uid = n
+		return nil
+	}
+	usr, err := user.Lookup(v)
+	if err != nil {
+		u.uid = -1
+		return fmt.Errorf("%q is neither a uid nor a user name", v)
+	}
+	u.uid, _ = strconv.Atoi(usr.Uid)
+	return nil
+}
+
+// options returns the client option, if the flag or the environment set
+// one.
+func (u *serverUID) options() []statebus.Option {
+	if !u.set || u.uid < 0 {
+		return nil
+	}
+	return []statebus.Option{statebus.WithServerUID(u.uid)}
 }
 
 // usage writes the subcommand's help.
@@ -82,6 +133,8 @@ func (f *flags) parse(args []string, min, max int) (pos []string, code int, ok b
 		return nil, f.fail("expected %s", f.synopsis), false
 	case max >= 0 && len(pos) > max:
 		return nil, f.fail("unexpected argument %q", pos[max]), false
+	case f.serverUID.set && f.serverUID.uid < 0:
+		return nil, f.fail("STATEBUS_SERVER_UID=%q is neither a uid nor a user name", f.serverUID.text), false
 	}
 	return pos, 0, true
 }
@@ -94,7 +147,7 @@ func (f *flags) fail(format string, args ...any) int {
 
 // bus returns the client options that reach the service the flags name.
 func (f *flags) bus() []statebus.Option {
-	return []statebus.Option{statebus.WithPipeName(f.pipeName)}
+	return append([]statebus.Option{statebus.WithPipeName(f.pipeName)}, f.serverUID.options()...)
 }
 
 // socket is the socket path the flags name, for messages.

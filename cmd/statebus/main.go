@@ -73,7 +73,8 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintln(w, "\nEvery command takes --pipe-name (env STATEBUS_PIPE_NAME) and --help.")
+	fmt.Fprintln(w, "\nEvery command takes --pipe-name (env STATEBUS_PIPE_NAME), --server-uid (env")
+	fmt.Fprintln(w, "STATEBUS_SERVER_UID: the user that must serve the socket, besides root) and --help.")
 	fmt.Fprintln(w, "Example: statebus send machine-b PING '{\"Message\":\"Hello\"}'")
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +13,12 @@ import (
 	"github.com/statebus/statebus/internal/bustest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if path := os.Getenv(impostorEnv); path != "" {
+		os.Exit(runImpostor(path)) // a child of TestServerUID
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // syncBuffer is written by commands' event handlers while the test reads
 // it.

@@ -103,7 +103,9 @@ func hint(err error, f *flags) string {
 		return "The target is not reading its events. Check that its process is alive and not blocked."
 	case errors.Is(err, context.DeadlineExceeded):
 		return "Timed out. Is statebusd overloaded? 'statebus health" + pipeArg(f) + "' shows its state."
-	case errors.Is(err, statebus.ErrNotConnected):
+	case errors.Is(err, statebus.ErrUntrustedServer):
+		return "Another user than expected serves that socket. If that user runs your statebusd, say so with --server-uid UID (or STATEBUS_SERVER_UID); if not, find who listens there (ss -xlp) before you trust it."
+	case errors.Is(err, statebus.ErrNotConnected), errors.Is(err, statebus.ErrClosed):
 		return "Start it with 'statebusd" + pipeArg(f) + "', or point --pipe-name (or STATEBUS_PIPE_NAME) at the running one."
 	}
 	return ""
