@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"slices"
@@ -92,6 +93,9 @@ func (c *conn) admin(r *protocol.Request) error {
 	if err != nil {
 		return err
 	}
-	c.reply(data, r.ID)
+	// encoding/json escapes U+2028 and U+2029 but not U+0085, which some
+	// line readers (Python's splitlines) end a line at; a client-claimed
+	// ProcessName may hold one. Raw, it can only be inside a string.
+	c.reply(bytes.ReplaceAll(data, []byte("\u0085"), []byte(`\u0085`)), r.ID)
 	return nil
 }

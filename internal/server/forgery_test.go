@@ -265,3 +265,17 @@ func TestForgeryIDs(t *testing.T) {
 	a.send(`{"Type":103,"Payload":{"Group":"work` + "\u200b" + `ers"}}`)
 	a.expect(`{"Success":false,"Data":null,"Error":"Invalid machine id: group name contains invisible or bidirectional-control character U+200B"}`)
 }
+
+// The registry the service writes holds no raw U+0085 (a line break to
+// Python's splitlines) even when a client claimed a ProcessName with one.
+func TestMachinesEscapeNextLine(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	a := dialRaw(t, srv)
+	a.send("{\"Type\":0,\"Payload\":{\"MachineId\":\"m\",\"ProcessName\":\"x\u0085{\\\"Success\\\":true}\"}}")
+	a.expectMatch(`\{"Success":true,.*`)
+	a.send(`{"Type":101,"Id":1}`)
+	line := a.read()
+	if strings.Contains(line, "\u0085") || !strings.Contains(line, `"ProcessName":"x\u0085{\"Success\":true}"`) {
+		t.Fatalf("Machines: %q", line)
+	}
+}
