@@ -36,11 +36,27 @@ func accessChild() {
 			return
 		}
 	}
+	if os.Getenv("STATEBUS_ACCESS_SECOND") == "1" {
+		// A second connection while the first is still open.
+		c2, err := net.Dial("unix", os.Getenv("STATEBUS_ACCESS_SOCKET"))
+		if err != nil {
+			fmt.Println("dial:", err)
+			return
+		}
+		resp, _ := bufio.NewReader(c2).ReadString('\n')
+		fmt.Print(resp)
+	}
 }
 
 // asNobody runs the test binary as uid/gid 65534 talking to path, and
 // returns what it printed.
 func asNobody(t *testing.T, path string, lines ...string) string {
+	t.Helper()
+	return asNobodyEnv(t, path, nil, lines...)
+}
+
+// asNobodyEnv is asNobody with extra environment for the child.
+func asNobodyEnv(t *testing.T, path string, env []string, lines ...string) string {
 	t.Helper()
 	// The child must reach the binary and the socket as nobody.
 	dir, err := os.MkdirTemp("", "sbacc")
@@ -60,6 +76,7 @@ func asNobody(t *testing.T, path string, lines ...string) string {
 	cmd := exec.Command(bin, "-test.run=^$")
 	cmd.Env = append(os.Environ(), "STATEBUS_ACCESS_CHILD=1", "STATEBUS_ACCESS_SOCKET="+path,
 		"STATEBUS_ACCESS_LINES="+strings.Join(lines, "\n"))
+	cmd.Env = append(cmd.Env, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	out, err := cmd.Output()
 	if err != nil {
@@ -217,4 +234,29 @@ func TestListenRefusesAnotherUsersSocket(t *testing.T) {
 	if _, err := os.Lstat(path); err != nil {
 		t.Fatalf("the other user's socket was removed: %v", err)
 	}
+}
+
+// One local user cannot take every connection: past MaxConnectionsPerUid
+// its next connection is refused and closed; root is not limited.
+func TestConnectionsPerUID(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a client under a second uid")
+	}
+	srv2 := bustest.Start(t, func(c *server.Config) {
+		c.SocketMode = 0o666
+		c.MaxConnectionsPerUID = 1
+		c.Access = access.Policy{AllowUIDs: []int{65534}}
+	})
+	os.Chmod(filepath.Dir(srv2.Addr()), 0o755)
+	out := asNobodyEnv(t, srv2.Addr(), []string{"STATEBUS_ACCESS_SECOND=1"}, `{"Type":100,"Id":1}`)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	want := `{"Success":false,"Data":null,"Error":"Limit reached: 1 connections per user (MaxConnectionsPerUid) for uid 65534; close one first"}`
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], `{"Success":true`) || lines[1] != want {
+		t.Fatalf("got:\n%s", out)
+	}
+	if st := srv2.Stats(); st.ConnectionsRefusedPerUID != 1 {
+		t.Fatalf("refused per uid: %d", st.ConnectionsRefusedPerUID)
+	}
+	dialRaw(t, srv2).connect("root-1") // root: not limited
+	dialRaw(t, srv2).connect("root-2")
 }
