@@ -383,7 +383,8 @@ func (c *Client) finish(s *session) {
 // refuses events to it, and its handlers can no longer send as it), lets
 // the handlers run what arrived meanwhile, waits for calls in progress,
 // and closes. If ctx ends first, it closes at once and returns ctx's
-// error. While the client is not Connected it just closes.
+// error. While the client reconnects it just closes; while another Drain
+// runs it waits for that one (up to ctx's end).
 //
 // Drain waits for the handlers, so a handler must not call it (it would
 // wait until ctx ends): run it on a goroutine of its own.
@@ -394,11 +395,18 @@ func (c *Client) Drain(ctx context.Context) error {
 	status := c.status
 	c.mu.Unlock()
 	if !ok {
-		if status == Closed {
+		switch status {
+		case Closed:
 			<-c.stopped
-			return nil
+		case Draining: // another Drain runs
+			select {
+			case <-c.stopped:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		default:
+			c.closeWith(ErrClosed, true)
 		}
-		c.closeWith(ErrClosed, true)
 		return nil
 	}
 	err := c.drain(ctx, s)

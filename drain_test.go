@@ -55,6 +55,8 @@ func TestDrain(t *testing.T) {
 	if err := b.JoinGroup(ctx(t), "late"); !errors.Is(err, statebus.ErrClosed) {
 		t.Fatalf("JoinGroup while draining: %v, want ErrClosed", err)
 	}
+	second := make(chan error, 1) // waits for the first, does not cut it short
+	go func() { second <- b.Drain(ctx(t)) }()
 	close(release)
 	select {
 	case err := <-drained:
@@ -66,6 +68,9 @@ func TestDrain(t *testing.T) {
 	}
 	if got := handled.Load(); got != n {
 		t.Fatalf("%d of %d acknowledged events handled before Drain returned", got, n)
+	}
+	if err := <-second; err != nil {
+		t.Fatalf("a second Drain: %v", err)
 	}
 	if b.Status() != statebus.Closed || !errors.Is(b.Err(), statebus.ErrClosed) {
 		t.Fatalf("after Drain: %v, %v", b.Status(), b.Err())
