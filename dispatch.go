@@ -186,41 +186,54 @@ func (d *dispatcher) enqueue(it item) (dropped bool) {
 	}
 	if d.msgs > 0 && (d.maxMsgs > 0 && d.msgs >= d.maxMsgs || d.maxBytes > 0 && d.bytes+n > d.maxBytes) {
 		d.dropped.Add(1)
+		wake := false
 		if !d.reportQueued && time.Since(d.lastReport) >= time.Second {
 			d.reportQueued = true
-			d.push(item{ctl: &control{slow: true}})
+			wake = d.push(item{ctl: &control{slow: true}})
 		}
 		d.mu.Unlock()
+		if wake {
+			d.wakeLoop()
+		}
 		return true
 	}
 	d.msgs++
 	d.bytes += n
-	d.push(it)
+	wake := d.push(it)
 	d.mu.Unlock()
+	if wake {
+		d.wakeLoop()
+	}
 	return false
 }
 
 // enqueueCtl queues a control item, outside the limits.
 func (d *dispatcher) enqueueCtl(ctl *control) bool {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.closed {
+		d.mu.Unlock()
 		return false
 	}
-	d.push(item{ctl: ctl})
+	wake := d.push(item{ctl: ctl})
+	d.mu.Unlock()
+	if wake {
+		d.wakeLoop()
+	}
 	return true
 }
 
-// push appends it to the queue (d.mu held) and wakes the loop if it may
-// be idle.
-func (d *dispatcher) push(it item) {
-	if len(d.queue) == 0 {
-		select {
-		case d.wake <- struct{}{}:
-		default:
-		}
-	}
+// push appends it to the queue (d.mu held) and reports whether the loop
+// may be idle: then the caller wakes it, once it has let go of d.mu.
+func (d *dispatcher) push(it item) (wake bool) {
 	d.queue = append(d.queue, it)
+	return len(d.queue) == 1
+}
+
+func (d *dispatcher) wakeLoop() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
 }
 
 // barrier returns once the dispatcher has run everything queued before
@@ -255,10 +268,7 @@ func (d *dispatcher) close(discard bool) {
 	}
 	d.closed = true
 	d.mu.Unlock()
-	select {
-	case d.wake <- struct{}{}:
-	default:
-	}
+	d.wakeLoop()
 }
 
 // Pending counts that the loop has finished with are given back in

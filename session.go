@@ -167,7 +167,10 @@ func (s *session) handshake(ctx context.Context, attempt int) error {
 	case closed:
 		return ErrClosed
 	}
-	return fmt.Errorf("%w: the connection was lost during the handshake: %v", ErrNotConnected, s.endCause())
+	if cause := s.endCause(); cause != nil {
+		return cause // lost after the last ack, before it was published
+	}
+	return fmt.Errorf("%w: connection to %s lost during the handshake", ErrNotConnected, c.path)
 }
 
 // refused reports whether err is the service's answer (it refused), as
