@@ -156,3 +156,24 @@ func ExampleWithPriority() {
 	// Output:
 	// ALARM <nil>
 }
+
+func ExampleClient_Drain() {
+	path, stop := startBus()
+	defer stop()
+	ctx := context.Background()
+
+	w, _ := statebus.Dial(ctx, "worker", statebus.WithPipeName(path))
+	handled := 0
+	w.OnEvent("JOB", func(statebus.Event) { handled++ })
+	c, _ := statebus.Dial(ctx, "boss", statebus.WithPipeName(path))
+	defer c.Close()
+	c.SendEvent(ctx, "worker", "JOB", 1) // acknowledged: written to the worker
+
+	// Drain runs the handlers for what arrived, gives the id back and closes.
+	err := w.Drain(ctx)
+	fmt.Println(handled, err, w.Status())
+	fmt.Println(c.SendEvent(ctx, "worker", "JOB", 2))
+	// Output:
+	// 1 <nil> closed
+	// Target machine not connected: worker
+}
