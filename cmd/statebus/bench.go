@@ -420,7 +420,10 @@ func benchPublish(ctx context.Context, cfg benchConfig, p *benchClient, i int, s
 		}
 		benchStamp(buf, time.Now())
 		if err := p.c.PostEvent(ctx, target, "BENCH", payload); err != nil {
-			return err
+			if !errors.Is(err, statebus.ErrTooLarge) {
+				return err
+			}
+			p.fail(err) // refused before it was written: lost, as if the service had refused it
 		}
 	}
 	return nil
