@@ -120,11 +120,11 @@ mport=$(sed -n 's/.*Starting http monitor on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$t
 nats=("$bin/nats" --no-context -s "nats://127.0.0.1:$port")
 
 sock=$tmp/bus.sock
-"$bin/statebusd" --pipe-name "$sock" --health-interval 0 --log-level warn >"$tmp/statebusd.log" 2>&1 &
+"$bin/statebusd" --pipe-name "$sock" --http '' --health-interval 0 --log-level warn >"$tmp/statebusd.log" 2>&1 &
 pids+=($!)
 waitfor "[[ -S '$sock' ]]"
 if [[ -n $BASELINE ]]; then
-	"$bin/base/statebusd" --pipe-name "$tmp/base.sock" --health-interval 0 --log-level warn >"$tmp/base-statebusd.log" 2>&1 &
+	"$bin/base/statebusd" --pipe-name "$tmp/base.sock" --http '' --health-interval 0 --log-level warn >"$tmp/base-statebusd.log" 2>&1 &
 	pids+=($!)
 	waitfor "[[ -S '$tmp/base.sock' ]]"
 fi
