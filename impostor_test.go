@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"testing"
 	"time"
 
+	"github.com/statebus/statebus"
 	"github.com/statebus/statebus/internal/server"
 )
 
@@ -37,4 +39,12 @@ func runImpostor(path string) int {
 	defer cancel()
 	srv.Shutdown(ctx)
 	return 0
+}
+
+func TestServerUIDEnvInvalid(t *testing.T) {
+	t.Setenv("STATEBUS_SERVER_UID", "statebus")
+	_, err := statebus.Dial(context.Background(), "a", statebus.WithPipeName("/nonexistent/bus.sock"))
+	if err == nil || err.Error() != `statebus: STATEBUS_SERVER_UID="statebus" is not a user id (a number such as 0 or 1000)` {
+		t.Fatalf("Dial: %v", err)
+	}
 }
