@@ -271,7 +271,9 @@ func (c *Client) closedErr() error {
 // The membership is recorded before the service is asked, and kept across
 // reconnects: while the client reconnects, JoinGroup records it and
 // returns nil, and the new connection joins. A refusal by the service is
-// returned and not recorded.
+// returned and not recorded. If ctx ends before the answer, the
+// membership stays recorded (the service may have made it): LeaveGroup
+// undoes it.
 func (c *Client) JoinGroup(ctx context.Context, group string) error {
 	if err := c.acquire(ctx, true); err != nil {
 		return err
@@ -289,17 +291,9 @@ func (c *Client) JoinGroup(ctx context.Context, group string) error {
 	}
 	err := s.groupCall(ctx, protocol.JoinGroup, group)
 	switch {
-	case err == nil:
-		return nil
 	case errors.Is(err, ErrNotConnected):
 		return nil // the connection was lost: the next one joins
-	case ctx.Err() != nil && added:
-		// The service may have it: take it back without waiting.
-		if b, qerr := s.q.beginNoWait(); qerr == nil {
-			s.q.commit(appendGroup(b, protocol.LeaveGroup, 0, group, c.id))
-		}
-	}
-	if added {
+	case refused(err) && added:
 		c.forgetGroup(group)
 	}
 	return err
