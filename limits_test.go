@@ -172,8 +172,8 @@ func TestPayloadTooLarge(t *testing.T) {
 	b.HandleRequest("Q", func(context.Context, statebus.Event) (any, error) { return huge, nil })
 	within(t, 10*time.Second, "SendEvent and Request of 1 MiB", func() {
 		err := a.SendEvent(context.Background(), "b", "BIG", huge)
-		if !errors.Is(err, statebus.ErrTooLarge) || !strings.Contains(err.Error(), `event "BIG" to "b" is 1048`) ||
-			!strings.Contains(err.Error(), "over the service's 1048576-byte limit") {
+		if !errors.Is(err, statebus.ErrTooLarge) || !strings.HasPrefix(err.Error(), `statebus: message too large: event "BIG" to "b" would take more than 1048`) ||
+			!strings.Contains(err.Error(), "bytes on the wire, and the service takes at most 1048576 (its MaxMessageBytes") {
 			t.Errorf("SendEvent: %v", err)
 		}
 		if _, err := a.Request(context.Background(), "b", "BIG", huge); !errors.Is(err, statebus.ErrTooLarge) {
@@ -218,7 +218,7 @@ func TestPayloadTooLarge(t *testing.T) {
 			t.Errorf("first SendEvent: %v", err)
 		}
 		err = c.SendEvent(context.Background(), "d", "BIG", str(70<<10))
-		if !errors.Is(err, statebus.ErrTooLarge) || !strings.Contains(err.Error(), "over the service's 65536-byte limit") {
+		if !errors.Is(err, statebus.ErrTooLarge) || !strings.Contains(err.Error(), "the service takes at most 65536 ") {
 			t.Errorf("second SendEvent: %v", err)
 		}
 	})

@@ -140,7 +140,7 @@ func (s *session) send(ctx context.Context, target, name string, p []byte, k sen
 	c := s.c
 	max := s.maxMessage.Load()
 	if n := len(p) + len(target) + len(name) + len(c.id); int64(n) > max {
-		return nil, tooLarge(name, target, n, max)
+		return nil, tooLarge(name, target, true, n, max)
 	}
 	b, err := s.q.begin(len(p)+len(target)+len(name)+len(c.id)+lineOverhead, ctx.Done())
 	if err != nil {
@@ -157,7 +157,7 @@ func (s *session) send(ctx context.Context, target, name string, p []byte, k sen
 	size := len(line) - start
 	if int64(size-1) > max {
 		s.q.abandon()
-		return nil, tooLarge(name, target, size-1, max)
+		return nil, tooLarge(name, target, false, size-1, max)
 	}
 	if k == sendPost {
 		s.q.commit(line)
@@ -172,9 +172,15 @@ func (s *session) send(ctx context.Context, target, name string, p []byte, k sen
 	return s.await(ctx, o.ID, ch)
 }
 
-func tooLarge(name, target string, n int, max int64) error {
-	return fmt.Errorf("%w: event %q to %q is %d bytes on the wire, over the service's %d-byte limit (its MaxMessageBytes; WithMaxMessageBytes if it takes more); nothing was sent",
-		ErrTooLarge, name, target, n, max)
+// tooLarge is the error of an event whose line would be n bytes long
+// (more than n, with more).
+func tooLarge(name, target string, more bool, n int, max int64) error {
+	size := fmt.Sprint(n)
+	if more {
+		size = "more than " + size
+	}
+	return fmt.Errorf("%w: event %q to %q would take %s bytes on the wire, and the service takes at most %d (its MaxMessageBytes; WithMaxMessageBytes if it takes more); nothing was sent",
+		ErrTooLarge, name, target, size, max)
 }
 
 // maxPayloadDepth is how deeply a payload may nest: the service takes 64
