@@ -275,6 +275,11 @@ func (d *dispatcher) close(discard bool) {
 // groups of this many, to take the lock once per group and not per event.
 const releaseEvery = 64
 
+// keepItems is the largest queue the loop keeps for reuse (about 2 MiB):
+// a busy client reuses it batch after batch instead of growing a new one,
+// and an idle one holds no more after a burst.
+const keepItems = 1 << 14
+
 func (d *dispatcher) loop() {
 	defer close(d.done)
 	var spare []item
@@ -307,7 +312,7 @@ func (d *dispatcher) loop() {
 			}
 		}
 		d.release(msgs, bytes)
-		if cap(batch) > 4096 {
+		if cap(batch) > keepItems {
 			batch = nil // a burst's queue goes back to the garbage collector
 		}
 		spare = batch[:0]
