@@ -78,6 +78,10 @@ type Queue[R any] struct {
 	// dropped, its records failed with ErrOverflow, and Overflow is
 	// called. Zero means no hard limit.
 	HardLimit int
+	// StuckAfter is how long the writer may be blocked in one write
+	// before BeginFanout counts the connection as stuck (its peer is not
+	// reading) and stops waiting for it. Zero: never stuck.
+	StuckAfter time.Duration
 	// RecordBytes is what each queued record counts against Limit and
 	// HardLimit besides its line: the bookkeeping the caller keeps with it.
 	RecordBytes int
@@ -105,6 +109,7 @@ type Queue[R any] struct {
 	wake      chan struct{} // 1 slot: the writer has work
 	high      atomic.Bool   // the High lane has lines (read by the writer between chunks)
 	written   atomic.Uint64 // bytes written by Run
+	writing   atomic.Int64  // when Run's current write began (unix ns); 0 between writes
 }
 
 // BytesWritten returns how many bytes Run has written.
@@ -145,11 +150,38 @@ func (q *Queue[R]) BeginPri(p Priority, n int, wait time.Duration, cancel <-chan
 			q.mu.Unlock()
 			return nil, ErrFull
 		}
-		if err := q.waitSpace(n, wait, cancel); err != nil {
+		if err := q.waitSpace(n, wait, cancel, false); err != nil {
 			return nil, err
 		}
 	}
 	return q.begin(p)
+}
+
+// BeginFanout is BeginPri for one copy of a fanned-out line (a broadcast,
+// a group's every member): it waits for room only while the writer keeps
+// writing, so a peer that is behind slows the sender down, but one that
+// stopped reading (a write blocked for StuckAfter) fails at once with
+// ErrFull and costs the sender nothing.
+func (q *Queue[R]) BeginFanout(p Priority, n int, wait time.Duration, cancel <-chan struct{}) ([]byte, error) {
+	q.mu.Lock()
+	if q.full(n) {
+		if q.stalled || q.stuck() {
+			q.stalled = true
+			q.mu.Unlock()
+			return nil, ErrFull
+		}
+		if err := q.waitSpace(n, wait, cancel, true); err != nil {
+			return nil, err
+		}
+	}
+	return q.begin(p)
+}
+
+// stuck reports whether the writer has been blocked in one write for
+// StuckAfter.
+func (q *Queue[R]) stuck() bool {
+	at := q.writing.Load()
+	return q.StuckAfter > 0 && at != 0 && time.Now().UnixNano()-at > int64(q.StuckAfter)
 }
 
 // WaitDrain waits until the queue is under its limits again, up to wait
@@ -163,7 +195,7 @@ func (q *Queue[R]) WaitDrain(wait time.Duration, cancel <-chan struct{}) error {
 		q.mu.Unlock()
 		return nil
 	}
-	if err := q.waitSpace(0, wait, cancel); err != nil {
+	if err := q.waitSpace(0, wait, cancel, false); err != nil {
 		return err
 	}
 	q.mu.Unlock()
@@ -200,15 +232,26 @@ func (q *Queue[R]) begin(p Priority) ([]byte, error) {
 }
 
 // waitSpace is called with q.mu held and returns with it held on success
-// and released on error.
-func (q *Queue[R]) waitSpace(n int, wait time.Duration, cancel <-chan struct{}) error {
-	var timeout <-chan time.Time
+// and released on error. With unlessStuck it gives up (ErrFull) once the
+// writer is stuck, checking every StuckAfter.
+func (q *Queue[R]) waitSpace(n int, wait time.Duration, cancel <-chan struct{}, unlessStuck bool) error {
+	var timeout, recheck <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(wait)
 		defer t.Stop()
 		timeout = t.C
 	}
+	if unlessStuck && q.StuckAfter > 0 {
+		t := time.NewTicker(q.StuckAfter)
+		defer t.Stop()
+		recheck = t.C
+	}
 	for q.full(n) {
+		if unlessStuck && q.stuck() {
+			q.stalled = true
+			q.mu.Unlock()
+			return ErrFull
+		}
 		if q.space == nil {
 			q.space = make(chan struct{})
 		}
@@ -216,6 +259,7 @@ func (q *Queue[R]) waitSpace(n int, wait time.Duration, cancel <-chan struct{}) 
 		q.mu.Unlock()
 		select {
 		case <-space:
+		case <-recheck:
 		case <-timeout:
 			q.mu.Lock()
 			q.stalled = true

@@ -186,3 +186,46 @@ func TestWaiterWokenWhenWriteCompletes(t *testing.T) {
 		t.Fatalf("Run: %v, wrote %q", err, g.buf.String())
 	}
 }
+
+// BeginFanout waits for a writer that is writing, and gives up at once on
+// one blocked in a write for StuckAfter.
+func TestBeginFanout(t *testing.T) {
+	q := New[int](10)
+	q.StuckAfter = 20 * time.Millisecond
+	g := &gate{open: make(chan struct{})}
+	done := make(chan error)
+	go func() { done <- q.Run(g) }()
+	if err := appendLine(t, q, "12345678\n", 1); err != nil {
+		t.Fatal(err)
+	}
+	// The writer is now blocked; within StuckAfter a fan-out copy waits,
+	// and the wait ends with ErrFull as soon as the writer counts as
+	// stuck, long before the hour.
+	start := time.Now()
+	if _, err := q.BeginFanout(Normal, 5, time.Hour, nil); err != ErrFull {
+		t.Fatalf("stuck writer: %v", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("waited %v for a stuck writer", d)
+	}
+	// Stuck now: refused without waiting at all.
+	if _, err := q.BeginFanout(Normal, 5, time.Hour, nil); err != ErrFull {
+		t.Fatalf("stalled: %v", err)
+	}
+	// A writer that moved again is waited for.
+	close(g.open)
+	for deadline := time.Now().Add(10 * time.Second); inflight(q) != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the write never completed")
+		}
+	}
+	b, err := q.BeginFanout(Normal, 5, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Commit(append(b, "abcd\n"...))
+	q.Close()
+	if err := <-done; err != nil || g.buf.String() != "12345678\nabcd\n" {
+		t.Fatalf("Run: %v, wrote %q", err, g.buf.String())
+	}
+}

@@ -1,15 +1,19 @@
 package outq
 
-import "bytes"
+import (
+	"bytes"
+	"time"
+)
 
 // maxChunk bounds one write. Between chunks the writer looks for High
 // lines, so one of them waits behind at most this much of a Normal batch
 // (plus what the socket already holds).
 const maxChunk = 64 << 10
 
-// keepBuf is the largest buffer a drained lane keeps for reuse; a larger
-// one, grown by a burst, goes back to the garbage collector so that an
-// idle connection holds no more than this per lane.
+// keepBuf is the largest buffer a lane always keeps for reuse. A larger
+// one, grown by a burst, is kept while batches still fill a quarter of it
+// (steady load reuses it instead of growing a new one each time) and goes
+// back to the garbage collector with the first batch that does not.
 const keepBuf = 256 << 10
 
 // Run is the writer loop: it writes what is queued, High lines first, in
@@ -46,7 +50,7 @@ func (q *Queue[R]) Run(w writer) error {
 			q.fail(unwritten, err)
 			return err
 		}
-		if cap(batch.buf) > keepBuf {
+		if cap(batch.buf) > keepBuf && len(batch.buf) < cap(batch.buf)/4 {
 			batch.buf = nil
 		}
 		spare[p] = lane[R]{buf: batch.buf[:0], recs: clear0(batch.recs)}
@@ -108,7 +112,11 @@ func (q *Queue[R]) write(w writer, p Priority, batch lane[R], done *[]R) ([]rec[
 				end = len(buf)
 			}
 		}
+		if q.StuckAfter > 0 {
+			q.writing.Store(time.Now().UnixNano()) // one clock read per chunk, not per line
+		}
 		n, err := w.Write(buf[off:end])
+		q.writing.Store(0)
 		q.written.Add(uint64(n))
 		for i < len(recs) && recs[i].end <= off+n {
 			*done = append(*done, recs[i].r)

@@ -361,3 +361,45 @@ func TestGroupTeardownIsLinear(t *testing.T) {
 		t.Fatalf("dropping %d group members took %v", n, d)
 	}
 }
+
+// Fan-out waits for a subscriber that is behind but reading: a broadcast
+// flood to one that reads a byte at a time loses nothing, while a
+// subscriber that never reads misses what does not fit.
+func TestBroadcastWaitsForSlowReader(t *testing.T) {
+	srv := bustest.Start(t, func(c *server.Config) {
+		c.MaxMessageBytes = 4 << 10
+		c.MaxQueueBytes = 16 << 10
+		c.MaxConnectionBytes = 64 << 10
+	})
+	slow := dialRaw(t, srv).connect("slow")
+	dialRaw(t, srv).connect("stuck")
+	a := dialRaw(t, srv).connect("a")
+	const n = 1000
+	got := make(chan int)
+	go func() {
+		one := make([]byte, 1)
+		lines := 0
+		slow.c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		for lines < n {
+			if _, err := slow.c.Read(one); err != nil {
+				break
+			}
+			if one[0] == '\n' {
+				lines++
+			}
+		}
+		got <- lines
+	}()
+	payload := strings.Repeat("x", 1000)
+	var batch strings.Builder
+	for i := range n {
+		batch.WriteString(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"*","EventName":"E","Payload":"` + payload + strconv.Itoa(i) + `"}}` + "\n")
+	}
+	go a.c.Write([]byte(batch.String()))
+	if lines := <-got; lines != n {
+		t.Fatalf("the slow reader got %d of %d broadcasts", lines, n)
+	}
+	if st := srv.Stats(); st.Refused["slow_consumer"] == 0 {
+		t.Fatalf("the stuck subscriber missed nothing: %+v", st.Refused)
+	}
+}

@@ -127,6 +127,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c.q.MaxLines = s.cfg.MaxQueueEvents
 	c.q.HardLimit = s.cfg.MaxConnectionBytes
 	c.q.RecordBytes = RecordBytes
+	c.q.StuckAfter = stuckAfter
 	c.pid, c.uid, c.gid = peerCred(nc)
 	c.q.Written = c.written
 	c.q.Failed = c.failed
@@ -583,11 +584,18 @@ const (
 )
 
 // deliver queues the event line on target. A unicast waits for room up
-// to SlowConsumerTimeout; fan-out (broadcast, a group's every member, a
-// rule's copy) never waits: a full target misses the event, counted.
+// to SlowConsumerTimeout. Fan-out (broadcast, a group's every member, a
+// rule's copy) waits only for a target that is reading: one whose writer
+// has been blocked for stuckAfter misses the event at once, counted, so
+// a peer that stopped reading never holds up the others.
 func (c *conn) deliver(target *conn, tid string, r *protocol.Request, mode deliveryMode) error {
-	return c.deliverOpt(target, tid, r, mode, 0, noDeadline, mode == modeUnicast)
+	return c.deliverOpt(target, tid, r, mode, 0, noDeadline, true)
 }
+
+// stuckAfter is how long a connection's writer may be blocked in one
+// write before fan-out stops waiting for it: a reading peer takes 64 KiB
+// in far less.
+const stuckAfter = 500 * time.Millisecond
 
 var noDeadline time.Time
 
@@ -601,10 +609,13 @@ func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, mode de
 	var b []byte
 	var err error
 	pri := outqPriority(r)
-	if wait {
-		b, err = target.q.BeginPri(pri, n, s.cfg.SlowConsumerTimeout, s.done)
-	} else {
+	switch {
+	case !wait:
 		b, err = target.q.TryBegin(pri, n)
+	case mode == modeUnicast:
+		b, err = target.q.BeginPri(pri, n, s.cfg.SlowConsumerTimeout, s.done)
+	default:
+		b, err = target.q.BeginFanout(pri, n, s.cfg.SlowConsumerTimeout, s.done)
 	}
 	switch err {
 	case nil:
