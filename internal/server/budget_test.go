@@ -403,3 +403,22 @@ func TestBroadcastWaitsForSlowReader(t *testing.T) {
 		t.Fatalf("the stuck subscriber missed nothing: %+v", st.Refused)
 	}
 }
+
+// A caller that goes away takes its requests with it: its target holds
+// nothing for it (a Reply finds no request), so callers that come and go
+// cannot pile requests up on a responder that does not answer.
+func TestCallerGoneForgetsRequests(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	b := dialRaw(t, srv).connect("b")
+	a := dialRaw(t, srv).connect("a")
+	a.send(`{"Type":2,"Id":1,"Request":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"Q"}}`)
+	got := b.expectMatch(`.*"ReplyTo":(\d+)\}`)
+	token := regexp.MustCompile(`"ReplyTo":(\d+)`).FindStringSubmatch(got)[1]
+	a.c.Close()
+	waitFor(t, "a to be gone", func() bool { return srv.Health().ConnectionCount == 1 })
+	b.send(`{"Type":102,"Id":2,"Payload":{"ReplyTo":` + token + `,"Payload":1}}`)
+	b.expect(`{"Success":false,"Data":null,"Error":"No request is waiting for ReplyTo ` + token + `","Id":2}`)
+	if st := srv.Stats(); st.PendingRequests != 0 {
+		t.Fatalf("pending requests %d", st.PendingRequests)
+	}
+}

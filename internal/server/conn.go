@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/statebus/statebus/internal/access"
@@ -49,9 +48,12 @@ type conn struct {
 	reqMu      sync.Mutex
 	pending    map[uint64]*pendingRequest
 	nextExpiry time.Time // earliest deadline in pending (reqMu)
-	// outstanding counts this connection's requests (as the caller) that
-	// wait for replies, against MaxPendingRequests.
-	outstanding atomic.Int32
+	// Requests this connection sent (it is their caller) that wait for
+	// replies: token -> target, against MaxPendingRequests. When the
+	// caller ends, serve takes them out of their targets, so a caller that
+	// comes and goes leaves nothing behind.
+	outMu sync.Mutex
+	out   map[uint64]*conn
 
 	// Owned by the reader goroutine.
 	greeted      bool                   // the handshake is done: it registered or asked a question
@@ -171,6 +173,7 @@ func (c *conn) serve() {
 	s.routes.Drop(c, c.ids)
 	s.watches.RemoveAll(c, c.watchIDs)
 	c.failPending()
+	c.forgetRequests()
 	c.q.Close()
 	// Give the writer a bounded time to write what is queued.
 	c.nc.SetWriteDeadline(time.Now().Add(s.cfg.ShutdownTimeout))

@@ -40,7 +40,7 @@ func (c *conn) request(r *protocol.Request) error {
 // answering when the pending entry was already answered by another owner.
 func (c *conn) requestTo(route router.Route[*conn], r *protocol.Request, wait bool) error {
 	s := c.srv
-	if max := s.cfg.MaxPendingRequests; int(c.outstanding.Load()) >= max {
+	if max := s.cfg.MaxPendingRequests; c.requestsOut() >= max {
 		return limitErr(max, "requests waiting for replies on this connection (MaxPendingRequests); wait for some to finish")
 	}
 	target := route.Owner
@@ -55,7 +55,14 @@ func (c *conn) requestTo(route router.Route[*conn], r *protocol.Request, wait bo
 		sent = now.Add(timeout)
 	}
 	p := &pendingRequest{caller: c, id: makeReqID(r.ID), target: route.ID, deadline: now.Add(timeout), timeout: timeout}
+	c.outMu.Lock() // listed first: a reply may come as soon as it is pending
+	if c.out == nil {
+		c.out = make(map[uint64]*conn)
+	}
+	c.out[token] = target
+	c.outMu.Unlock()
 	if !target.addPending(token, p) {
+		c.forget(token)
 		return protocol.ErrNoResponder.New(route.ID + " disconnected")
 	}
 	if err := c.deliverOpt(target, route.ID, r, modeUnicast, token, sent, wait); err != nil {
@@ -83,8 +90,35 @@ func (c *conn) addPending(token uint64, p *pendingRequest) bool {
 	if c.nextExpiry.IsZero() || p.deadline.Before(c.nextExpiry) {
 		c.nextExpiry = p.deadline
 	}
-	p.caller.outstanding.Add(1)
 	return true
+}
+
+// requestsOut returns how many of c's requests wait for replies.
+func (c *conn) requestsOut() int {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	return len(c.out)
+}
+
+// forget drops a request of c's from its list: it was answered, expired
+// or failed.
+func (c *conn) forget(token uint64) {
+	c.outMu.Lock()
+	delete(c.out, token)
+	c.outMu.Unlock()
+}
+
+// forgetRequests runs when c ends: its requests still waiting are taken
+// out of their targets, which will never be able to answer them. Nobody
+// is answered: the caller is gone.
+func (c *conn) forgetRequests() {
+	c.outMu.Lock()
+	out := c.out
+	c.out = nil
+	c.outMu.Unlock()
+	for token, target := range out {
+		target.takePending(token)
+	}
 }
 
 // takePending removes a pending request and makes the caller its owner;
@@ -95,7 +129,7 @@ func (c *conn) takePending(token uint64) *pendingRequest {
 	p := c.pending[token]
 	if p != nil {
 		delete(c.pending, token)
-		p.caller.outstanding.Add(-1)
+		p.caller.forget(token)
 	}
 	return p
 }
@@ -108,8 +142,8 @@ func (c *conn) failPending() {
 	c.pending = nil
 	close(c.ended)
 	c.reqMu.Unlock()
-	for _, p := range pending {
-		p.caller.outstanding.Add(-1)
+	for token, p := range pending {
+		p.caller.forget(token)
 		p.answerError(protocol.ErrNoResponder.New(p.target + " disconnected before replying").Text)
 	}
 }
@@ -127,7 +161,7 @@ func (c *conn) expirePending(now time.Time) {
 	for token, p := range c.pending {
 		if !now.Before(p.deadline) {
 			delete(c.pending, token)
-			p.caller.outstanding.Add(-1)
+			p.caller.forget(token)
 			expired = append(expired, p)
 		} else if c.nextExpiry.IsZero() || p.deadline.Before(c.nextExpiry) {
 			c.nextExpiry = p.deadline

@@ -123,7 +123,7 @@ func (s *Server) Stats() Stats {
 		st.BytesIn += c.ctr.bytesIn.Load()
 		st.BytesOut += c.q.BytesWritten()
 		st.QueuedBytes += c.q.Len()
-		st.PendingRequests += int(c.outstanding.Load())
+		st.PendingRequests += c.requestsOut()
 	}
 	s.mu.Unlock()
 	st.WatchCopies, st.WatchDropped = s.ctr.watchCopies.Load(), s.ctr.watchDropped.Load()
