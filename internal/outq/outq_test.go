@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -227,5 +228,39 @@ func TestBeginFanout(t *testing.T) {
 	q.Close()
 	if err := <-done; err != nil || g.buf.String() != "12345678\nabcd\n" {
 		t.Fatalf("Run: %v, wrote %q", err, g.buf.String())
+	}
+}
+
+// An idle queue gives back what a burst grew: after the burst, the buffer
+// the writer hands back to producers is a small one again.
+func TestIdleShrinks(t *testing.T) {
+	q := New[int](0)
+	var w bytes.Buffer
+	done := make(chan error)
+	for range 1000 { // 1 MB queued before the writer runs
+		b, _ := q.BeginNoWait()
+		q.Commit(append(b, strings.Repeat("x", 999)+"\n"...))
+	}
+	go func() { done <- q.Run(&w) }()
+	written := func(n uint64) {
+		for deadline := time.Now().Add(10 * time.Second); q.BytesWritten() != n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("wrote %d of %d bytes", q.BytesWritten(), n)
+			}
+		}
+	}
+	written(1000 * 1000)
+	b, _ := q.BeginNoWait()
+	q.Commit(append(b, "small\n"...)) // the writer takes it and hands producers its spare
+	written(1000*1000 + 6)
+	q.mu.Lock()
+	c := cap(q.lanes[Normal].buf)
+	q.mu.Unlock()
+	if c > keepBuf {
+		t.Fatalf("after the burst the lane keeps a %d-byte buffer", c)
+	}
+	q.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -30,6 +30,7 @@ func (q *Queue[R]) Run(w writer) error {
 				q.mu.Unlock()
 				return nil
 			}
+			q.shrinkIdle(&spare)
 			q.mu.Unlock()
 			<-q.wake
 			q.mu.Lock()
@@ -54,6 +55,26 @@ func (q *Queue[R]) Run(w writer) error {
 			batch.buf = nil
 		}
 		spare[p] = lane[R]{buf: batch.buf[:0], recs: clear0(batch.recs)}
+	}
+}
+
+// keepRecs is the most records a lane's slices keep for reuse while the
+// queue is idle.
+const keepRecs = 4096
+
+// shrinkIdle gives back the buffers a burst grew, now that nothing is
+// queued: an idle connection holds at most keepBuf bytes per buffer, not
+// the size of its largest burst; q.mu is held.
+func (q *Queue[R]) shrinkIdle(spare *[numLanes]lane[R]) {
+	for p := range q.lanes {
+		for _, l := range []*lane[R]{&spare[p], &q.lanes[p]} {
+			if cap(l.buf) > keepBuf {
+				l.buf = nil
+			}
+			if cap(l.recs) > keepRecs {
+				l.recs = nil
+			}
+		}
 	}
 }
 

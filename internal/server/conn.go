@@ -147,7 +147,7 @@ const RecordBytes = 128
 // a slow consumer rather than let it grow the service.
 func (c *conn) overflow(held int) {
 	c.srv.ctr.slowClosed.Add(1)
-	c.srv.warns.warn(c.srv.log, "slow_consumer", "closing slow consumer: it does not read what it is sent",
+	c.srv.warns.warn(c.srv.log, "slow_consumer", c.uid, "closing slow consumer: it does not read what it is sent",
 		"conn", c.id, "pid", c.pid, "uid", c.uid, "held_bytes", held, "limit", c.srv.cfg.MaxConnectionBytes)
 	c.abort()
 }
@@ -209,7 +209,7 @@ func (c *conn) abort() {
 // SlowConsumerTimeout while it kept writing: it is not reading them.
 func (c *conn) notReading() {
 	c.srv.ctr.slowClosed.Add(1)
-	c.srv.warns.warn(c.srv.log, "slow_consumer", "closing slow consumer: it does not read what it is sent",
+	c.srv.warns.warn(c.srv.log, "slow_consumer", c.uid, "closing slow consumer: it does not read what it is sent",
 		"conn", c.id, "pid", c.pid, "uid", c.uid, "held_bytes", c.q.Len(), "for", c.srv.cfg.SlowConsumerTimeout)
 	c.abort()
 }
@@ -269,6 +269,9 @@ func (c *conn) readLoop() error {
 				c.notReading()
 				return err
 			}
+		}
+		if c.stopping() {
+			return nil // what was read before the stop is not executed
 		}
 		line = bytes.TrimPrefix(line, bom)
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -346,6 +349,9 @@ func (c *conn) register(r *protocol.Request) error {
 	if err := protocol.DecodeRegistration(r.Payload, &reg); err != nil {
 		return err
 	}
+	if len(reg.ProcessName) > protocol.MaxIDBytes {
+		return errLongProcessName // the registry keeps it, for as long as the id lives
+	}
 	id := c.held(reg.MachineID)
 	if id == "" {
 		id = string(reg.MachineID)
@@ -422,6 +428,11 @@ func (c *conn) mayHold(id string) error {
 // every event in flight.
 const maxRequestIDBytes = 64
 
+var (
+	errLongProcessName = protocol.ErrLimit.New("a ProcessName is at most " + strconv.Itoa(protocol.MaxIDBytes) + " bytes")
+	errLongEventName   = protocol.ErrLimit.New("an EventName is at most " + strconv.Itoa(protocol.MaxIDBytes) + " bytes")
+)
+
 var errLongID = protocol.ErrLimit.New("a request Id is at most " + strconv.Itoa(maxRequestIDBytes) + " bytes")
 
 // limitErr returns the error for a per-connection limit of n things.
@@ -436,7 +447,7 @@ func limitErr(n int, what string) error {
 func (c *conn) denied(err error) {
 	if !c.warnedDenied {
 		c.warnedDenied = true
-		c.srv.warns.warn(c.srv.log, "denied", "denied", "reason", err, "conn", c.id, "pid", c.pid, "uid", c.uid)
+		c.srv.warns.warn(c.srv.log, "denied", c.uid, "denied", "reason", err, "conn", c.id, "pid", c.pid, "uid", c.uid)
 		return
 	}
 	c.srv.log.Log(context.Background(), slog.LevelDebug, "denied", "reason", err, "conn", c.id, "pid", c.pid, "uid", c.uid)
@@ -506,6 +517,9 @@ func (c *conn) sendEvent(r *protocol.Request) error {
 	ev := &r.Event
 	if err := r.EventErr(); err != nil {
 		return err
+	}
+	if len(ev.Name) > protocol.MaxIDBytes {
+		return errLongEventName // watch filters match it: keep that cheap
 	}
 	if c.held(ev.Source) == "" {
 		return protocol.ErrNotOwner.New(string(ev.Source))
@@ -588,9 +602,11 @@ const (
 
 // deliver queues the event line on target. A unicast waits for room up
 // to SlowConsumerTimeout. Fan-out (broadcast, a group's every member, a
-// rule's copy) waits only for a target that is reading: one whose writer
-// has been blocked for stuckAfter misses the event at once, counted, so
-// a peer that stopped reading never holds up the others.
+// rule's copy) waits at most stuckAfter, and only for a target that is
+// reading: one whose writer has been blocked for stuckAfter misses the
+// event at once, counted, so a peer that stopped reading never holds up
+// the others, and one that reads slowly on purpose costs a sender at most
+// stuckAfter per batch it writes.
 func (c *conn) deliver(target *conn, tid string, r *protocol.Request, mode deliveryMode) error {
 	return c.deliverOpt(target, tid, r, mode, 0, noDeadline, true)
 }
@@ -618,7 +634,7 @@ func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, mode de
 	case mode == modeUnicast:
 		b, err = target.q.BeginPri(pri, n, s.cfg.SlowConsumerTimeout, s.done)
 	default:
-		b, err = target.q.BeginFanout(pri, n, s.cfg.SlowConsumerTimeout, s.done)
+		b, err = target.q.BeginFanout(pri, n, min(s.cfg.SlowConsumerTimeout, stuckAfter), s.done)
 	}
 	switch err {
 	case nil:
@@ -702,16 +718,24 @@ func (c *conn) written(recs []delivery) {
 // sender learns which events were not delivered.
 func (c *conn) failed(recs []delivery, cause error) {
 	c.srv.countRefusal(protocol.ErrDeliveryFailed, uint64(len(recs)))
+	why := " disconnected before the event was written"
+	if cause == outq.ErrOverflow {
+		why = " was closed as a slow consumer before the event was written"
+	}
 	var idb [20]byte
 	for _, d := range recs {
-		if d.request || d.quiet {
-			continue // failPending tells a caller; a copy's sender never asked for it
+		if d.request || d.quiet || d.broadcast {
+			// failPending tells a request's caller; a copy's sender never
+			// asked for it; a fanned-out event was acknowledged with its
+			// recipients already, and a peer that makes itself fail must
+			// not flood its senders with one line per copy.
+			continue
 		}
 		b, err := d.sender.q.BeginNoWait()
 		if err != nil {
 			continue
 		}
-		text := protocol.ErrDeliveryFailed.New(d.target + " disconnected before the event was written").Text
+		text := protocol.ErrDeliveryFailed.New(d.target + why).Text
 		d.sender.q.Commit(protocol.AppendError(b, text, d.id.bytes(idb[:])))
 	}
 	c.srv.log.Debug("undelivered events", "conn", c.id, "count", len(recs), "err", cause)

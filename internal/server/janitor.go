@@ -11,7 +11,7 @@ import (
 // four times per RequestTimeout, if that is shorter), until Shutdown.
 func (s *Server) janitor() {
 	defer s.handlers.Done()
-	every := min(time.Second, s.cfg.RequestTimeout/4)
+	every := max(min(time.Second, s.cfg.RequestTimeout/4), time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var conns []*conn
@@ -35,11 +35,17 @@ func (s *Server) janitor() {
 }
 
 // logLimiter keeps a warning that a client can provoke from flooding the
-// log: each key is logged at most once per interval, and the next line
-// says how many were suppressed in between.
+// log: each kind is logged at most once per interval for each uid (so one
+// noisy user cannot hide another's first refusal), and the next line says
+// how many were suppressed in between.
 type logLimiter struct {
 	mu   sync.Mutex
-	keys map[string]*limitedKey
+	keys map[warnKey]*limitedKey
+}
+
+type warnKey struct {
+	kind string
+	uid  int
 }
 
 type limitedKey struct {
@@ -49,11 +55,12 @@ type limitedKey struct {
 
 const warnInterval = 10 * time.Second
 
-func (l *logLimiter) warn(log *slog.Logger, key, msg string, args ...any) {
+func (l *logLimiter) warn(log *slog.Logger, kind string, uid int, msg string, args ...any) {
+	key := warnKey{kind, uid}
 	now := time.Now()
 	l.mu.Lock()
 	if l.keys == nil {
-		l.keys = make(map[string]*limitedKey)
+		l.keys = make(map[warnKey]*limitedKey)
 	}
 	k := l.keys[key]
 	if k == nil {

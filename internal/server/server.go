@@ -349,7 +349,7 @@ func (s *Server) acceptLoop() {
 		n := s.connCount.Add(1)
 		if n > int64(s.cfg.MaxConnections) {
 			s.connCount.Add(-1)
-			s.warns.warn(s.log, "too_many_connections", "connection refused: too many connections", "limit", s.cfg.MaxConnections)
+			s.warns.warn(s.log, "too_many_connections", -1, "connection refused: too many connections", "limit", s.cfg.MaxConnections)
 			go refuse(nc, protocol.TooManyConnections(s.cfg.MaxConnections).Text)
 			continue
 		}
@@ -357,7 +357,7 @@ func (s *Server) acceptLoop() {
 		c := s.newConn(nc)
 		if err := s.access.Load().MayConnect(c.pid, c.uid, c.gid); err != nil {
 			s.connCount.Add(-1)
-			s.warns.warn(s.log, "refused", "connection refused", "reason", err, "pid", c.pid, "uid", c.uid, "gid", c.gid)
+			s.warns.warn(s.log, "refused", c.uid, "connection refused", "reason", err, "pid", c.pid, "uid", c.uid, "gid", c.gid)
 			go refuse(nc, protocol.Wire(err).Text)
 			continue
 		}
@@ -390,7 +390,7 @@ func (s *Server) admit(c *conn) error {
 	if s.uidLimited(c.uid) {
 		if s.perUID[c.uid] >= s.cfg.MaxConnectionsPerUID {
 			s.ctr.uidRefused.Add(1)
-			s.warns.warn(s.log, "per_uid", "connection refused: user at MaxConnectionsPerUid",
+			s.warns.warn(s.log, "per_uid", c.uid, "connection refused: user at MaxConnectionsPerUid",
 				"uid", c.uid, "pid", c.pid, "limit", s.cfg.MaxConnectionsPerUID)
 			return protocol.ErrLimit.New(strconv.Itoa(s.cfg.MaxConnectionsPerUID) +
 				" connections per user (MaxConnectionsPerUid) for uid " + strconv.Itoa(c.uid) + "; close one first")
