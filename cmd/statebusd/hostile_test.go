@@ -34,7 +34,7 @@ func peakRSSKiB(t *testing.T, pid int) int {
 // never read (half provoke error responses, half send each other
 // near-maximal events), against a real statebusd allowing 100 connections
 // with its default budgets. The daemon's peak RSS stays under 100 MiB plus
-// 100 times the per-connection hard cap (MaxConnectionBytes 8 MiB plus the
+// 100 times the per-connection hard cap (MaxConnectionBytes 16 MiB plus the
 // 1 MiB read buffer), every hostile client is cut off as a slow consumer,
 // and a well-behaved pair keeps exchanging events meanwhile.
 func TestHostileClientsBounded(t *testing.T) {
@@ -139,7 +139,7 @@ func TestHostileClientsBounded(t *testing.T) {
 		}
 	}
 	peak := peakRSSKiB(t, pid)
-	const budgetKiB = 100<<10 + 100*(8<<10+1<<10)
+	const budgetKiB = 100<<10 + 100*(16<<10+1<<10)
 	t.Logf("daemon peak RSS %.1f MiB (bound %.0f MiB); healthy round trip p50 %v before, %v during (%d pings); %d hostile clients not cut off",
 		float64(peak)/1024, float64(budgetKiB)/1024, median(before), median(during), len(during), notCut)
 	if peak > budgetKiB {

@@ -117,7 +117,7 @@ var settings = []setting{
 		secondsSetting(func(s *Settings, d time.Duration) { s.Server.HandshakeTimeout = d })},
 	{"SlowConsumerTimeoutSeconds", "STATEBUS_SLOW_CONSUMER_TIMEOUT_SECONDS", "slow-consumer-timeout", "seconds a sender waits for a full target before the event is refused (default 5)",
 		secondsSetting(func(s *Settings, d time.Duration) { s.Server.SlowConsumerTimeout = d })},
-	{"MaxConnectionBytes", "STATEBUS_MAX_CONNECTION_BYTES", "max-connection-bytes", "hard cap on what the service holds for one connection's outbound side; past it the connection is closed as a slow consumer (default 8388608)",
+	{"MaxConnectionBytes", "STATEBUS_MAX_CONNECTION_BYTES", "max-connection-bytes", "hard cap on what the service holds for one connection's outbound side; past it the connection is closed as a slow consumer (default 16777216; at least twice MaxQueueBytes + MaxMessageBytes)",
 		intSetting(func(s *Settings, n int) { s.Server.MaxConnectionBytes = n })},
 	{"MaxIdsPerConnection", "STATEBUS_MAX_IDS_PER_CONNECTION", "max-ids-per-connection", "machine ids one connection may hold (default 64)",
 		intSetting(func(s *Settings, n int) { s.Server.MaxIDsPerConnection = n })},

@@ -64,7 +64,7 @@ type writer interface {
 // Queue is the outbound queue of one connection.
 type Queue[R any] struct {
 	// Limit bounds the queued bytes (not counting the batch being
-	// written). A producer whose line does not fit waits for the writer;
+	// written, which HardLimit counts). A producer whose line does not fit waits for the writer;
 	// one line is always accepted into an empty queue, however long.
 	// Zero means no limit.
 	Limit int
@@ -121,14 +121,14 @@ func New[R any](limit int) *Queue[R] {
 }
 
 // full reports whether n more bytes would exceed a limit. The batch being
-// written counts: a reader that does not read holds it up. An empty queue
-// always takes one line, however long.
+// written does not count toward Limit, so that producers fill the next
+// batch while the writer writes one; it counts toward HardLimit. An empty
+// queue always takes one line, however long.
 func (q *Queue[R]) full(n int) bool {
-	held := q.size + q.inflight
-	if held == 0 || q.closed {
+	if q.size == 0 || q.closed {
 		return false
 	}
-	return q.Limit > 0 && held+n > q.Limit || q.MaxLines > 0 && q.nrecs >= q.MaxLines
+	return q.Limit > 0 && q.size+n > q.Limit || q.MaxLines > 0 && q.nrecs >= q.MaxLines
 }
 
 // Begin locks the queue for appending n bytes of Normal priority and

@@ -106,16 +106,15 @@ func TestHardLimit(t *testing.T) {
 }
 
 func TestLimitAndFailure(t *testing.T) {
-	q := New[int](20)
+	q := New[int](10)
 	var failed []int
 	var cause error
 	q.Failed = func(r []int, err error) { failed, cause = append(failed, r...), err }
 	g := &gate{open: make(chan struct{}), err: io.ErrClosedPipe}
 	done := make(chan error)
 	go func() { done <- q.Run(g) }()
-	// The first line is taken by the (blocked) writer and still counts;
-	// the next fills the queue to its limit; one more waits, then is
-	// refused as full.
+	// The first line is taken by the (blocked) writer; the next fills the
+	// queue to its limit; one more waits, then is refused as full.
 	appendLine(t, q, "12345678\n", 1)
 	for deadline := time.Now().Add(5 * time.Second); inflight(q) != 9; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -150,8 +149,8 @@ func TestLimitAndFailure(t *testing.T) {
 	}
 }
 
-// A producer waiting for room while the batch in flight fills the queue is
-// woken when that write completes, not only when the writer takes more.
+// A producer waiting for room is woken when the writer, done with its
+// write, takes what is queued.
 func TestWaiterWokenWhenWriteCompletes(t *testing.T) {
 	q := New[int](10)
 	g := &gate{open: make(chan struct{})}
@@ -165,25 +164,28 @@ func TestWaiterWokenWhenWriteCompletes(t *testing.T) {
 			t.Fatal("the writer never took the first batch")
 		}
 	}
+	if err := appendLine(t, q, "123456789\n", 2); err != nil { // the queue is full
+		t.Fatal(err)
+	}
 	got := make(chan error)
 	go func() {
-		b, err := q.Begin(5, time.Hour, nil) // 9 in flight + 5 > 10: waits
+		b, err := q.Begin(5, time.Hour, nil) // 10 + 5 > 10: waits
 		if err == nil {
 			q.Commit(append(b, "abcd\n"...))
 		}
 		got <- err
 	}()
-	close(g.open) // the write completes; nothing else is queued
+	close(g.open)
 	select {
 	case err := <-got:
 		if err != nil {
 			t.Fatal(err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the waiting producer was not woken when the write completed")
+		t.Fatal("the waiting producer was not woken")
 	}
 	q.Close()
-	if err := <-done; err != nil || g.buf.String() != "12345678\nabcd\n" {
+	if err := <-done; err != nil || g.buf.String() != "12345678\n123456789\nabcd\n" {
 		t.Fatalf("Run: %v, wrote %q", err, g.buf.String())
 	}
 }
@@ -197,6 +199,14 @@ func TestBeginFanout(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- q.Run(g) }()
 	if err := appendLine(t, q, "12345678\n", 1); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); inflight(q) != 9; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the writer never took the first batch")
+		}
+	}
+	if err := appendLine(t, q, "123456789\n", 2); err != nil { // the queue is full
 		t.Fatal(err)
 	}
 	// The writer is now blocked; within StuckAfter a fan-out copy waits,
@@ -215,9 +225,9 @@ func TestBeginFanout(t *testing.T) {
 	}
 	// A writer that moved again is waited for.
 	close(g.open)
-	for deadline := time.Now().Add(10 * time.Second); inflight(q) != 0; time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); q.BytesWritten() != 19; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("the write never completed")
+			t.Fatal("the writes never completed")
 		}
 	}
 	b, err := q.BeginFanout(Normal, 5, time.Hour, nil)
@@ -226,7 +236,7 @@ func TestBeginFanout(t *testing.T) {
 	}
 	q.Commit(append(b, "abcd\n"...))
 	q.Close()
-	if err := <-done; err != nil || g.buf.String() != "12345678\nabcd\n" {
+	if err := <-done; err != nil || g.buf.String() != "12345678\n123456789\nabcd\n" {
 		t.Fatalf("Run: %v, wrote %q", err, g.buf.String())
 	}
 }

@@ -89,7 +89,7 @@ func TestNeverReadingSenderIsClosed(t *testing.T) {
 	srv := bustest.Start(t, func(c *server.Config) {
 		c.MaxMessageBytes = 4 << 10
 		c.MaxQueueBytes = 64 << 10
-		c.MaxConnectionBytes = 128 << 10
+		c.MaxConnectionBytes = 256 << 10
 	})
 	a := dialRaw(t, srv).connect("a")
 	b := dialRaw(t, srv).connect("b")

@@ -110,7 +110,7 @@ func DefaultConfig() Config {
 		MaxMessageBytes:         1 << 20,
 		MaxQueueBytes:           4 << 20,
 		MaxQueueEvents:          65536,
-		MaxConnectionBytes:      8 << 20,
+		MaxConnectionBytes:      16 << 20,
 		MaxIDsPerConnection:     64,
 		MaxGroupsPerConnection:  64,
 		MaxWatchesPerConnection: 16,
@@ -143,8 +143,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: MaxQueueBytes (%d) must be at least MaxMessageBytes (%d)", c.MaxQueueBytes, c.MaxMessageBytes)
 	case c.MaxQueueEvents < 1:
 		return fmt.Errorf("config: MaxQueueEvents must be at least 1, not %d", c.MaxQueueEvents)
-	case c.MaxConnectionBytes < c.MaxQueueBytes+c.MaxMessageBytes:
-		return fmt.Errorf("config: MaxConnectionBytes (%d) must be at least MaxQueueBytes + MaxMessageBytes (%d), so that a full queue can still take acknowledgements", c.MaxConnectionBytes, c.MaxQueueBytes+c.MaxMessageBytes)
+	case c.MaxConnectionBytes < 2*(c.MaxQueueBytes+c.MaxMessageBytes):
+		return fmt.Errorf("config: MaxConnectionBytes (%d) must be at least twice MaxQueueBytes + MaxMessageBytes (%d): a full queue, the batch being written and room for acknowledgements", c.MaxConnectionBytes, 2*(c.MaxQueueBytes+c.MaxMessageBytes))
 	case c.MaxIDsPerConnection < 1:
 		return fmt.Errorf("config: MaxIdsPerConnection must be at least 1, not %d", c.MaxIDsPerConnection)
 	case c.MaxGroupsPerConnection < 0:
