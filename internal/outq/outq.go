@@ -104,6 +104,7 @@ type Queue[R any] struct {
 	startSize int      // q.size at Begin
 	closed    bool
 	overflow  int           // held bytes when a line hit HardLimit; 0 if none did
+	shrinks   int           // times an idle writer gave back grown buffers
 	stalled   bool          // a wait timed out and the writer has not moved since
 	space     chan struct{} // closed when the writer takes a batch; nil unless someone waits
 	wake      chan struct{} // 1 slot: the writer has work

@@ -244,6 +244,8 @@ func TestBeginFanout(t *testing.T) {
 // An idle queue gives back what a burst grew: after the burst, the buffer
 // the writer hands back to producers is a small one again.
 func TestIdleShrinks(t *testing.T) {
+	defer func(d time.Duration) { idleShrink = d }(idleShrink)
+	idleShrink = 10 * time.Millisecond
 	q := New[int](0)
 	var w bytes.Buffer
 	done := make(chan error)
@@ -260,6 +262,17 @@ func TestIdleShrinks(t *testing.T) {
 		}
 	}
 	written(1000 * 1000)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		q.mu.Lock()
+		n := q.shrinks
+		q.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the idle writer never gave its buffers back")
+		}
+	}
 	b, _ := q.BeginNoWait()
 	q.Commit(append(b, "small\n"...)) // the writer takes it and hands producers its spare
 	written(1000*1000 + 6)

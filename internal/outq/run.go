@@ -10,10 +10,10 @@ import (
 // (plus what the socket already holds).
 const maxChunk = 64 << 10
 
-// keepBuf is the largest buffer a lane always keeps for reuse. A larger
-// one, grown by a burst, is kept while batches still fill a quarter of it
-// (steady load reuses it instead of growing a new one each time) and goes
-// back to the garbage collector with the first batch that does not.
+// keepBuf is the largest buffer a lane keeps once its connection is idle.
+// A larger one, grown by a burst, is reused while traffic goes on (growing
+// a new one for each batch would cost an allocation per line) and goes
+// back to the garbage collector after idleShrink without traffic.
 const keepBuf = 256 << 10
 
 // Run is the writer loop: it writes what is queued, High lines first, in
@@ -23,6 +23,9 @@ const keepBuf = 256 << 10
 func (q *Queue[R]) Run(w writer) error {
 	var spare [numLanes]lane[R]
 	var done []R
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
+	defer idle.Stop()
 	for {
 		q.mu.Lock()
 		for q.size == 0 {
@@ -30,9 +33,24 @@ func (q *Queue[R]) Run(w writer) error {
 				q.mu.Unlock()
 				return nil
 			}
-			q.shrinkIdle(&spare)
+			big := q.holdsBig(&spare)
 			q.mu.Unlock()
-			<-q.wake
+			if !big {
+				<-q.wake
+			} else {
+				// Give back what a burst grew once the connection has been
+				// idle for idleShrink, not at every pause of a busy one.
+				idle.Reset(idleShrink)
+				select {
+				case <-q.wake:
+					idle.Stop()
+				case <-idle.C:
+					q.mu.Lock()
+					q.shrinkIdle(&spare)
+					q.mu.Unlock()
+					<-q.wake
+				}
+			}
 			q.mu.Lock()
 		}
 		p := High
@@ -51,9 +69,6 @@ func (q *Queue[R]) Run(w writer) error {
 			q.fail(unwritten, err)
 			return err
 		}
-		if cap(batch.buf) > keepBuf && len(batch.buf) < cap(batch.buf)/4 {
-			batch.buf = nil
-		}
 		spare[p] = lane[R]{buf: batch.buf[:0], recs: clear0(batch.recs)}
 	}
 }
@@ -62,10 +77,27 @@ func (q *Queue[R]) Run(w writer) error {
 // queue is idle.
 const keepRecs = 4096
 
+// idleShrink is how long a connection must have nothing to write before
+// its writer gives back the buffers a burst grew.
+var idleShrink = time.Second
+
+// holdsBig reports whether any lane keeps more than an idle queue should;
+// q.mu is held.
+func (q *Queue[R]) holdsBig(spare *[numLanes]lane[R]) bool {
+	for p := range q.lanes {
+		if cap(spare[p].buf) > keepBuf || cap(q.lanes[p].buf) > keepBuf ||
+			cap(spare[p].recs) > keepRecs || cap(q.lanes[p].recs) > keepRecs {
+			return true
+		}
+	}
+	return false
+}
+
 // shrinkIdle gives back the buffers a burst grew, now that nothing is
 // queued: an idle connection holds at most keepBuf bytes per buffer, not
 // the size of its largest burst; q.mu is held.
 func (q *Queue[R]) shrinkIdle(spare *[numLanes]lane[R]) {
+	q.shrinks++
 	for p := range q.lanes {
 		for _, l := range []*lane[R]{&spare[p], &q.lanes[p]} {
 			if cap(l.buf) > keepBuf {
