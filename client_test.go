@@ -20,8 +20,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if path := os.Getenv(impostorEnv); path != "" {
-		os.Exit(runImpostor(path)) // a child of TestUntrustedServer
+	if path := os.Getenv(bustest.ImpostorEnv); path != "" {
+		os.Exit(bustest.RunImpostor(path)) // a child of TestUntrustedServer
 	}
 	goleak.VerifyTestMain(m)
 }

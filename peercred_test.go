@@ -3,17 +3,13 @@
 package statebus_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -59,7 +55,7 @@ func TestUntrustedServer(t *testing.T) {
 	bustest.Eventually(t, 10*time.Second, func() bool { return c.Status() == statebus.Reconnecting }, "status %v", c.Status())
 
 	// Then another user binds the socket.
-	startImpostor(t, dir, path)
+	bustest.StartImpostor(t, dir, path)
 	want := fmt.Sprintf("statebus: refusing server on %s: the socket is served by uid %d, expected 0; another user may be impersonating statebusd "+
 		"(if uid %d runs your statebusd, trust it with WithServerUID(%d) or STATEBUS_SERVER_UID=%d)", path, nobody, nobody, nobody, nobody)
 	check := func(what string, err error) {
@@ -96,58 +92,4 @@ func TestUntrustedServer(t *testing.T) {
 		t.Fatalf("Dial with WithServerUID(%d): %v", nobody, err)
 	}
 	other.Close()
-}
-
-// startImpostor runs the test binary as uid 65534, serving a bus on path,
-// until the test ends.
-func startImpostor(t *testing.T, dir, path string) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The test binary's own directory is root's alone.
-	copyExe := filepath.Join(dir, "impostor.test")
-	if err := os.WriteFile(copyExe, bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(copyExe, "-test.run=^$")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), impostorEnv+"="+path)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		stdin.Close()
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	bustest.Eventually(t, 20*time.Second, func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("the impostor exited: %v\n%s", cmd.ProcessState, stderr.String())
-		default:
-		}
-		nc, err := net.Dial("unix", path)
-		if err == nil {
-			nc.Close()
-		}
-		return err == nil
-	}, "the impostor does not listen on %s", path)
 }

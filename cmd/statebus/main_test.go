@@ -14,8 +14,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if path := os.Getenv(impostorEnv); path != "" {
-		os.Exit(runImpostor(path)) // a child of TestServerUID
+	if path := os.Getenv(bustest.ImpostorEnv); path != "" {
+		os.Exit(bustest.RunImpostor(path)) // a child of TestServerUID
 	}
 	goleak.VerifyTestMain(m)
 }

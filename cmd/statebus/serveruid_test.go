@@ -2,40 +2,10 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"os"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/statebus/statebus/internal/server"
 )
-
-// impostorEnv makes the test binary serve a bus on the socket it names
-// (runImpostor) instead of running tests.
-const impostorEnv = "STATEBUS_TEST_IMPOSTOR"
-
-// runImpostor serves a bus on path until stdin closes.
-func runImpostor(path string) int {
-	cfg := server.DefaultConfig()
-	cfg.SocketPath = path
-	cfg.SocketMode = 0o666
-	cfg.HealthCheckInterval = 0
-	srv, err := server.New(cfg)
-	if err == nil {
-		err = srv.Start()
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "impostor: %v\n", err)
-		return 1
-	}
-	io.Copy(io.Discard, os.Stdin)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(ctx)
-	return 0
-}
 
 // runCmdEnv is runCmd with environment variables.
 func runCmdEnv(t *testing.T, vars map[string]string, args ...string) result {

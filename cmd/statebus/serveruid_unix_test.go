@@ -3,16 +3,11 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/statebus/statebus/internal/bustest"
 )
@@ -38,7 +33,7 @@ func TestServerUID(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "bus.sock")
-	startImpostor(t, dir, path)
+	bustest.StartImpostor(t, dir, path)
 
 	refused := fmt.Sprintf("refusing server on %s: the socket is served by uid 65534, expected 0;", path)
 	for _, cmd := range [][]string{
@@ -63,57 +58,4 @@ func TestServerUID(t *testing.T) {
 			t.Errorf("trusting uid 65534: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 		}
 	}
-}
-
-// startImpostor runs the test binary as uid 65534, serving a bus on path,
-// until the test ends.
-func startImpostor(t *testing.T, dir, path string) {
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	copyExe := filepath.Join(dir, "impostor.test") // root's build directory is closed to uid 65534
-	if err := os.WriteFile(copyExe, bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(copyExe, "-test.run=^$")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), impostorEnv+"="+path)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		stdin.Close()
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	})
-	bustest.Eventually(t, 20*time.Second, func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("the impostor exited: %v\n%s", cmd.ProcessState, stderr.String())
-		default:
-		}
-		nc, err := net.Dial("unix", path)
-		if err == nil {
-			nc.Close()
-		}
-		return err == nil
-	}, "the impostor does not listen on %s", path)
 }
