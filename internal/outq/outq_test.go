@@ -70,6 +70,16 @@ func inflight(q *Queue[int]) int {
 	return q.inflight
 }
 
+// waitInflight waits until the writer has taken a batch of n bytes.
+func waitInflight(t *testing.T, q *Queue[int], n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); inflight(q) != n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer never took a batch of %d bytes", n)
+		}
+	}
+}
+
 // A peer that provokes responses and never reads: lines that do not wait
 // for Limit still count against HardLimit, and the line that would pass it
 // closes the queue, fails every record and reports the overflow once.
@@ -116,11 +126,7 @@ func TestLimitAndFailure(t *testing.T) {
 	// The first line is taken by the (blocked) writer; the next fills the
 	// queue to its limit; one more waits, then is refused as full.
 	appendLine(t, q, "12345678\n", 1)
-	for deadline := time.Now().Add(5 * time.Second); inflight(q) != 9; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the writer never took the first batch")
-		}
-	}
+	waitInflight(t, q, 9)
 	if err := appendLine(t, q, "123456789\n", 2); err != nil {
 		t.Fatal(err)
 	}
@@ -159,11 +165,7 @@ func TestWaiterWokenWhenWriteCompletes(t *testing.T) {
 	if err := appendLine(t, q, "12345678\n", 1); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); inflight(q) != 9; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the writer never took the first batch")
-		}
-	}
+	waitInflight(t, q, 9)
 	if err := appendLine(t, q, "123456789\n", 2); err != nil { // the queue is full
 		t.Fatal(err)
 	}
@@ -201,11 +203,7 @@ func TestBeginFanout(t *testing.T) {
 	if err := appendLine(t, q, "12345678\n", 1); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); inflight(q) != 9; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the writer never took the first batch")
-		}
-	}
+	waitInflight(t, q, 9)
 	if err := appendLine(t, q, "123456789\n", 2); err != nil { // the queue is full
 		t.Fatal(err)
 	}
