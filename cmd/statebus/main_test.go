@@ -84,7 +84,7 @@ func TestUsage(t *testing.T) {
 	if r.code != 0 {
 		t.Errorf("--help exit %d", r.code)
 	}
-	wantLines(t, r.stdout, "send", "listen", "machines", "health", "test", "menu", "selftest")
+	wantLines(t, r.stdout, "send", "listen", "machines", "health", "test", "menu", "selftest", "reply")
 	if r := runCmd(t, "", "nonsense"); r.code != 2 || !strings.Contains(r.stderr, `unknown command "nonsense"`) {
 		t.Errorf("unknown command: %+v", r)
 	}
@@ -93,7 +93,7 @@ func TestUsage(t *testing.T) {
 // Every subcommand has --help with an example, exit 0, and refuses an
 // unknown flag with exit 2.
 func TestSubcommandHelp(t *testing.T) {
-	for _, name := range []string{"send", "listen", "machines", "health", "test", "menu", "selftest"} {
+	for _, name := range []string{"send", "listen", "machines", "health", "test", "menu", "selftest", "reply"} {
 		t.Run(name, func(t *testing.T) {
 			r := runCmd(t, "", name, "--help")
 			if r.code != 0 {
