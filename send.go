@@ -40,9 +40,10 @@ func WithPriority(p Priority) SendOption {
 type sendKind uint8
 
 const (
-	sendAck  sendKind = iota // the service's acknowledgement
-	sendPost                 // nothing
-	sendReq                  // the responder's reply
+	sendAck     sendKind = iota // the service's acknowledgement
+	sendPost                    // nothing
+	sendReq                     // the responder's reply
+	sendAckData                 // the acknowledgement, and its Data (SendEventAck)
 )
 
 // SendEvent sends an event to target ("*" for every other subscribed
@@ -163,7 +164,7 @@ func (s *session) send(ctx context.Context, target, name string, p []byte, k sen
 		s.q.commit(line)
 		return nil, nil
 	}
-	ch, err := s.expect(o.ID, pendingCall{data: k == sendReq, size: size})
+	ch, err := s.expect(o.ID, pendingCall{data: k == sendReq || k == sendAckData, size: size})
 	if err != nil {
 		s.q.abandon()
 		return nil, unsent{err}

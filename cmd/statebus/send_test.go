@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/router"
+	"github.com/statebus/statebus/internal/server"
 )
 
 func TestSend(t *testing.T) {
@@ -113,5 +116,68 @@ func TestSendDoubleDash(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("event never arrived")
+	}
+}
+
+// The acknowledgement says what the service did: how many got a
+// broadcast (0 is a failure), which member of a group, which machine a
+// redirect reached.
+func TestSendAck(t *testing.T) {
+	srv := bustest.Start(t, func(c *server.Config) {
+		c.Routes = []router.RouteRule{{Match: router.RuleMatch{TargetMachineId: "billing"}, Action: "redirect", To: "billing-v2"}}
+	})
+	flag, opt := []string{"--pipe-name", srv.Addr()}, statebus.WithPipeName(srv.Addr())
+	// The service counts a CLI run's connection out when it notices, and
+	// until then it would count among a broadcast's recipients.
+	settle := func(n int) {
+		bustest.Eventually(t, 10*time.Second, func() bool { return srv.Health().ConnectionCount == n },
+			"connections never settled at %d", n)
+	}
+
+	r := runCmd(t, "", args(flag, "send", "--as", "alone", "*", "PING")...)
+	if r.code != 1 {
+		t.Errorf("broadcast to nobody: exit %d", r.code)
+	}
+	wantLines(t, r.stdout, "✗ PING reached no one: no other machine is subscribed for *")
+	settle(0)
+	r = runCmd(t, "", args(flag, "send", "--as", "alone2", "*", "PING", "--json")...)
+	var doc sendResult
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 1 || doc.OK ||
+		doc.Recipients == nil || *doc.Recipients != 0 {
+		t.Errorf("--json broadcast to nobody: exit %d %s", r.code, r.stdout)
+	}
+
+	settle(0)
+	dial(t, "billing-v2", opt)
+	w := dial(t, "w1", opt)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.JoinGroup(ctx, "workers"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		target, text, to string
+		recipients     int
+	}{
+		{"*", "✓ PING delivered to 2 machines (*)", "*", 2},
+		{"billing", "✓ PING delivered to billing-v2 (redirected from billing by a routing rule)", "billing-v2", -1},
+		{"@workers", "✓ PING delivered to w1 (member of workers)", "w1", -1},
+		{"w1", "✓ PING delivered to w1 (", "w1", -1},
+	} {
+		t.Run(tc.target, func(t *testing.T) {
+			settle(2)
+			r := runCmd(t, "", args(flag, "send", "--as", "s-text", tc.target, "PING")...)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			wantLines(t, r.stdout, tc.text)
+			settle(2)
+			r = runCmd(t, "", args(flag, "send", "--as", "s-json", tc.target, "PING", "--json")...)
+			var doc sendResult
+			if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 0 || !doc.OK || doc.DeliveredTo != tc.to ||
+				(tc.recipients < 0) != (doc.Recipients == nil) || (doc.Recipients != nil && *doc.Recipients != tc.recipients) {
+				t.Errorf("--json: exit %d %s", r.code, r.stdout)
+			}
+		})
 	}
 }
