@@ -496,6 +496,10 @@ func (s *Server) monitor() {
 	defer s.handlers.Done()
 	t := time.NewTicker(s.cfg.HealthCheckInterval)
 	defer t.Stop()
+	// idleWarned: this idle period has had its warning. Later health
+	// ticks of the same period say it at Info, so an idle bus does not
+	// fill `journalctl -p warning`; activity starts a new period.
+	idleWarned := false
 	for {
 		select {
 		case <-s.done:
@@ -505,8 +509,14 @@ func (s *Server) monitor() {
 		h := s.Health()
 		s.log.Info("health", "healthy", h.IsHealthy, "connections", h.ConnectionCount,
 			"machines", h.RegisteredMachines, "last_activity", h.LastActivityAt)
-		if idle := time.Since(h.LastActivityAt); idle >= s.cfg.IdleWarning {
+		switch idle := time.Since(h.LastActivityAt); {
+		case idle < s.cfg.IdleWarning:
+			idleWarned = false
+		case !idleWarned:
+			idleWarned = true
 			s.log.Warn("no activity", "for", idle.Round(time.Second))
+		default:
+			s.log.Info("no activity", "for", idle.Round(time.Second))
 		}
 		if h.ConnectionCount*5 > s.cfg.MaxConnections*4 {
 			s.log.Warn("connections above 80% of MaxConnections",
