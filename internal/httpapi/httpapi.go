@@ -4,7 +4,7 @@
 // changes the bus.
 //
 //	GET /healthz   200 {"status":"ok",...} while healthy, else 503
-//	GET /status    health, uptime, peak connections, event and byte counters
+//	GET /status    health, uptime, peak connections, every counter
 //	GET /machines  the registry, as the Machines request returns it, only
 //	               when PublishMachines is set (403 otherwise)
 //	GET /metrics   Prometheus text exposition
@@ -37,6 +37,7 @@ type API struct {
 	PublishMachines bool
 
 	srv *server.Server
+	src source // srv, but a test's fake can stand in for /status
 	log *slog.Logger
 	mux *http.ServeMux
 	hs  *http.Server
@@ -48,7 +49,7 @@ func New(srv *server.Server, metrics *Metrics, log *slog.Logger) *API {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &API{srv: srv, log: log, mux: http.NewServeMux()}
+	a := &API{srv: srv, src: srv, log: log, mux: http.NewServeMux()}
 	a.mux.HandleFunc("GET /{$}", a.index)
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /status", a.status)
@@ -119,20 +120,15 @@ type Health struct {
 }
 
 // Status is /status's document: the Health request's answer (the
-// original's health fields, uptime, peak connections and when) plus the
-// counters since start.
+// original's health fields, uptime, peak connections and when) plus every
+// counter the service keeps. server.Stats is embedded, so a counter added
+// there appears here without a change.
 type Status struct {
 	Status string `json:"status"`
 	protocol.HealthStatus
 	// Socket is where the service listens.
-	Socket          string
-	EventsReceived  uint64
-	EventsDelivered uint64
-	// Refused counts error responses by reason.
-	Refused     map[string]uint64
-	BytesIn     uint64
-	BytesOut    uint64
-	QueuedBytes int
+	Socket string
+	server.Stats
 }
 
 func (a *API) state() (status, reason string) {
@@ -160,11 +156,9 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
-	h, st := a.srv.Status(), a.srv.Stats()
 	s, _ := a.state()
-	writeJSON(w, http.StatusOK, Status{Status: s, HealthStatus: h, Socket: a.srv.Addr(),
-		EventsReceived: st.EventsReceived, EventsDelivered: st.EventsDelivered, Refused: st.Refused,
-		BytesIn: st.BytesIn, BytesOut: st.BytesOut, QueuedBytes: st.QueuedBytes})
+	writeJSON(w, http.StatusOK, Status{Status: s, HealthStatus: a.src.Status(), Socket: a.srv.Addr(),
+		Stats: a.src.Stats()})
 }
 
 func (a *API) machines(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/statebus/statebus/internal/server"
 	"github.com/statebus/statebus/internal/version"
+	"github.com/statebus/statebus/protocol"
 )
 
 // Metrics is statebusd's Prometheus registry. Make it before the server,
@@ -50,21 +51,28 @@ func (m *Metrics) ObserveRouteLatency(d time.Duration) { m.latency.Observe(d.Sec
 // Watch adds srv's gauges and counters, read from srv at each scrape.
 func (m *Metrics) Watch(srv *server.Server) error { return m.reg.Register(newCollector(srv)) }
 
+// source is what the monitoring endpoint reads: a *server.Server, or in
+// tests a fake that sets every field.
+type source interface {
+	Status() protocol.HealthStatus
+	Stats() server.Stats
+}
+
 // Registry is the registry /metrics serves.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // collector reads the server's own counters when scraped, so routing
 // does no extra work per event for metrics' sake.
 type collector struct {
-	srv     *server.Server
+	srv     source
 	reasons []string
 
 	up, conns, connsMax, connsPeak, machines, received, delivered, refused,
 	bytesIn, bytesOut, queued, lastActivity, started, build,
-	slowClosed, uidRefused, pending, watchDropped *prometheus.Desc
+	slowClosed, uidRefused, pending, watchCopies, watchDropped, copiesFailed *prometheus.Desc
 }
 
-func newCollector(srv *server.Server) *collector {
+func newCollector(srv source) *collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("statebus_"+name, help, labels, nil)
 	}
@@ -78,7 +86,7 @@ func newCollector(srv *server.Server) *collector {
 		machines:     d("machines_registered", "Machine ids registered now."),
 		received:     d("events_received_total", "SendEvent requests read, delivered or not."),
 		delivered:    d("events_delivered_total", "Event lines written to a target's socket; each broadcast recipient counts once."),
-		refused:      d("refusals_total", "Error responses sent, by reason: refused events and refused requests.", "reason"),
+		refused:      d("refusals_total", "Error responses sent, and broadcast or group copies that could not be queued, by reason.", "reason"),
 		bytesIn:      d("received_bytes_total", "Bytes read from clients."),
 		bytesOut:     d("sent_bytes_total", "Bytes written to clients."),
 		queued:       d("outbound_queue_bytes", "Bytes waiting in all connections' outbound queues now."),
@@ -88,14 +96,16 @@ func newCollector(srv *server.Server) *collector {
 		slowClosed:   d("slow_consumers_closed_total", "Connections closed because what the service held for them reached MaxConnectionBytes."),
 		uidRefused:   d("connections_refused_per_uid_total", "Connections refused because their user was at MaxConnectionsPerUid."),
 		pending:      d("pending_requests", "Requests waiting for replies now."),
+		watchCopies:  d("watch_copies_total", "Event copies queued for watchers."),
 		watchDropped: d("watch_copies_dropped_total", "Event copies a watcher's full queue could not take."),
+		copiesFailed: d("rule_copies_failed_total", "Routing rule copies that could not be queued: their target was not connected or not keeping up."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.conns, c.connsMax, c.connsPeak, c.machines, c.received,
 		c.delivered, c.refused, c.bytesIn, c.bytesOut, c.queued, c.lastActivity, c.started, c.build,
-		c.slowClosed, c.uidRefused, c.pending, c.watchDropped} {
+		c.slowClosed, c.uidRefused, c.pending, c.watchCopies, c.watchDropped, c.copiesFailed} {
 		ch <- d
 	}
 }
@@ -131,7 +141,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.slowClosed, st.SlowConsumersClosed)
 	counter(c.uidRefused, st.ConnectionsRefusedPerUID)
 	gauge(c.pending, float64(st.PendingRequests))
+	counter(c.watchCopies, st.WatchCopies)
 	counter(c.watchDropped, st.WatchDropped)
+	counter(c.copiesFailed, st.RuleCopiesFailed)
 }
 
 // revision is the commit version.String() reports.
