@@ -116,13 +116,27 @@ func start(st *config.Settings, args []string, getenv func(string) string, stder
 		d.api = httpapi.New(d.srv, metrics, logs.Logger(logging.HTTP))
 		d.api.PublishMachines = st.HTTPMachines
 		addr, err := d.api.Start(st.HTTPAddr)
-		if err != nil {
+		switch {
+		case err != nil && !st.HTTPConfigured:
+			// The default address is a convenience, not the operator's
+			// choice: another bus or program holding it must not stop
+			// this bus (as Prometheus exporters and nats-server's
+			// optional monitoring port do not).
+			d.log.Warn("monitoring endpoint not started: its default address is taken; the bus serves without it",
+				"addr", st.HTTPAddr, "err", err,
+				"hint", "set Http (--http, STATEBUS_HTTP) to a free address, or to off")
+			d.api = nil
+			status += "; no monitoring endpoint (" + st.HTTPAddr + " taken)"
+		case err != nil:
+			d.log.Error("stopping: the bus started but the configured monitoring endpoint cannot be served",
+				"addr", st.HTTPAddr, "err", err)
 			d.shutdownBus(context.Background())
 			return nil, err
+		default:
+			d.log.Info("monitoring endpoint listening", "addr", addr.String(),
+				"url", "http://"+addr.String()+"/status")
+			status += "; monitoring on http://" + addr.String()
 		}
-		d.log.Info("monitoring endpoint listening", "addr", addr.String(),
-			"url", "http://"+addr.String()+"/status")
-		status += "; monitoring on http://" + addr.String()
 	}
 	d.notify("READY=1\nSTATUS=" + status)
 	d.startWatchdog()

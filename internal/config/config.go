@@ -79,6 +79,12 @@ type Settings struct {
 	LogFormat string
 	// HTTPAddr is the monitoring endpoint's address, "" for none.
 	HTTPAddr string
+	// HTTPConfigured is whether the operator chose HTTPAddr (file,
+	// environment or flag). A configured address that cannot be served
+	// stops statebusd; the default one, when taken, is skipped with a
+	// warning, so that the endpoint never stops a bus started with
+	// defaults (two buses on one host, or another program on the port).
+	HTTPConfigured bool
 	// HTTPMachines publishes the registry on the endpoint's /machines.
 	HTTPMachines bool
 	Version      bool
@@ -146,7 +152,7 @@ var settings = []setting{
 			if strings.EqualFold(v, "off") {
 				v = ""
 			}
-			s.HTTPAddr = v
+			s.HTTPAddr, s.HTTPConfigured = v, true
 			return nil
 		}},
 }
