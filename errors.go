@@ -146,3 +146,17 @@ func (e *SlowConsumerError) Error() string {
 
 // Is reports whether target is ErrSlowConsumer.
 func (e *SlowConsumerError) Is(target error) bool { return target == ErrSlowConsumer }
+
+// hangupError is the error for the last text the service sent before it
+// closed the connection: the service's own error when it says why it hung
+// up (too many connections, access denied), so that errors.Is finds it,
+// else just the text.
+func hangupError(text string) error {
+	pe := protocol.ParseError(text)
+	for _, k := range []error{protocol.ErrTooManyConnections, protocol.ErrAccessDenied, protocol.ErrHandshake, protocol.ErrShuttingDown} {
+		if errors.Is(pe, k) {
+			return pe
+		}
+	}
+	return errors.New(text)
+}

@@ -348,9 +348,9 @@ func (s *session) readLoop() {
 				err = fmt.Errorf("writing: %v", *werr)
 			}
 			if last != "" {
-				err = fmt.Errorf("%v; the service said: %s", err, last)
+				err = fmt.Errorf("%v; the service said: %w", err, hangupError(last))
 			}
-			s.end(fmt.Errorf("%w: connection to %s lost: %v", ErrNotConnected, c.path, err))
+			s.end(fmt.Errorf("%w: connection to %s lost: %w", ErrNotConnected, c.path, err))
 			return
 		}
 		if protocol.DecodeResponse(line, &r) != nil {

@@ -2,21 +2,29 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/protocol"
 )
 
 func init() {
-	commands["health"] = command{"show the service's health; exit 1 if unhealthy or unreachable", runHealth}
+	commands["health"] = command{"show the service's health; exit 1 if unhealthy or unreachable, 3 if full", runHealth}
 }
 
-// healthResult is health's --json document: the service's status and the
-// socket it was asked on.
+// exitFull is health's exit code when the service is up but has as many
+// connections as its MaxConnections allows.
+const exitFull = 3
+
+// healthResult is health's --json document: the service's status, the
+// socket it was asked on, and whether its connections are at its
+// MaxConnections.
 type healthResult struct {
 	statebus.HealthStatus
 	Socket string
+	Full   bool
 }
 
 func runHealth(ctx context.Context, e *env, args []string) int {
@@ -24,7 +32,10 @@ func runHealth(ctx context.Context, e *env, args []string) int {
 		`Asks the service for its health: whether it is healthy, how many connections
 and registered machines it has, when it last saw activity, its uptime, its peak
 connections and its version. Exits 1 when it is unhealthy or cannot be reached,
-so it works as a liveness probe.`,
+so it works as a liveness probe. Exits 3 when it is running and healthy but
+full: its connections are at its MaxConnections (it refuses the next client,
+or refused this one with "Too many connections"). Exit codes: 0 healthy,
+1 unhealthy or unreachable, 2 usage error, 3 full.`,
 		`statebus health
 statebus health --json | jq .ConnectionCount`)
 	timeout := f.Duration("timeout", 10*time.Second, "how long to wait for the service")
@@ -34,21 +45,32 @@ statebus health --json | jq .ConnectionCount`)
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	h, err := statebus.Health(ctx, f.bus()...)
+	if errors.Is(err, protocol.ErrTooManyConnections) {
+		failure(e, f, err)
+		return exitFull
+	}
 	if err != nil {
 		return failure(e, f, err)
 	}
+	full := h.MaxConnections > 0 && h.ConnectionCount >= h.MaxConnections
 	code := 0
-	if !h.IsHealthy {
+	switch {
+	case !h.IsHealthy:
 		code = 1
+	case full:
+		code = exitFull
 	}
 	if f.json {
-		writeJSON(e.stdout, healthResult{h, f.socket()})
+		writeJSON(e.stdout, healthResult{h, f.socket(), full})
 		return code
 	}
 	o := stdout(e)
-	if h.IsHealthy {
+	switch {
+	case h.IsHealthy && full:
+		o.check(false, "statebusd on %s is healthy but full: %d of %d connections (MaxConnections) are in use, so it refuses the next client", f.socket(), h.ConnectionCount, h.MaxConnections)
+	case h.IsHealthy:
 		o.check(true, "statebusd on %s is healthy", f.socket())
-	} else {
+	default:
 		o.check(false, "statebusd on %s is unhealthy: it is shutting down or no longer accepting connections", f.socket())
 	}
 	now := time.Now()

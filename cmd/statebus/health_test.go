@@ -8,6 +8,7 @@ import (
 
 	"github.com/statebus/statebus"
 	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/server"
 )
 
 func TestHealth(t *testing.T) {
@@ -58,5 +59,36 @@ func TestHealthUnreachable(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || r.code != 1 ||
 		!strings.Contains(doc.Error, "is statebusd running?") {
 		t.Errorf("--json: exit %d, %q", r.code, r.stdout)
+	}
+}
+
+// A bus at its MaxConnections is full, not unhealthy: exit 3, either when
+// health's own connection is the last one or when the service refuses it.
+func TestHealthFull(t *testing.T) {
+	srv := bustest.Start(t, func(c *server.Config) { c.MaxConnections = 2 })
+	flag, opt := []string{"--pipe-name", srv.Addr()}, statebus.WithPipeName(srv.Addr())
+	dial(t, "machine-a", opt)
+	bustest.Eventually(t, 10*time.Second, func() bool { return srv.Health().ConnectionCount == 1 }, "never 1 connection")
+	r := runCmd(t, "", args(flag, "health")...)
+	if r.code != exitFull {
+		t.Errorf("at the limit: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	wantLines(t, r.stdout, "is healthy but full: 2 of 2 connections (MaxConnections) are in use")
+	bustest.Eventually(t, 10*time.Second, func() bool { return srv.Health().ConnectionCount == 1 }, "never 1 connection")
+	r = runCmd(t, "", args(flag, "health", "--json")...)
+	var h healthResult
+	if err := json.Unmarshal([]byte(r.stdout), &h); err != nil || r.code != exitFull || !h.Full || !h.IsHealthy {
+		t.Errorf("--json at the limit: exit %d %s", r.code, r.stdout)
+	}
+
+	bustest.Eventually(t, 10*time.Second, func() bool { return srv.Health().ConnectionCount == 1 }, "never 1 connection")
+	dial(t, "machine-b", opt)
+	r = runCmd(t, "", args(flag, "health")...)
+	if r.code != exitFull {
+		t.Errorf("over the limit: exit %d: %s", r.code, r.stderr)
+	}
+	wantLines(t, r.stderr, "✗ Too many connections (limit 2)", "statebusd is running but full")
+	if strings.Contains(r.stderr, "Start it with") {
+		t.Errorf("blames a stopped service:\n%s", r.stderr)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -103,12 +104,26 @@ func hint(err error, f *flags) string {
 		return "The target is not reading its events. Check that its process is alive and not blocked."
 	case errors.Is(err, context.DeadlineExceeded):
 		return "Timed out. Is statebusd overloaded? 'statebus health" + pipeArg(f) + "' shows its state."
+	case errors.Is(err, protocol.ErrTooManyConnections):
+		return "statebusd is running but full: it has as many clients as its MaxConnections allows. 'statebus machines" + pipeArg(f) + "' shows who holds them (once one leaves); or raise MessageBus.MaxConnections."
+	case errors.Is(err, statebus.ErrAccessDenied):
+		return "statebusd is running, but its access rules (MessageBus.Access in its config) do not allow this for your user. Ask its operator, or run as a user they allow."
+	case errors.Is(err, os.ErrPermission):
+		return "statebusd may be running, but your user may not open its socket" + socketArg(f) + " (file mode or directory permissions). Ask the operator to add you to the socket's group, or run as a user who may."
 	case errors.Is(err, statebus.ErrUntrustedServer):
 		return "Another user than expected serves that socket. If that user runs your statebusd, say so with --server-uid UID (or STATEBUS_SERVER_UID); if not, find who listens there (ss -xlp) before you trust it."
 	case errors.Is(err, statebus.ErrNotConnected), errors.Is(err, statebus.ErrClosed):
 		return "Start it with 'statebusd" + pipeArg(f) + "', or point --pipe-name (or STATEBUS_PIPE_NAME) at the running one."
 	}
 	return ""
+}
+
+// socketArg is " PATH", the socket f names, for a message.
+func socketArg(f *flags) string {
+	if f == nil {
+		return ""
+	}
+	return " " + f.socket()
 }
 
 // pipeArg repeats a non-default --pipe-name for a suggested command line.

@@ -157,7 +157,7 @@ func TestSendAck(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		target, text, to string
-		recipients     int
+		recipients       int
 	}{
 		{"*", "✓ PING delivered to 2 machines (*)", "*", 2},
 		{"billing", "✓ PING delivered to billing-v2 (redirected from billing by a routing rule)", "billing-v2", -1},
