@@ -22,7 +22,8 @@
 #              aggregated rate)
 #   reqrep     RTTS round trips, one at a time: round trips/s, p50 and p99
 #              statebus bench --mode reqrep | nats bench service request + serve
-#              (statebus has no request/reply yet: REQ there, RSP back)
+#              (statebus: Client.Request to a HandleRequest responder,
+#              the protocol's request/reply, one request in flight)
 #
 # With BASELINE=<git revision>, statebus and statebusd are also built from
 # that revision (a temporary git worktree) and run beside the current ones
