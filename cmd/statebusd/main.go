@@ -34,6 +34,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer,
 	sigs <-chan os.Signal, started chan<- *server.Server) int {
 	st, err := config.Load(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
+		config.Usage(stdout)
 		return 0
 	}
 	if err != nil {

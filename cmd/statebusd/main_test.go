@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/logging"
 	"github.com/statebus/statebus/internal/server"
 	"github.com/statebus/statebus/protocol"
 )
@@ -25,10 +26,18 @@ import (
 // run it as a real child process.
 // STATEBUSD_TEST_LISTEN_PID=1 makes it a socket-activated statebusd: it
 // sets LISTEN_PID to its own pid, as systemd does between fork and exec.
+// STATEBUSD_TEST_JOURNAL=1 sets JOURNAL_STREAM to its stderr's device and
+// inode, as systemd does when it connects stderr to the journal.
 func TestMain(m *testing.M) {
 	if os.Getenv("STATEBUSD_TEST_MAIN") == "1" {
 		if os.Getenv("STATEBUSD_TEST_LISTEN_PID") == "1" {
 			os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+		}
+		if os.Getenv("STATEBUSD_TEST_JOURNAL") == "1" {
+			// As systemd does for a unit's stderr connected to the journal.
+			if dev, ino, ok := logging.StreamID(os.Stderr); ok {
+				os.Setenv("JOURNAL_STREAM", fmt.Sprintf("%d:%d", dev, ino))
+			}
 		}
 		main()
 		return

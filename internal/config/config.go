@@ -5,8 +5,10 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -179,21 +181,23 @@ func secondsSetting(f func(*Settings, time.Duration)) func(*Settings, string) er
 func Load(args []string, getenv func(string) string) (*Settings, error) {
 	s := &Settings{Server: server.DefaultConfig(), PipeName: protocol.DefaultPipeName, HTTPAddr: DefaultHTTPAddr}
 	fs := flag.NewFlagSet("statebusd", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
-	configPath := fs.String("config", getenv("STATEBUS_CONFIG"), "appsettings.json-style config file (env STATEBUS_CONFIG)")
-	logLevel := fs.String("log-level", "", "debug, info, warn or error for every log category (default from Logging:LogLevel, else info)")
-	logFormat := fs.String("log-format", "", "text or json (default json when stderr is the systemd journal, else text)")
-	fs.BoolVar(&s.Version, "version", false, "print the version and exit")
-	fs.BoolVar(&s.SelfTest, "self-test", false, "run the self-test on a temporary socket, print the results and exit (0 if all passed)")
+	// Nothing printed here: --help is answered by the caller with Usage
+	// on stdout, a bad flag by the caller's error on stderr.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	configPath := fs.String("config", getenv("STATEBUS_CONFIG"), "")
+	logLevel := fs.String("log-level", "", "")
+	logFormat := fs.String("log-format", "", "")
+	fs.BoolVar(&s.Version, "version", false, "")
+	fs.BoolVar(&s.SelfTest, "self-test", false, "")
 	for _, st := range settings {
-		fs.String(st.flag, "", st.usage+" (env "+st.env+")")
-	}
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: statebusd [flags]\n\nRuns the statebus message bus service. Example:\n\n  statebusd --pipe-name XStateNet.MessageBus --log-level debug\n\nFlags:\n")
-		fs.PrintDefaults()
+		fs.String(st.flag, "", "")
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (see --help)", err)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))

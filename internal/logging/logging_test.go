@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -101,7 +102,12 @@ func TestJournalOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	env := map[string]string{"JOURNAL_STREAM": "8:12345"}
+	dev, ino, ok := StreamID(w)
+	if !ok {
+		t.Skip("no device and inode for a pipe on this system")
+	}
+	// As systemd sets it: the device and inode of the stream it connected.
+	env := map[string]string{"JOURNAL_STREAM": fmt.Sprintf("%d:%d", dev, ino)}
 	f, out := Output("", w, func(k string) string { return env[k] })
 	if f != JSON {
 		t.Fatalf("format %q under the journal, want json", f)
@@ -134,6 +140,19 @@ func TestJournalOutput(t *testing.T) {
 	}
 	if f, _ := Output("text", w, func(k string) string { return env[k] }); f != Text {
 		t.Fatalf("--log-format text under the journal: %q", f)
+	}
+	// JOURNAL_STREAM inherited by a process whose stderr is elsewhere (a
+	// shell started from a unit, its output to a file or a pipe): not the
+	// journal.
+	other, err := os.CreateTemp(t.TempDir(), "log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, js := range []string{env["JOURNAL_STREAM"], "8:12345", "garbage", ""} {
+		if f, out := Output("", other, func(string) string { return js }); f != Text || out != other {
+			t.Errorf("JOURNAL_STREAM=%q naming another stream: %q %T, want text to the file", js, f, out)
+		}
 	}
 	if _, err := New(&buf, Options{Format: "xml"}); err == nil {
 		t.Fatal("xml accepted")

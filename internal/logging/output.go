@@ -3,21 +3,22 @@ package logging
 import (
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
+	"strings"
 )
 
 // Output chooses where and how statebusd logs, from --log-format (format,
 // possibly "") and the environment:
 //
-//   - On a terminal, text, unless format says otherwise.
-//   - When stderr is not a terminal and JOURNAL_STREAM is set (systemd
-//     connected it to the journal), JSON, and every line starts with its
+//   - When stderr is the journal, JSON, and every line starts with its
 //     syslog priority (<3> error, <4> warning, <6> info, <7> debug) so that
-//     `journalctl -p warning` works; journald strips the prefix.
+//     `journalctl -p warning` works; journald strips the prefix. Stderr is
+//     the journal when JOURNAL_STREAM names its device and inode, as
+//     systemd.exec(5) says to check: a child that inherited the variable
+//     but writes to a terminal, a file or a pipe is not logging to it.
 //   - Otherwise text, or what format says.
 func Output(format string, stderr io.Writer, getenv func(string) string) (Format, io.Writer) {
-	journal := getenv("JOURNAL_STREAM") != "" && !isTerminal(stderr)
+	journal := sameStream(getenv("JOURNAL_STREAM"), stderr)
 	f := Format(format)
 	if f == "" {
 		f = Text
@@ -29,6 +30,22 @@ func Output(format string, stderr io.Writer, getenv func(string) string) (Format
 		return f, Journal{W: stderr}
 	}
 	return f, stderr
+}
+
+// sameStream reports whether journalStream, systemd's "DEVICE:INODE",
+// names w's file.
+func sameStream(journalStream string, w io.Writer) bool {
+	dev, ino, ok := strings.Cut(journalStream, ":")
+	if !ok {
+		return false
+	}
+	d, err1 := strconv.ParseUint(dev, 10, 64)
+	i, err2 := strconv.ParseUint(ino, 10, 64)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	wd, wi, ok := StreamID(w)
+	return ok && wd == d && wi == i
 }
 
 // Journal writes records to a stream systemd connected to the journal,
@@ -61,13 +78,4 @@ func Priority(l slog.Level) int {
 		return 6
 	}
 	return 7
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

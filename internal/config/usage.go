@@ -1,0 +1,73 @@
+package config
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Usage writes statebusd's --help: every flag with its type and default,
+// and every environment variable statebusd reads.
+func Usage(w io.Writer) {
+	fmt.Fprint(w, `Usage: statebusd [flags]
+
+Runs the statebus message bus service. Example:
+
+  statebusd --pipe-name XStateNet.MessageBus --log-level debug
+
+Each setting comes from the --config file's MessageBus section, then the
+environment, then the flag; the flag wins.
+
+General flags:
+  --config path
+        appsettings.json-style config file
+        env STATEBUS_CONFIG
+  --log-level level
+        debug, info, warn or error for every log category (default from
+        Logging:LogLevel, else info)
+        env STATEBUS_LOG_LEVEL; Logging__LogLevel__Default sets only the default
+  --log-format text|json
+        log format (default json when stderr is the systemd journal, else text)
+        env STATEBUS_LOG_FORMAT
+  --version
+        print the version and exit
+  --self-test
+        run the self-test on a temporary socket, print the results and exit
+        (0 if all passed)
+
+Settings (file key MessageBus:KEY):
+`)
+	for _, st := range settings {
+		fmt.Fprintf(w, "  --%s %s\n        %s\n        env %s or MessageBus__%s; file MessageBus:%s\n",
+			st.flag, kind(st.key), st.usage, st.env, st.key, st.key)
+	}
+	fmt.Fprint(w, `
+Also read from the environment:
+  TMPDIR            where a pipe name's socket goes: $TMPDIR/CoreFxPipe_NAME (default /tmp)
+  GOMEMLIMIT        overrides the memory limit statebusd derives from its connection budgets
+  JOURNAL_STREAM    set by systemd: JSON logs with priorities when it names stderr
+  NOTIFY_SOCKET, WATCHDOG_USEC, WATCHDOG_PID
+                    set by systemd: readiness, reload and watchdog notifications
+  LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES
+                    set by systemd: socket activation (statebusd.socket)
+`)
+}
+
+// kind names the type of value a setting takes, from its key.
+func kind(key string) string {
+	switch {
+	case key == "HealthCheckIntervalSeconds":
+		return "int" // whole seconds
+	case strings.HasSuffix(key, "Seconds"):
+		return "seconds" // a decimal number: 0.5 is half a second
+	case key == "SocketMode":
+		return "octal"
+	case key == "HttpMachines":
+		return "bool"
+	case key == "Http":
+		return "host:port|off"
+	case key == "PipeName":
+		return "name|path"
+	}
+	return "int"
+}
