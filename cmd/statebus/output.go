@@ -95,13 +95,21 @@ func errText(err error) string {
 
 // hint says what to do about err.
 func hint(err error, f *flags) string {
+	var na *notAckedError
+	if errors.As(err, &na) {
+		return na.hint(f)
+	}
 	switch {
 	case errors.Is(err, statebus.ErrTargetNotConnected):
 		return "No machine with that id is connected. 'statebus machines" + pipeArg(f) + "' lists the ones that are."
 	case errors.Is(err, statebus.ErrIDInUse):
 		return "Another client holds that machine id. Pick another one (--as ID), or stop the other client."
 	case errors.Is(err, statebus.ErrSlowConsumer):
-		return "The target is not reading its events. Check that its process is alive and not blocked."
+		who := "The target"
+		if id := strings.TrimPrefix(errText(err), protocol.ErrSlowConsumer.Prefix); id != errText(err) && id != "" {
+			who = id
+		}
+		return who + " is not reading its events: its queue stayed full for the service's SlowConsumerTimeout. Check that its process is alive and not blocked."
 	case errors.Is(err, context.DeadlineExceeded):
 		return "Timed out. Is statebusd overloaded? 'statebus health" + pipeArg(f) + "' shows its state."
 	case errors.Is(err, protocol.ErrTooManyConnections):

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/protocol"
 )
 
 func init() {
@@ -45,7 +47,8 @@ it. Exits 1 if it reached none, for example with
 statebus send '*' PING --json | jq .recipients`)
 	as := f.String("as", fmt.Sprintf("statebus-cli-%d", os.Getpid()), "machine id to send as")
 	priority := f.String("priority", "Normal", "High, Normal or Low: the event's place in the target's queue")
-	timeout := f.Duration("timeout", 10*time.Second, "how long to wait to connect and for the acknowledgement")
+	timeout := f.Duration("timeout", 10*time.Second, "how long to wait to connect and for the acknowledgement, at most")
+	ackTimeout := f.Duration("ack-timeout", defaultAckTimeout, "how long to wait for the acknowledgement once the event is sent (default: the service's default SlowConsumerTimeout, 5s, and a second)")
 	pos, code, ok := f.parse(args, 2, 3)
 	if !ok {
 		return code
@@ -64,7 +67,12 @@ statebus send '*' PING --json | jq .recipients`)
 	}
 	defer c.Close()
 	start := time.Now()
-	ack, err := c.SendEventAck(ctx, target, event, p, statebus.WithPriority(statebus.Priority(*priority)))
+	ackCtx, ackCancel := context.WithTimeout(ctx, *ackTimeout)
+	defer ackCancel()
+	ack, err := c.SendEventAck(ackCtx, target, event, p, statebus.WithPriority(statebus.Priority(*priority)))
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = diagnoseNoAck(c, target, event, min(time.Since(start), *ackTimeout))
+	}
 	if err != nil {
 		return failure(e, f, err)
 	}
@@ -82,6 +90,67 @@ statebus send '*' PING --json | jq .recipients`)
 		return 1
 	}
 	return 0
+}
+
+// defaultAckTimeout is how long send waits for an acknowledgement: the
+// service answers "Target machine is not keeping up" after its
+// SlowConsumerTimeout (5s by default) when the target's queue stays full,
+// but an event queued behind a write the target never reads stays
+// unacknowledged, so the wait needs a bound of its own.
+const defaultAckTimeout = 6 * time.Second
+
+// notAckedError is the error of a send whose acknowledgement did not come
+// in time, with what the service said about the target meanwhile.
+type notAckedError struct {
+	target, event string
+	waited        time.Duration
+	// checked: the service listed its machines; connected: target was
+	// among them.
+	checked, connected bool
+}
+
+func (e *notAckedError) Error() string {
+	msg := fmt.Sprintf("%s was not acknowledged within %s", e.event, e.waited.Round(time.Millisecond))
+	switch {
+	case e.checked && e.connected:
+		return msg + fmt.Sprintf(": %s is connected but has not read it", e.target)
+	case e.checked:
+		return msg + fmt.Sprintf(": %s is no longer connected", e.target)
+	}
+	return msg + fmt.Sprintf(": the service has not written it to %s", e.target)
+}
+
+// hint says what to do about e.
+func (e *notAckedError) hint(f *flags) string {
+	switch {
+	case e.checked && e.connected:
+		return e.target + " is not reading its events: check that its process is alive and not blocked. The service keeps the event queued for it, writes it if it reads again and drops it if it disconnects."
+	case e.checked:
+		return e.target + " went away before it read the event. 'statebus machines" + pipeArg(f) + "' lists the machines that are connected."
+	}
+	return "The target is not reading its events, or statebusd is overloaded: 'statebus health" + pipeArg(f) + "' shows its state."
+}
+
+// diagnoseNoAck asks the service whether target is connected, after no
+// acknowledgement came within waited.
+func diagnoseNoAck(c *statebus.Client, target, event string, waited time.Duration) error {
+	e := &notAckedError{target: target, event: event, waited: waited}
+	if target == protocol.Broadcast || strings.HasPrefix(target, "@") {
+		return e // which machine holds it up is not known
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	machines, err := c.Machines(ctx)
+	if err != nil {
+		return e
+	}
+	e.checked = true
+	for _, m := range machines {
+		if m.MachineID == target {
+			e.connected = true
+		}
+	}
+	return e
 }
 
 // ackText says where the service delivered an event sent to target.
