@@ -90,7 +90,7 @@ func newCollector(srv source) *collector {
 		bytesIn:      d("received_bytes_total", "Bytes read from clients."),
 		bytesOut:     d("sent_bytes_total", "Bytes written to clients."),
 		queued:       d("outbound_queue_bytes", "Bytes waiting in all connections' outbound queues now."),
-		lastActivity: d("last_activity_timestamp_seconds", "When a client last registered, sent or received (Unix time)."),
+		lastActivity: d("last_activity_timestamp_seconds", "When a client last sent a request other than Health or Machines (Unix time); the start time until one does."),
 		started:      d("start_time_seconds", "When the service started (Unix time)."),
 		build:        d("build_info", "Always 1; the labels say which build runs.", "version", "revision"),
 		slowClosed:   d("slow_consumers_closed_total", "Connections closed because what the service held for them reached MaxConnectionBytes."),
