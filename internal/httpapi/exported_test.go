@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"maps"
 	"net/http/httptest"
@@ -17,7 +18,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/statebus/statebus"
 	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/router"
 	"github.com/statebus/statebus/internal/server"
 	"github.com/statebus/statebus/protocol"
 )
@@ -379,5 +382,58 @@ func TestStatusDocumented(t *testing.T) {
 	keys := slices.Sorted(maps.Keys(doc))
 	if !slices.Equal(documented, keys) {
 		t.Errorf("/status row of docs/operations.md names %v;\n/status answers %v", documented, keys)
+	}
+}
+
+// TestCopyCounters: copies to watchers and routing rule copies that
+// fail, counted by a real server, reach /status and /metrics.
+func TestCopyCounters(t *testing.T) {
+	srv, base := startWith(t, func(c *server.Config) {
+		c.Routes = []router.RouteRule{{Match: router.RuleMatch{EventName: "AUDITED"}, Action: "copy", To: "audit"}}
+	})
+	ctx := context.Background()
+	a, err := statebus.Dial(ctx, "machine-a", statebus.WithPipeName(srv.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	w, err := statebus.Dial(ctx, "watcher", statebus.WithPipeName(srv.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	seen := make(chan statebus.Event, 10)
+	stop, err := w.Watch(ctx, statebus.Filter{EventName: "AUDITED"}, func(ev statebus.Event) { seen <- ev })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	// To itself: delivered, watched, and copied to "audit", which is not
+	// connected.
+	const n = 3
+	for range n {
+		if err := a.SendEvent(ctx, "machine-a", "AUDITED", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		select {
+		case <-seen:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the watcher got no copy")
+		}
+	}
+	var st Status
+	getJSON(t, base+"/status", 200, &st)
+	if st.WatchCopies != n || st.RuleCopiesFailed != n || st.WatchDropped != 0 {
+		t.Errorf("/status WatchCopies %d, RuleCopiesFailed %d, WatchDropped %d; want %d, %d, 0",
+			st.WatchCopies, st.RuleCopiesFailed, st.WatchDropped, n, n)
+	}
+	mf := scrape(t, base)
+	for name, want := range map[string]float64{"statebus_watch_copies_total": n,
+		"statebus_rule_copies_failed_total": n, "statebus_watch_copies_dropped_total": 0} {
+		if got := value(t, mf, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
 	}
 }

@@ -25,10 +25,18 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // start runs a real server on a temporary socket and the API on a free
 // loopback port.
-func start(t *testing.T) (*server.Server, string) {
+func start(t *testing.T) (*server.Server, string) { return startWith(t, nil) }
+
+// startWith is start with more configuration.
+func startWith(t *testing.T, cfg func(*server.Config)) (*server.Server, string) {
 	t.Helper()
 	m := NewMetrics()
-	srv := bustest.Start(t, func(c *server.Config) { c.OnRouteLatency = m.ObserveRouteLatency })
+	srv := bustest.Start(t, func(c *server.Config) {
+		c.OnRouteLatency = m.ObserveRouteLatency
+		if cfg != nil {
+			cfg(c)
+		}
+	})
 	if err := m.Watch(srv); err != nil {
 		t.Fatal(err)
 	}
