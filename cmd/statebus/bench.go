@@ -156,22 +156,36 @@ func runBench(ctx context.Context, e *env, args []string) int {
 		return 1
 	}
 	res, failures := benchRun(ctx, e, cfg, pubs, subs)
+	interrupted := errors.Is(context.Cause(ctx), context.Canceled)
+	if interrupted {
+		res.Interrupted, res.InFlight, res.Lost = true, res.Lost, 0
+	}
 	if cfg.json {
 		benchWriteJSON(e.stdout, res)
 	} else {
 		benchReport(e.stdout, cfg, res)
 	}
-	if ctx.Err() != nil {
+	switch {
+	case interrupted:
+		failures = append(failures, "interrupted")
+	case ctx.Err() != nil:
 		failures = append(failures, fmt.Sprintf("stopped: %v (--timeout %v)", context.Cause(ctx), cfg.timeout))
 	}
 	for _, f := range failures {
 		fmt.Fprintf(e.stderr, "statebus bench: %s\n", f)
 	}
-	if len(failures) > 0 || res.Lost != 0 {
+	switch {
+	case interrupted:
+		return exitInterrupted
+	case len(failures) > 0 || res.Lost != 0:
 		return 1
 	}
 	return 0
 }
+
+// exitInterrupted is the exit code of a command stopped by Ctrl-C
+// (SIGINT), as a shell reports it: 128 + 2.
+const exitInterrupted = 130
 
 func benchParse(e *env, args []string) (cfg benchConfig, code int, ok bool) {
 	fs := flag.NewFlagSet("statebus bench", flag.ContinueOnError)
@@ -391,6 +405,15 @@ func benchRun(ctx context.Context, e *env, cfg benchConfig, pubs, subs []*benchC
 	go func() { wg.Wait(); close(pubsDone) }()
 	benchWait(ctx, cfg, receivers, total, pubsDone, bar)
 	<-pubsDone // publishers return at once when ctx ends
+	if errors.Is(context.Cause(ctx), context.Canceled) {
+		// Interrupted: give what is in flight a moment to arrive, so it
+		// is counted as delivered, not as missing.
+		wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		drain := cfg
+		drain.straggler = min(cfg.straggler, 200*time.Millisecond)
+		benchWait(wctx, drain, receivers, benchSentTotal(cfg, pubs), pubsDone, bar)
+		wcancel()
+	}
 	if bar != nil {
 		bar.Clear()
 	}
@@ -400,6 +423,21 @@ func benchRun(ctx context.Context, e *env, cfg benchConfig, pubs, subs []*benchC
 		b.c.Close()
 	}
 	return benchSummarize(cfg, start, pubs, subs, receivers)
+}
+
+// benchSentTotal is how many events the receivers should have for what
+// the publishers sent (requests, in reqrep).
+func benchSentTotal(cfg benchConfig, pubs []*benchClient) int64 {
+	var sent int64
+	for _, p := range pubs {
+		p.mu.Lock()
+		sent += p.sent
+		p.mu.Unlock()
+	}
+	if cfg.mode == "broadcast" {
+		sent *= int64(cfg.subs)
+	}
+	return sent
 }
 
 // benchPublish sends publisher i's share, pipelined.

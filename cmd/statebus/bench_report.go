@@ -29,8 +29,15 @@ type benchResult struct {
 	Seconds    float64      `json:"seconds"`
 	MsgsPerSec float64      `json:"msgs_per_sec"`
 	MBPerSec   float64      `json:"mb_per_sec"`
+	Sent       int64        `json:"sent"` // events published (deliveries expected, in broadcast)
 	Lost       int64        `json:"lost"`
 	Latency    benchLatency `json:"latency_us"`
+	// Interrupted: the run was stopped (Ctrl-C) before it finished. Sent
+	// and delivered are what happened until then; InFlight were sent but
+	// had not arrived when the receivers stopped, and are not counted as
+	// lost.
+	Interrupted bool  `json:"interrupted,omitempty"`
+	InFlight    int64 `json:"in_flight,omitempty"`
 
 	got     int64             // events (round trips) delivered
 	clients []benchClientLine // per client, for the text report
@@ -99,6 +106,7 @@ func benchSummarize(cfg benchConfig, start time.Time, pubs, subs, receivers []*b
 		}
 		r.mu.Unlock()
 	}
+	res.Sent = sent
 	res.Lost = sent - res.got
 	res.Seconds = end.Sub(start).Seconds()
 	if res.Seconds > 0 {
@@ -145,8 +153,14 @@ func benchReport(w io.Writer, cfg benchConfig, res benchResult) {
 	}
 	fmt.Fprintf(w, "statebus bench: %s, %d publisher(s) -> %d subscriber(s), %s %s of %d bytes\n",
 		cfg.mode, cfg.pubs, cfg.subs, benchCommas(cfg.msgs), what, cfg.size)
-	fmt.Fprintf(w, "delivered %s %s in %.3fs: %s msgs/s, %.1f MB/s; lost %d\n",
-		benchCommas(res.got), what, res.Seconds, benchCommas(int64(res.MsgsPerSec)), res.MBPerSec, res.Lost)
+	if res.Interrupted {
+		fmt.Fprintf(w, "interrupted: sent %s of %s %s; delivered %s in %.3fs: %s msgs/s, %.1f MB/s; %d in flight when stopped\n",
+			benchCommas(res.Sent), benchCommas(res.Msgs), what, benchCommas(res.got), res.Seconds,
+			benchCommas(int64(res.MsgsPerSec)), res.MBPerSec, res.InFlight)
+	} else {
+		fmt.Fprintf(w, "delivered %s %s in %.3fs: %s msgs/s, %.1f MB/s; lost %d\n",
+			benchCommas(res.got), what, res.Seconds, benchCommas(int64(res.MsgsPerSec)), res.MBPerSec, res.Lost)
+	}
 	l := res.Latency
 	fmt.Fprintf(w, "latency (µs, %s): p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
 		kind, l.P50, l.P90, l.P99, l.P999, l.Max)

@@ -45,7 +45,7 @@ func benchDecode(t *testing.T, stdout string) benchResult {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	want := []string{"latency_us", "lost", "mb_per_sec", "mode", "msgs", "msgs_per_sec", "pubs", "seconds", "size", "subs"}
+	want := []string{"latency_us", "lost", "mb_per_sec", "mode", "msgs", "msgs_per_sec", "pubs", "seconds", "sent", "size", "subs"}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("fields %v, want %v", keys, want)
 	}

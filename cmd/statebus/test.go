@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/statebus/statebus/internal/selftest"
@@ -76,7 +78,10 @@ printf 'send machine-b PING hello\nquit\n' | statebus test custom --as machine-a
 	if f.json {
 		writeJSON(e.stdout, doc)
 	}
-	if !passed {
+	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		return exitInterrupted
+	case !passed:
 		return 1
 	}
 	return 0
@@ -197,32 +202,45 @@ func scenarioMulti(ctx context.Context, o *out, f *flags, timeout time.Duration)
 }
 
 type stressJSON struct {
-	Scenario   string      `json:"scenario"`
-	OK         bool        `json:"ok"`
-	Messages   int         `json:"messages"`
-	Sent       int         `json:"sent"`
-	Received   int         `json:"received"`
-	Lost       int         `json:"lost"`
-	InOrder    bool        `json:"in_order"`
-	Seconds    float64     `json:"seconds"`
-	MsgsPerSec float64     `json:"msgs_per_sec"`
-	LatencyMs  latencyJSON `json:"latency_ms"`
-	Errors     []string    `json:"errors"`
-	SenderID   string      `json:"sender"`
-	ReceiverID string      `json:"receiver"`
+	Scenario string `json:"scenario"`
+	OK       bool   `json:"ok"`
+	Messages int    `json:"messages"`
+	Sent     int    `json:"sent"`
+	Received int    `json:"received"`
+	Lost     int    `json:"lost"`
+	// Interrupted: stopped by Ctrl-C; Sent and Received are what happened
+	// until then, and InFlight (sent, not received when it stopped) is
+	// not counted as lost.
+	Interrupted bool        `json:"interrupted,omitempty"`
+	InFlight    int         `json:"in_flight,omitempty"`
+	InOrder     bool        `json:"in_order"`
+	Seconds     float64     `json:"seconds"`
+	MsgsPerSec  float64     `json:"msgs_per_sec"`
+	LatencyMs   latencyJSON `json:"latency_ms"`
+	Errors      []string    `json:"errors"`
+	SenderID    string      `json:"sender"`
+	ReceiverID  string      `json:"receiver"`
 }
 
-func scenarioStress(ctx context.Context, o *out, f *flags, timeout time.Duration, n int) (any, bool) {
-	ctx, cancel := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("stress test took longer than --timeout %v", timeout))
+func scenarioStress(parent context.Context, o *out, f *flags, timeout time.Duration, n int) (any, bool) {
+	ctx, cancel := context.WithTimeoutCause(parent, timeout, fmt.Errorf("stress test took longer than --timeout %v", timeout))
 	defer cancel()
 	o.printf("Stress test (%d messages) on %s\n", n, f.socket())
 	r := selftest.Stress(ctx, n, f.bus()...)
+	interrupted := errors.Is(parent.Err(), context.Canceled)
 	ok := r.OK() && r.Sent == n
-	o.check(r.Sent == n, "Sent: %d messages", r.Sent)
-	if r.Received == n {
+	switch {
+	case interrupted:
+		o.check(false, "Interrupted after sending %d of %d messages", r.Sent, n)
+		o.check(false, "Received: %d of the %d sent (%d in flight when stopped)", r.Received, r.Sent, r.Sent-r.Received)
+		// What the interruption itself caused is not an error of the bus.
+		r.Errors = slices.DeleteFunc(r.Errors, func(s string) bool { return strings.HasSuffix(s, context.Canceled.Error()) })
+	case r.Received == n:
+		o.check(r.Sent == n, "Sent: %d messages", r.Sent)
 		o.check(true, "Received: %d messages", r.Received)
-	} else {
-		o.check(false, "Received: %d/%d messages (%d lost)", r.Received, n, n-r.Received)
+	default:
+		o.check(r.Sent == n, "Sent: %d of %d messages", r.Sent, n)
+		o.check(false, "Received: %d of the %d sent (%d lost)", r.Received, r.Sent, r.Sent-r.Received)
 	}
 	if !r.InOrder {
 		o.check(false, "Events arrived out of order")
@@ -240,6 +258,9 @@ func scenarioStress(ctx context.Context, o *out, f *flags, timeout time.Duration
 	doc := stressJSON{Scenario: "stress", OK: ok, Messages: n, Sent: r.Sent, Received: r.Received,
 		Lost: r.Sent - r.Received, InOrder: r.InOrder, Seconds: r.Elapsed.Seconds(), MsgsPerSec: r.Throughput(),
 		LatencyMs: lat, Errors: nonNil(r.Errors), SenderID: r.Sender, ReceiverID: r.Receiver}
+	if interrupted {
+		doc.Interrupted, doc.InFlight, doc.Lost = true, doc.Lost, 0
+	}
 	return doc, ok
 }
 
