@@ -366,22 +366,35 @@ func TestMetricsDocumented(t *testing.T) {
 	}
 }
 
-// TestStatusDocumented: the /status row of operations.md's endpoint table
-// names every key /status answers with, and no other.
-func TestStatusDocumented(t *testing.T) {
-	_, base := start(t)
-	var doc map[string]json.RawMessage
-	getJSON(t, base+"/status", 200, &doc)
-	var documented []string
-	for _, line := range section(t, "## 6. Monitoring") {
-		if c := cells(line); len(c) >= 2 && strings.Contains(c[0], "GET /status") {
-			documented = quoted(c[1], jsonKey)
-		}
+// TestEndpointsDocumented: the /status and /machines rows of
+// operations.md's endpoint table name every key those documents have, and
+// no other.
+func TestEndpointsDocumented(t *testing.T) {
+	srv, base := start(t)
+	c, err := statebus.Dial(context.Background(), "machine-a", statebus.WithPipeName(srv.Addr()))
+	if err != nil {
+		t.Fatal(err)
 	}
-	slices.Sort(documented)
-	keys := slices.Sorted(maps.Keys(doc))
-	if !slices.Equal(documented, keys) {
-		t.Errorf("/status row of docs/operations.md names %v;\n/status answers %v", documented, keys)
+	defer c.Close()
+	var status map[string]json.RawMessage
+	getJSON(t, base+"/status", 200, &status)
+	var machines []map[string]json.RawMessage
+	getJSON(t, base+"/machines", 200, &machines)
+	if len(machines) != 1 {
+		t.Fatalf("/machines: %v", machines)
+	}
+	for path, doc := range map[string]map[string]json.RawMessage{"/status": status, "/machines": machines[0]} {
+		var documented []string
+		for _, line := range section(t, "## 6. Monitoring") {
+			if c := cells(line); len(c) >= 2 && strings.Contains(c[0], "GET "+path+"`") {
+				documented = quoted(c[1], jsonKey)
+			}
+		}
+		slices.Sort(documented)
+		keys := slices.Sorted(maps.Keys(doc))
+		if !slices.Equal(documented, keys) {
+			t.Errorf("the %s row of docs/operations.md names %v;\n%s answers %v", path, documented, path, keys)
+		}
 	}
 }
 
