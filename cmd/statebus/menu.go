@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -22,7 +23,7 @@ func runMenu(ctx context.Context, e *env, args []string) int {
 	f := newFlags(e, "menu", "[flags]",
 		`The XStateNet test client's interactive menu: choose a scenario (ping-pong,
 multi-client broadcast, stress, custom), see its result, choose again, until
-5 or end of input. Exits 1 if any scenario it ran failed. With --json the
+5 or end of input. Exits 1 if any scenario it ran failed, 130 on Ctrl-C. With --json the
 menu and prompts go to stderr and one JSON document with every run's result
 goes to stdout at the end.`,
 		`statebus menu
@@ -59,19 +60,9 @@ loop:
 		case "2":
 			run, passed = scenarioMulti(ctx, o, f, *timeout)
 		case "3":
-			o.printf("Messages [%d]: ", defaultMessages)
-			text, ok := lr.next(ctx)
+			n, ok := askMessages(ctx, o, lr)
 			if !ok {
 				break loop
-			}
-			n := defaultMessages
-			if text != "" {
-				v, err := strconv.Atoi(text)
-				if err != nil || v < 1 {
-					o.check(false, "%q is not a number of messages: enter a whole number of at least 1", text)
-					continue
-				}
-				n = v
 			}
 			run, passed = scenarioStress(ctx, o, f, *timeout, n)
 		case "4":
@@ -90,8 +81,32 @@ loop:
 	if f.json {
 		writeJSON(e.stdout, doc)
 	}
-	if !doc.OK {
+	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		return exitInterrupted // Ctrl-C, at a prompt or during a scenario
+	case !doc.OK:
 		return 1
 	}
 	return 0
+}
+
+// askMessages asks for the stress test's number of messages until it gets
+// one (an empty line: the default); ok is false at end of input or when
+// ctx ends.
+func askMessages(ctx context.Context, o *out, lr *lineReader) (n int, ok bool) {
+	for {
+		o.printf("Messages [%d]: ", defaultMessages)
+		text, ok := lr.next(ctx)
+		if !ok {
+			o.printf("\n")
+			return 0, false
+		}
+		if text == "" {
+			return defaultMessages, true
+		}
+		if v, err := strconv.Atoi(text); err == nil && v >= 1 {
+			return v, true
+		}
+		o.check(false, "%q is not a number of messages: enter a whole number of at least 1", text)
+	}
 }

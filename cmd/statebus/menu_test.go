@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMenu(t *testing.T) {
@@ -36,8 +39,32 @@ func TestMenuEndOfInput(t *testing.T) {
 		t.Fatalf("exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	wantLines(t, r.stdout, "✓ Sent: 100 messages\n", "✓ Received: 100 messages\n")
-	if r := runCmd(t, "3\nmany\n", args(flag, "menu")...); r.code != 0 || !strings.Contains(r.stdout, `✗ "many" is not a number of messages`) {
+	// A bad count asks again, not the whole menu.
+	r = runCmd(t, "3\nmany\n0\n50\n", args(flag, "menu")...)
+	if r.code != 0 || !strings.Contains(r.stdout, `✗ "many" is not a number of messages`) ||
+		!strings.Contains(r.stdout, `✗ "0" is not a number of messages`) || !strings.Contains(r.stdout, "✓ Received: 50 messages\n") {
 		t.Errorf("bad count: exit %d:\n%s", r.code, r.stdout)
+	}
+	if n := strings.Count(r.stdout, "Messages [100]: "); n != 3 {
+		t.Errorf("asked for the count %d times, want 3:\n%s", n, r.stdout)
+	}
+}
+
+// Ctrl-C at a prompt ends the menu with 130, as a shell reports SIGINT.
+func TestMenuInterrupted(t *testing.T) {
+	flag, _ := startBus(t)
+	for _, input := range []string{"", "3\n"} { // at the menu, at the count
+		stdin, w := io.Pipe()
+		defer w.Close()
+		go w.Write([]byte(input))
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(300*time.Millisecond, cancel)
+		e, out, _ := newEnv("")
+		e.stdin = stdin
+		if code := run(ctx, e, args(flag, "menu")); code != exitInterrupted {
+			t.Errorf("input %q: exit %d, want %d:\n%s", input, code, exitInterrupted, out)
+		}
+		cancel()
 	}
 }
 
