@@ -200,6 +200,9 @@ func encodePayload(payload any) ([]byte, error) {
 		return nil, nil
 	case json.RawMessage:
 		if !protocol.Valid(v) {
+			if json.Valid(v) && nestedOver(v, maxPayloadDepth) {
+				return nil, errTooDeep()
+			}
 			return nil, fmt.Errorf("statebus: payload is not valid JSON (a json.RawMessage must hold one JSON value)")
 		}
 		p = v
@@ -217,9 +220,16 @@ func encodePayload(payload any) ([]byte, error) {
 		}
 	}
 	if nestedOver(p, maxPayloadDepth) {
-		return nil, fmt.Errorf("%w: the payload nests more than %d levels deep, which the service refuses", protocol.ErrTooDeep, maxPayloadDepth)
+		return nil, errTooDeep()
 	}
 	return p, nil
+}
+
+// errTooDeep is the error of a payload nested deeper than the service
+// takes.
+func errTooDeep() error {
+	return fmt.Errorf("%w: the payload nests more than %d levels deep, the most the service takes in an event (%d levels in a line)",
+		protocol.ErrTooDeep, maxPayloadDepth, protocol.MaxDepth)
 }
 
 // nestedOver reports whether the JSON p nests more than max levels deep.

@@ -168,3 +168,26 @@ func (f *flags) payloadArg(pos []string, i int) (raw json.RawMessage, p any, ok 
 	raw = json.RawMessage(pos[i])
 	return raw, raw, true
 }
+
+// checkTarget returns the service's invalid-id error for a target no
+// machine can have: empty, too long, or not a machine id, "*" or
+// "@GROUP[:*]", so the user is not told it is merely "not connected".
+func checkTarget(target string) error {
+	if target == protocol.Broadcast {
+		return nil
+	}
+	if group, ok := strings.CutPrefix(target, string(protocol.GroupPrefix)); ok {
+		group = strings.TrimSuffix(group, ":*")
+		switch {
+		case group == "":
+			return protocol.ErrInvalidID.New(`"@" needs a group name after it`)
+		case len(group) > protocol.MaxIDBytes:
+			return protocol.ErrInvalidID.New(fmt.Sprintf("group name longer than %d bytes", protocol.MaxIDBytes))
+		}
+		return nil
+	}
+	if err := protocol.ValidateID([]byte(target)); err != nil {
+		return err
+	}
+	return nil
+}

@@ -20,7 +20,9 @@ func runListen(ctx context.Context, e *env, args []string) int {
 line on stdout (SourceMachineId, TargetMachineId, EventName, Payload, Timestamp),
 until interrupted (Ctrl-C). If statebusd goes away it reconnects and registers
 ID again when it is back (unless --reconnect=false: then it exits 1). Status
-goes to stderr, so the output pipes into jq; --json changes nothing.
+goes to stderr, so the output pipes into jq. The events are JSON lines with or
+without --json; with --json a failure is also reported on stdout, as a last
+line {"ok":false,"error":...}.
 
 --watch FILTER also prints copies of other machines' events that match
 FILTER: comma-separated FIELD=GLOB pairs over EventName, SourceMachineId and

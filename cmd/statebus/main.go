@@ -5,11 +5,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/statebus/statebus/internal/version"
@@ -54,6 +56,11 @@ func run(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stdout, "statebus %s\n", version.String())
 		return 0
 	}
+	args, err := globalFlagsFirst(args)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "statebus: %v (see statebus --help)\n", err)
+		return 2
+	}
 	cmd, ok := commands[args[0]]
 	if !ok {
 		fmt.Fprintf(e.stderr, "statebus: unknown command %q (see statebus --help)\n", args[0])
@@ -62,8 +69,43 @@ func run(ctx context.Context, e *env, args []string) int {
 	return cmd.run(ctx, e, args[1:])
 }
 
+// globalFlagsFirst moves the flags every command has (--pipe-name,
+// --server-uid, --json) from before the command's name to just after it,
+// so "statebus --pipe-name X health" works as "statebus health
+// --pipe-name X".
+func globalFlagsFirst(args []string) ([]string, error) {
+	var global []string
+	i := 0
+	for ; i < len(args) && strings.HasPrefix(args[i], "-"); i++ {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		switch name {
+		case "json":
+			global = append(global, args[i])
+		case "pipe-name", "server-uid":
+			global = append(global, args[i])
+			if !hasValue {
+				if i+1 >= len(args) {
+					return nil, fmt.Errorf("flag needs an argument: %s", args[i])
+				}
+				i++
+				global = append(global, args[i])
+			}
+		default:
+			return nil, fmt.Errorf("flag %s before the command: only --pipe-name, --server-uid and --json may come before it", args[i])
+		}
+	}
+	if i == len(args) {
+		return nil, errors.New("no command after the flags")
+	}
+	if len(global) == 0 {
+		return args, nil
+	}
+	out := append([]string{args[i]}, global...)
+	return append(out, args[i+1:]...), nil
+}
+
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "Usage: statebus COMMAND [flags]")
+	fmt.Fprintln(w, "Usage: statebus [--pipe-name NAME] [--server-uid USER] [--json] COMMAND [flags]")
 	fmt.Fprintln(w, "\nCommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
@@ -74,7 +116,8 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nEvery command takes --pipe-name (env STATEBUS_PIPE_NAME), --server-uid (env")
-	fmt.Fprintln(w, "STATEBUS_SERVER_UID: the user that must serve the socket, besides root) and --help.")
+	fmt.Fprintln(w, "STATEBUS_SERVER_UID: the user that must serve the socket, besides root), --json")
+	fmt.Fprintln(w, "and --help; --pipe-name, --server-uid and --json may also come before COMMAND.")
 	fmt.Fprintln(w, "Example: statebus send machine-b PING '{\"Message\":\"Hello\"}'")
 }
 

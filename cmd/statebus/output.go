@@ -99,11 +99,18 @@ func hint(err error, f *flags) string {
 	if errors.As(err, &na) {
 		return na.hint(f)
 	}
+	var nr *noReplyError
+	if errors.As(err, &nr) {
+		return nr.hint()
+	}
 	switch {
 	case errors.Is(err, statebus.ErrTargetNotConnected):
 		return "No machine with that id is connected. 'statebus machines" + pipeArg(f) + "' lists the ones that are."
 	case errors.Is(err, statebus.ErrIDInUse):
-		return "Another client holds that machine id. Pick another one (--as ID), or stop the other client."
+		if f != nil && f.Lookup("as") != nil {
+			return "Another client holds that machine id. Pick another one (--as ID), or stop the other client."
+		}
+		return "Another client holds that machine id. Use another one, or stop the other client."
 	case errors.Is(err, statebus.ErrSlowConsumer):
 		who := "The target"
 		if id := strings.TrimPrefix(errText(err), protocol.ErrSlowConsumer.Prefix); id != errText(err) && id != "" {

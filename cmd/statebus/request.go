@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -42,6 +43,9 @@ handler returns an error, or when no reply comes within --timeout.`,
 	if !ok {
 		return 2
 	}
+	if err := checkTarget(target); err != nil {
+		return failure(e, f, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	c, err := statebus.Dial(ctx, *as, f.bus()...)
@@ -51,6 +55,9 @@ handler returns an error, or when no reply comes within --timeout.`,
 	defer c.Close()
 	start := time.Now()
 	rep, err := c.Request(ctx, target, event, payload)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = &noReplyError{target: target, event: event, timeout: *timeout}
+	}
 	if err != nil {
 		return failure(e, f, err)
 	}
@@ -66,4 +73,20 @@ handler returns an error, or when no reply comes within --timeout.`,
 	}
 	fmt.Fprintln(e.stdout, string(reply))
 	return 0
+}
+
+// noReplyError is the error of a request whose reply did not come within
+// --timeout.
+type noReplyError struct {
+	target, event string
+	timeout       time.Duration
+}
+
+func (e *noReplyError) Error() string {
+	return fmt.Sprintf("no reply from %s to %s within --timeout %v", e.target, e.event, e.timeout)
+}
+
+// hint says what to do about e.
+func (e *noReplyError) hint() string {
+	return e.target + " took the request but its handler did not answer in time: it may be slow, blocked or not reading its events. Raise --timeout if it needs longer."
 }

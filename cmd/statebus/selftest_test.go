@@ -2,12 +2,17 @@ package main
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
 func TestSelftest(t *testing.T) {
-	// --pipe-name is ignored: the self-test needs no running service.
+	// --pipe-name is refused: the self-test checks a bus of its own.
 	r := runCmd(t, "", "selftest", "--messages", "2000", "--pipe-name", "/tmp/statebus-no-such-dir/bus.sock")
+	if r.code != 2 || !strings.Contains(r.stderr, "statebus selftest: --pipe-name does not apply: selftest checks a bus it starts itself") {
+		t.Errorf("--pipe-name: exit %d: %s", r.code, r.stderr)
+	}
+	r = runCmd(t, "", "selftest", "--messages", "2000")
 	if r.code != 0 {
 		t.Fatalf("exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}

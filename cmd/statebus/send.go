@@ -58,6 +58,9 @@ statebus send '*' PING --json | jq .recipients`)
 	if !ok {
 		return 2
 	}
+	if err := checkTarget(target); err != nil {
+		return failure(e, f, err)
+	}
 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
