@@ -125,16 +125,26 @@ func scenarioCustom(ctx context.Context, o *out, f *flags, lr *lineReader, id st
 			if len(fields) > 3 {
 				payload = map[string]string{"Message": afterFields(line, 3)}
 			}
+			if err := checkTarget(target); err != nil {
+				doc.Failed++
+				fail(err)
+				continue
+			}
 			sctx, cancel := context.WithTimeout(ctx, customWait)
-			err := c.SendEvent(sctx, target, event, payload)
+			ack, err := c.SendEventAck(sctx, target, event, payload)
 			cancel()
 			if err != nil {
 				doc.Failed++
 				fail(err)
 				continue
 			}
+			if ack.Recipients != nil && *ack.Recipients == 0 {
+				doc.Failed++
+				fail(fmt.Errorf("%s %s", event, ackText(target, ack)))
+				continue
+			}
 			doc.Sent++
-			o.check(true, "%s sent to %s", event, target)
+			o.check(true, "%s %s", event, ackText(target, ack))
 		case fields[0] == "wait" && len(fields) == 2:
 			wctx, cancel := context.WithTimeout(ctx, customWait)
 			got := box.take(wctx, fields[1])

@@ -144,6 +144,7 @@ func TestTestCustom(t *testing.T) {
 		"wait PONG\n" +
 		"send me SELF\n" +
 		"wait SELF\n" +
+		"send * ALL\n" +
 		"quit\n" +
 		"send peer PING never sent\n"
 	r := runCmd(t, stdin, args(flag, "test", "custom", "--as", "me")...)
@@ -152,12 +153,13 @@ func TestTestCustom(t *testing.T) {
 	}
 	wantLines(t, r.stdout,
 		"Custom mode: connected as me on ",
-		"✓ PING sent to peer\n",
+		"✓ PING delivered to peer\n",
 		`← PONG from peer: {"Message":"hello  there"}`,
 		"✓ PONG arrived\n",
-		"✓ SELF sent to me\n",
+		"✓ SELF delivered to me\n",
 		"← SELF from me: null\n",
-		"✓ SELF arrived\n")
+		"✓ SELF arrived\n",
+		"✓ ALL delivered to 1 machine (*)\n")
 	if strings.Contains(r.stdout, "never sent") {
 		t.Errorf("read past quit:\n%s", r.stdout)
 	}
@@ -173,7 +175,7 @@ func TestTestCustomFailures(t *testing.T) {
 	wantLines(t, r.stderr,
 		"✗ Target machine not connected: nobody\n",
 		`✗ cannot read "frobnicate": use send <target> <event> [message], wait <event> or quit`,
-		"✓ OK sent to me\n")
+		"✓ OK delivered to me\n")
 	var doc customJSON
 	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
 		t.Fatalf("%v:\n%s", err, r.stdout)
