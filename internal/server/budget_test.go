@@ -363,7 +363,7 @@ func TestGroupTeardownIsLinear(t *testing.T) {
 }
 
 // Fan-out waits for a subscriber that is behind but reading: a broadcast
-// flood to one that reads a byte at a time loses nothing, while a
+// flood to one that reads 256 bytes at a time loses nothing, while a
 // subscriber that never reads misses what does not fit.
 func TestBroadcastWaitsForSlowReader(t *testing.T) {
 	srv := bustest.Start(t, func(c *server.Config) {
@@ -377,15 +377,16 @@ func TestBroadcastWaitsForSlowReader(t *testing.T) {
 	const n = 1000
 	got := make(chan int)
 	go func() {
-		one := make([]byte, 1)
+		// Small reads: far slower than the broadcaster, so its queue fills,
+		// but never blocked for long, so it is never taken for stuck.
+		buf := make([]byte, 256)
 		lines := 0
 		slow.c.SetReadDeadline(time.Now().Add(60 * time.Second))
 		for lines < n {
-			if _, err := slow.c.Read(one); err != nil {
+			k, err := slow.c.Read(buf)
+			lines += bytes.Count(buf[:k], []byte{'\n'})
+			if err != nil {
 				break
-			}
-			if one[0] == '\n' {
-				lines++
 			}
 		}
 		got <- lines
