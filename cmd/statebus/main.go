@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -57,6 +58,10 @@ func run(ctx context.Context, e *env, args []string) int {
 		return 0
 	}
 	args, err := globalFlagsFirst(args)
+	if errors.Is(err, flag.ErrHelp) {
+		usage(e.stdout)
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(e.stderr, "statebus: %v (see statebus --help)\n", err)
 		return 2
@@ -81,6 +86,8 @@ func globalFlagsFirst(args []string) ([]string, error) {
 		switch name {
 		case "json":
 			global = append(global, args[i])
+		case "h", "help":
+			return nil, flag.ErrHelp
 		case "pipe-name", "server-uid":
 			global = append(global, args[i])
 			if !hasValue {

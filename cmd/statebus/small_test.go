@@ -50,6 +50,9 @@ func TestGlobalFlagsBeforeCommand(t *testing.T) {
 			t.Errorf("%v: exit %d: %s%s", a, r.code, r.stdout, r.stderr)
 		}
 	}
+	if r := runCmd(t, "", "--pipe-name", srv.Addr(), "--help"); r.code != 0 || !strings.Contains(r.stdout, "Usage: statebus ") {
+		t.Errorf("--help after a global flag: exit %d: %s", r.code, r.stderr)
+	}
 	for a, want := range map[string][]string{
 		"flag --as before the command": {"--as", "x", "send"},
 		"flag needs an argument":       {"--pipe-name"},
