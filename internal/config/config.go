@@ -50,6 +50,7 @@ type MessageBus struct {
 	MaxPatternBytes            *int     `json:"MaxPatternBytes"`
 	MaxPendingRequests         *int     `json:"MaxPendingRequests"`
 	RequestTimeoutSeconds      *float64 `json:"RequestTimeoutSeconds"`
+	WriteTimeoutSeconds        *float64 `json:"WriteTimeoutSeconds"`
 	MaxConnectionsPerUid       *int     `json:"MaxConnectionsPerUid"`
 	// HttpMachines publishes the registry (ids, pids, uids, process
 	// names) on the monitoring endpoint's /machines. Off by default: the
@@ -139,6 +140,8 @@ var settings = []setting{
 		intSetting(func(s *Settings, n int) { s.Server.MaxPendingRequests = n })},
 	{"RequestTimeoutSeconds", "STATEBUS_REQUEST_TIMEOUT_SECONDS", "request-timeout", "longest a request waits for its reply (default 300)",
 		secondsSetting(func(s *Settings, d time.Duration) { s.Server.RequestTimeout = d })},
+	{"WriteTimeoutSeconds", "STATEBUS_WRITE_TIMEOUT_SECONDS", "write-timeout", "seconds one write to a client may stay blocked before it is closed as a slow consumer and its queued events fail (default 10)",
+		secondsSetting(func(s *Settings, d time.Duration) { s.Server.WriteTimeout = d })},
 	{"MaxConnectionsPerUid", "STATEBUS_MAX_CONNECTIONS_PER_UID", "max-connections-per-uid", "connections one user may have open; root and the service's user are exempt (default 32)",
 		intSetting(func(s *Settings, n int) { s.Server.MaxConnectionsPerUID = n })},
 	{"HttpMachines", "STATEBUS_HTTP_MACHINES", "http-machines", "publish the registry on the monitoring endpoint's /machines, readable by every local user (default false)",
@@ -331,7 +334,7 @@ func (m *MessageBus) apply(s *Settings) error {
 	}
 	for k, p := range map[string]*float64{"SlowConsumerTimeoutSeconds": m.SlowConsumerTimeoutSeconds,
 		"ShutdownTimeoutSeconds": m.ShutdownTimeoutSeconds, "HandshakeTimeoutSeconds": m.HandshakeTimeoutSeconds,
-		"RequestTimeoutSeconds": m.RequestTimeoutSeconds} {
+		"RequestTimeoutSeconds": m.RequestTimeoutSeconds, "WriteTimeoutSeconds": m.WriteTimeoutSeconds} {
 		if p != nil {
 			vals[k] = strconv.FormatFloat(*p, 'f', -1, 64)
 		}

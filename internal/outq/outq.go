@@ -105,6 +105,7 @@ type Queue[R any] struct {
 	closed    bool
 	overflow  int           // held bytes when a line hit HardLimit; 0 if none did
 	shrinks   int           // times an idle writer gave back grown buffers
+	cause     error         // why the queue was closed early (Abort, overflow); nil otherwise
 	stalled   bool          // a wait timed out and the writer has not moved since
 	space     chan struct{} // closed when the writer takes a batch; nil unless someone waits
 	wake      chan struct{} // 1 slot: the writer has work
@@ -176,6 +177,16 @@ func (q *Queue[R]) BeginFanout(p Priority, n int, wait time.Duration, cancel <-c
 		}
 	}
 	return q.begin(p)
+}
+
+// Blocked returns how long the writer has been in its current write at
+// now (0 between writes, or without StuckAfter, which turns the clock on).
+func (q *Queue[R]) Blocked(now time.Time) time.Duration {
+	at := q.writing.Load()
+	if at == 0 {
+		return 0
+	}
+	return time.Duration(now.UnixNano() - at)
 }
 
 // stuck reports whether the writer has been blocked in one write for
@@ -318,6 +329,7 @@ func (q *Queue[R]) store(b []byte) bool {
 // line that did not fit) and calls Overflow.
 func (q *Queue[R]) overflowed(extra []R) {
 	held := q.overflow
+	q.cause = ErrOverflow
 	failed := q.closeLocked(extra)
 	q.mu.Unlock()
 	q.wakeWriter()
@@ -364,6 +376,23 @@ func (q *Queue[R]) wakeWriter() {
 	select {
 	case q.wake <- struct{}{}:
 	default:
+	}
+}
+
+// Abort closes the queue at once: queued lines are dropped and their
+// records failed with cause, and so are those of the batch being written
+// when its write fails (the caller closes the connection to make it
+// fail).
+func (q *Queue[R]) Abort(cause error) {
+	q.mu.Lock()
+	if q.cause == nil {
+		q.cause = cause
+	}
+	failed := q.closeLocked(nil)
+	q.mu.Unlock()
+	q.wakeWriter()
+	if q.Failed != nil && len(failed) > 0 {
+		q.Failed(failed, cause)
 	}
 }
 

@@ -199,6 +199,9 @@ func (q *Queue[R]) fail(unwritten []rec[R], err error) {
 	}
 	q.mu.Lock()
 	failed = q.closeLocked(failed)
+	if q.cause != nil {
+		err = q.cause // the write failed because the queue was aborted
+	}
 	q.mu.Unlock()
 	if q.Failed != nil && len(failed) > 0 {
 		q.Failed(failed, err)

@@ -423,3 +423,40 @@ func TestCallerGoneForgetsRequests(t *testing.T) {
 		t.Fatalf("pending requests %d", st.PendingRequests)
 	}
 }
+
+// An event queued behind a write its receiver never finishes is not
+// waited on for ever: after WriteTimeout the receiver is closed as a slow
+// consumer and the sender hears why.
+func TestWriteTimeoutClosesStuckReceiver(t *testing.T) {
+	srv := bustest.Start(t, func(c *server.Config) {
+		c.MaxMessageBytes = 64 << 10
+		c.MaxQueueBytes = 8 << 20
+		c.MaxConnectionBytes = 32 << 20
+		c.WriteTimeout = 300 * time.Millisecond
+	})
+	stuck := dialRaw(t, srv).connect("stuck") // never reads again
+	a := dialRaw(t, srv).connect("a")
+	big := strings.Repeat("x", 60000)
+	// Enough NoAck events to fill the socket buffers, so the writer blocks.
+	var batch strings.Builder
+	for range 40 {
+		batch.WriteString(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"stuck","EventName":"E","Payload":"` + big + `"}}` + "\n")
+	}
+	a.send(strings.TrimSuffix(batch.String(), "\n"))
+	a.send(`{"Type":2,"Id":"last","Payload":{"SourceMachineId":"a","TargetMachineId":"stuck","EventName":"E"}}`)
+	// The NoAck events that were not written fail too (errors are sent
+	// even without acknowledgements), before the last one's answer.
+	for {
+		line := a.read()
+		if strings.Contains(line, `"Id":"last"`) {
+			if want := `{"Success":false,"Data":null,"Error":"Failed to deliver event: stuck was closed as a slow consumer before the event was written","Id":"last"}`; line != want {
+				t.Fatalf("got  %s\nwant %s", line, want)
+			}
+			break
+		}
+	}
+	if st := srv.Stats(); st.SlowConsumersClosed != 1 {
+		t.Fatalf("slow consumers closed: %d", st.SlowConsumersClosed)
+	}
+	_ = stuck
+}

@@ -205,6 +205,18 @@ func (c *conn) abort() {
 	c.nc.Close()
 }
 
+// writeStuck closes c after one write to it stayed blocked for
+// WriteTimeout: its peer stopped reading, and the events queued for it
+// would otherwise wait for ever, their senders with them. They fail with
+// "... was closed as a slow consumer before the event was written".
+func (c *conn) writeStuck() {
+	c.srv.ctr.slowClosed.Add(1)
+	c.srv.warns.warn(c.srv.log, "slow_consumer", c.uid, "closing slow consumer: a write to it was blocked for WriteTimeout",
+		"conn", c.id, "pid", c.pid, "uid", c.uid, "held_bytes", c.q.Len(), "for", c.srv.cfg.WriteTimeout)
+	c.q.Abort(outq.ErrOverflow)
+	c.abort()
+}
+
 // notReading closes c after its responses stayed over MaxQueueBytes for
 // SlowConsumerTimeout while it kept writing: it is not reading them.
 func (c *conn) notReading() {

@@ -7,11 +7,13 @@ import (
 	"time"
 )
 
-// janitor expires requests whose replies are overdue, once a second (or
-// four times per RequestTimeout, if that is shorter), until Shutdown.
+// janitor expires requests whose replies are overdue and closes
+// connections whose writer has been blocked for WriteTimeout, once a
+// second (or four times per RequestTimeout or WriteTimeout, if shorter),
+// until Shutdown.
 func (s *Server) janitor() {
 	defer s.handlers.Done()
-	every := max(min(time.Second, s.cfg.RequestTimeout/4), time.Millisecond)
+	every := max(min(time.Second, s.cfg.RequestTimeout/4, s.cfg.WriteTimeout/4), time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var conns []*conn
@@ -27,6 +29,9 @@ func (s *Server) janitor() {
 			s.mu.Unlock()
 			for _, c := range conns {
 				c.expirePending(now)
+				if c.q.Blocked(now) > s.cfg.WriteTimeout {
+					c.writeStuck()
+				}
 			}
 			clear(conns)
 			conns = conns[:0]

@@ -76,6 +76,11 @@ type Config struct {
 	// queue before its event is refused with "Target machine is not
 	// keeping up".
 	SlowConsumerTimeout time.Duration
+	// WriteTimeout is how long one write to a connection may stay blocked
+	// (its peer not reading) before the connection is closed as a slow
+	// consumer and the events queued for it fail, as nats-server's
+	// write_deadline does.
+	WriteTimeout time.Duration
 	// HealthCheckInterval is how often the health monitor logs the
 	// service's health. Zero disables the monitor.
 	HealthCheckInterval time.Duration
@@ -120,6 +125,7 @@ func DefaultConfig() Config {
 		MaxConnectionsPerUID:    32,
 		HandshakeTimeout:        10 * time.Second,
 		SlowConsumerTimeout:     5 * time.Second,
+		WriteTimeout:            10 * time.Second,
 		HealthCheckInterval:     30 * time.Second,
 		IdleWarning:             5 * time.Minute,
 		ShutdownTimeout:         5 * time.Second,
@@ -163,6 +169,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: HandshakeTimeout must be positive, not %v", c.HandshakeTimeout)
 	case c.SlowConsumerTimeout <= 0:
 		return fmt.Errorf("config: SlowConsumerTimeout must be positive, not %v", c.SlowConsumerTimeout)
+	case c.WriteTimeout <= 0:
+		return fmt.Errorf("config: WriteTimeout must be positive, not %v", c.WriteTimeout)
 	case c.HealthCheckInterval < 0:
 		return fmt.Errorf("config: HealthCheckInterval must not be negative, not %v", c.HealthCheckInterval)
 	case c.ShutdownTimeout <= 0:
