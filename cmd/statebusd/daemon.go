@@ -87,6 +87,11 @@ func start(st *config.Settings, args []string, getenv func(string) string, stder
 		cfg.OnRouteLatency = metrics.ObserveRouteLatency
 	}
 	cfg.Logger = logs.Logger(logging.Server)
+	if !d.activated {
+		if err := ensureSocketDir(cfg.SocketPath, d.log); err != nil {
+			return nil, err
+		}
+	}
 	d.srv, err = server.New(cfg)
 	if err == nil {
 		if d.activated {
