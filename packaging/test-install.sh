@@ -4,11 +4,24 @@
 # installed config loads, an edited config survives a reinstall, PREFIX
 # reaches ExecStart, and the unit files pass `systemd-analyze verify` when
 # systemd-analyze is installed. Run by .ci/run.
+#
+# `make install` builds into bin/ first; the build runs in a scratch copy
+# of the checkout so that the user's bin/ (their own build, perhaps of
+# another version) is left as it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dest=$(mktemp -d)
 trap 'rm -rf "$dest"' EXIT
 fail() { echo "test-install: $*" >&2; exit 1; }
+
+# The working tree as it is (uncommitted edits included) and .git, for
+# the commit go build stamps; not bin/ or the binaries `go build` leaves.
+mkdir "$dest/src"
+tar -c --exclude=./bin --exclude=./statebusd --exclude=./statebus -f - . | tar -x -C "$dest/src" -f -
+repo=$PWD
+userbin() { (cd "$repo" && find bin -type f -exec cksum {} + 2>/dev/null | sort) || true; }
+before=$(userbin)
+cd "$dest/src"
 
 make -s install DESTDIR="$dest/a" VERSION=v0.0.0-citest >/dev/null
 for f in usr/local/bin/statebusd usr/local/bin/statebus \
@@ -46,4 +59,5 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 else
 	echo "test-install: systemd-analyze not installed; unit files not verified"
 fi
+[ "$(userbin)" = "$before" ] || fail "the checkout's bin/ changed"
 echo "test-install: ok"
