@@ -53,6 +53,7 @@ func start(st *config.Settings, args []string, getenv func(string) string, stder
 	}
 	d := &daemon{args: args, getenv: getenv, st: st, logs: logs, log: logs.Logger(logging.Daemon),
 		sd: systemd.NewNotifier(getenv)}
+	d.warnUnknownKeys(st)
 
 	lns, err := systemd.Listeners(getenv, os.Getpid())
 	if err != nil {
@@ -148,6 +149,16 @@ func start(st *config.Settings, args []string, getenv func(string) string, stder
 	return d, nil
 }
 
+// warnUnknownKeys names each config key that is no setting, and the
+// setting it most resembles: usually a misspelling that silently leaves
+// the default in place.
+func (d *daemon) warnUnknownKeys(st *config.Settings) {
+	for _, k := range st.UnknownKeys {
+		d.log.Warn("unknown configuration key ignored", "key", "MessageBus:"+k.Key,
+			"did_you_mean", "MessageBus:"+k.Nearest)
+	}
+}
+
 // notify tells systemd, when it is listening, and logs a failure.
 func (d *daemon) notify(state string) {
 	if err := d.sd.Notify(state); err != nil {
@@ -202,6 +213,7 @@ func (d *daemon) reload() {
 	if err := d.srv.SetRoutes(st.Server.Routes); err != nil { // checked by Load; cannot fail here
 		d.log.Error("reload of the routing rules failed; the running rules stay", "err", err)
 	}
+	d.warnUnknownKeys(st)
 	d.logs.SetLevels(st.LogLevels)
 	if changed := needRestart(d.st, st); len(changed) > 0 {
 		d.log.Warn("reload: some settings change only on restart", "settings", changed)

@@ -89,3 +89,18 @@ func TestConfiguredMonitorAddrTaken(t *testing.T) {
 		})
 	}
 }
+
+// TestMisspelledKeyWarns: a config key that names no setting is logged
+// with the setting it most resembles, and the bus starts.
+func TestMisspelledKeyWarns(t *testing.T) {
+	dir := shortDir(t)
+	cfg := filepath.Join(dir, "appsettings.json")
+	os.WriteFile(cfg, []byte("\xef\xbb\xbf{\n  // .NET style\n  \"MessageBus\": {\"MaxConection\": \"5\", \"Http\": \"off\",},\n}\n"), 0o644)
+	stderr, sigs, code := runInProcess(t, []string{"--config", cfg, "--pipe-name", filepath.Join(dir, "bus.sock")}, env(nil))
+	sigs <- syscall.SIGTERM
+	<-code
+	want := `level=WARN msg="unknown configuration key ignored" category=statebus.daemon key=MessageBus:MaxConection did_you_mean=MessageBus:MaxConnections`
+	if !strings.Contains(stderr.String(), want) {
+		t.Fatalf("no %q in\n%s", want, stderr.String())
+	}
+}

@@ -4,7 +4,6 @@
 package config
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,48 +21,6 @@ import (
 	"github.com/statebus/statebus/internal/server"
 	"github.com/statebus/statebus/protocol"
 )
-
-// File is the configuration file's shape. Unknown keys are ignored, as
-// .NET's configuration binder ignores them.
-type File struct {
-	Logging struct {
-		LogLevel map[string]string `json:"LogLevel"`
-	} `json:"Logging"`
-	MessageBus MessageBus `json:"MessageBus"`
-}
-
-// MessageBus is the "MessageBus" section. Pointers tell "absent" from zero.
-type MessageBus struct {
-	PipeName                   *string  `json:"PipeName"`
-	SocketMode                 *string  `json:"SocketMode"`
-	MaxConnections             *int     `json:"MaxConnections"`
-	HealthCheckIntervalSeconds *int     `json:"HealthCheckIntervalSeconds"`
-	MaxMessageBytes            *int     `json:"MaxMessageBytes"`
-	MaxQueueBytes              *int     `json:"MaxQueueBytes"`
-	SlowConsumerTimeoutSeconds *float64 `json:"SlowConsumerTimeoutSeconds"`
-	MaxQueueEvents             *int     `json:"MaxQueueEvents"`
-	HandshakeTimeoutSeconds    *float64 `json:"HandshakeTimeoutSeconds"`
-	MaxConnectionBytes         *int     `json:"MaxConnectionBytes"`
-	MaxIdsPerConnection        *int     `json:"MaxIdsPerConnection"`
-	MaxGroupsPerConnection     *int     `json:"MaxGroupsPerConnection"`
-	MaxWatchesPerConnection    *int     `json:"MaxWatchesPerConnection"`
-	MaxPatternBytes            *int     `json:"MaxPatternBytes"`
-	MaxPendingRequests         *int     `json:"MaxPendingRequests"`
-	RequestTimeoutSeconds      *float64 `json:"RequestTimeoutSeconds"`
-	WriteTimeoutSeconds        *float64 `json:"WriteTimeoutSeconds"`
-	MaxConnectionsPerUid       *int     `json:"MaxConnectionsPerUid"`
-	// HttpMachines publishes the registry (ids, pids, uids, process
-	// names) on the monitoring endpoint's /machines. Off by default: the
-	// endpoint is open to every local user, the bus socket is not.
-	HttpMachines *bool `json:"HttpMachines"`
-	// Access is the access policy (who may connect, what each uid may do).
-	Access *access.Policy `json:"Access"`
-	// Routes are the operator's routing rules, in order.
-	Routes                 []router.RouteRule `json:"Routes"`
-	ShutdownTimeoutSeconds *float64           `json:"ShutdownTimeoutSeconds"`
-	// Http is the monitoring endpoint's address; "" disables it.
-	Http *string `json:"Http"`
-}
 
 // DefaultHTTPAddr is where the monitoring endpoint listens unless
 // configured: loopback only, as nats-server's monitoring port is usually
@@ -94,6 +51,9 @@ type Settings struct {
 	// SelfTest asks statebusd to run the standalone self-test (a bus of
 	// its own on a temporary socket) instead of serving.
 	SelfTest bool
+	// UnknownKeys are the config file's MessageBus keys that name no
+	// setting, for statebusd to warn about once it logs.
+	UnknownKeys []UnknownKey
 }
 
 // setting is one configurable value: its key in the file's MessageBus
@@ -215,9 +175,11 @@ func Load(args []string, getenv func(string) string) (*Settings, error) {
 		if section == nil {
 			section = map[string]string{}
 		}
-		if err := f.MessageBus.apply(s); err != nil {
+		unknown, err := f.apply(s)
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", *configPath, err)
 		}
+		s.UnknownKeys = unknown
 	}
 	set := func(source, name, v string, st setting) error {
 		if err := st.set(s, strings.TrimSpace(v)); err != nil {
@@ -292,67 +254,6 @@ func Load(args []string, getenv func(string) string) (*Settings, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// ReadFile reads an appsettings.json-shaped file.
-func ReadFile(path string) (*File, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read config: %w", err)
-	}
-	var f File
-	if err := json.Unmarshal(data, &f); err != nil {
-		return nil, fmt.Errorf("config %s is not valid: %w", path, err)
-	}
-	return &f, nil
-}
-
-func (m *MessageBus) apply(s *Settings) error {
-	vals := map[string]string{}
-	if m.PipeName != nil {
-		vals["PipeName"] = *m.PipeName
-	}
-	if m.SocketMode != nil {
-		vals["SocketMode"] = *m.SocketMode
-	}
-	if m.Http != nil {
-		vals["Http"] = *m.Http
-	}
-	if m.HttpMachines != nil {
-		vals["HttpMachines"] = strconv.FormatBool(*m.HttpMachines)
-	}
-	for k, p := range map[string]*int{"MaxConnections": m.MaxConnections,
-		"HealthCheckIntervalSeconds": m.HealthCheckIntervalSeconds,
-		"MaxMessageBytes":            m.MaxMessageBytes, "MaxQueueBytes": m.MaxQueueBytes,
-		"MaxQueueEvents": m.MaxQueueEvents, "MaxConnectionBytes": m.MaxConnectionBytes,
-		"MaxIdsPerConnection": m.MaxIdsPerConnection, "MaxGroupsPerConnection": m.MaxGroupsPerConnection,
-		"MaxWatchesPerConnection": m.MaxWatchesPerConnection, "MaxPatternBytes": m.MaxPatternBytes,
-		"MaxPendingRequests": m.MaxPendingRequests, "MaxConnectionsPerUid": m.MaxConnectionsPerUid} {
-		if p != nil {
-			vals[k] = strconv.Itoa(*p)
-		}
-	}
-	for k, p := range map[string]*float64{"SlowConsumerTimeoutSeconds": m.SlowConsumerTimeoutSeconds,
-		"ShutdownTimeoutSeconds": m.ShutdownTimeoutSeconds, "HandshakeTimeoutSeconds": m.HandshakeTimeoutSeconds,
-		"RequestTimeoutSeconds": m.RequestTimeoutSeconds, "WriteTimeoutSeconds": m.WriteTimeoutSeconds} {
-		if p != nil {
-			vals[k] = strconv.FormatFloat(*p, 'f', -1, 64)
-		}
-	}
-	for _, st := range settings {
-		if v, ok := vals[st.key]; ok {
-			if err := st.set(s, strings.TrimSpace(v)); err != nil {
-				return fmt.Errorf("MessageBus:%s: invalid value %q", st.key, v)
-			}
-		}
-	}
-	if m.Access != nil {
-		s.Server.Access = *m.Access
-	}
-	if m.Routes != nil {
-		s.Server.Routes = m.Routes
-	}
-	return nil
 }
 
 // ParseLevel accepts slog's level names and .NET's (Trace, Debug,

@@ -104,7 +104,7 @@ func TestLoadErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--config", bad}, "is not valid"},
+		{[]string{"--config", bad}, `MessageBus:MaxConnections: invalid value "many"`},
 		{[]string{"--socket-mode", "9"}, `flag --socket-mode: invalid value "9"`},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--log-format", "xml"}, "--log-format must be text or json"},
