@@ -126,8 +126,8 @@ func start(st *config.Settings, args []string, getenv func(string) string, stder
 		case err != nil && !st.HTTPConfigured:
 			// The default address is a convenience, not the operator's
 			// choice: another bus or program holding it must not stop
-			// this bus (as Prometheus exporters and nats-server's
-			// optional monitoring port do not).
+			// this bus. An address the operator set is a promise to
+			// whoever scrapes it, and fails hard below.
 			d.log.Warn("monitoring endpoint not started: its default address is taken; the bus serves without it",
 				"addr", st.HTTPAddr, "err", err,
 				"hint", "set Http (--http, STATEBUS_HTTP) to a free address, or to off")
