@@ -2,32 +2,13 @@
 
 package statebus
 
-import (
-	"net"
+import "golang.org/x/sys/unix"
 
-	"golang.org/x/sys/unix"
-)
-
-// peerUID returns the user id of the process that serves the socket nc is
-// connected to (LOCAL_PEERCRED).
-func peerUID(nc net.Conn) (uid int, ok bool, err error) {
-	uc, isUnix := nc.(*net.UnixConn)
-	if !isUnix {
-		return 0, false, nil
-	}
-	raw, err := uc.SyscallConn()
+// sockPeerUID reads LOCAL_PEERCRED of a connected Unix socket.
+func sockPeerUID(fd int) (int, error) {
+	cred, err := unix.GetsockoptXucred(fd, unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
 	if err != nil {
-		return 0, false, err
+		return 0, err
 	}
-	var cred *unix.Xucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptXucred(int(fd), unix.SOL_LOCAL, unix.LOCAL_PEERCRED)
-	}); err != nil {
-		return 0, false, err
-	}
-	if cerr != nil {
-		return 0, false, cerr
-	}
-	return int(cred.Uid), true, nil
+	return int(cred.Uid), nil
 }

@@ -1,31 +1,12 @@
 package statebus
 
-import (
-	"net"
+import "golang.org/x/sys/unix"
 
-	"golang.org/x/sys/unix"
-)
-
-// peerUID returns the user id of the process that serves the socket nc is
-// connected to (SO_PEERCRED: the credentials of whoever called listen).
-func peerUID(nc net.Conn) (uid int, ok bool, err error) {
-	uc, isUnix := nc.(*net.UnixConn)
-	if !isUnix {
-		return 0, false, nil
-	}
-	raw, err := uc.SyscallConn()
+// sockPeerUID reads SO_PEERCRED of a connected Unix socket.
+func sockPeerUID(fd int) (int, error) {
+	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil {
-		return 0, false, err
+		return 0, err
 	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, false, err
-	}
-	if cerr != nil {
-		return 0, false, cerr
-	}
-	return int(cred.Uid), true, nil
+	return int(cred.Uid), nil
 }
