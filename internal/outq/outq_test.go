@@ -70,6 +70,23 @@ func inflight(q *Queue[int]) int {
 	return q.inflight
 }
 
+// fullBehindBlockedWriter runs q's writer into a gate that stays shut:
+// a 9-byte line is in flight and 10 more fill a queue of Limit 10.
+func fullBehindBlockedWriter(t *testing.T, q *Queue[int]) (*gate, chan error) {
+	t.Helper()
+	g := &gate{open: make(chan struct{})}
+	done := make(chan error)
+	go func() { done <- q.Run(g) }()
+	if err := appendLine(t, q, "12345678\n", 1); err != nil {
+		t.Fatal(err)
+	}
+	waitInflight(t, q, 9)
+	if err := appendLine(t, q, "123456789\n", 2); err != nil {
+		t.Fatal(err)
+	}
+	return g, done
+}
+
 // waitInflight waits until the writer has taken a batch of n bytes.
 func waitInflight(t *testing.T, q *Queue[int], n int) {
 	t.Helper()
@@ -159,16 +176,7 @@ func TestLimitAndFailure(t *testing.T) {
 // write, takes what is queued.
 func TestWaiterWokenWhenWriteCompletes(t *testing.T) {
 	q := New[int](10)
-	g := &gate{open: make(chan struct{})}
-	done := make(chan error)
-	go func() { done <- q.Run(g) }()
-	if err := appendLine(t, q, "12345678\n", 1); err != nil {
-		t.Fatal(err)
-	}
-	waitInflight(t, q, 9)
-	if err := appendLine(t, q, "123456789\n", 2); err != nil { // the queue is full
-		t.Fatal(err)
-	}
+	g, done := fullBehindBlockedWriter(t, q)
 	got := make(chan error)
 	go func() {
 		b, err := q.Begin(5, time.Hour, nil) // 10 + 5 > 10: waits
@@ -197,16 +205,7 @@ func TestWaiterWokenWhenWriteCompletes(t *testing.T) {
 func TestBeginFanout(t *testing.T) {
 	q := New[int](10)
 	q.StuckAfter = 20 * time.Millisecond
-	g := &gate{open: make(chan struct{})}
-	done := make(chan error)
-	go func() { done <- q.Run(g) }()
-	if err := appendLine(t, q, "12345678\n", 1); err != nil {
-		t.Fatal(err)
-	}
-	waitInflight(t, q, 9)
-	if err := appendLine(t, q, "123456789\n", 2); err != nil { // the queue is full
-		t.Fatal(err)
-	}
+	g, done := fullBehindBlockedWriter(t, q)
 	// The writer is now blocked; within StuckAfter a fan-out copy waits,
 	// and the wait ends with ErrFull as soon as the writer counts as
 	// stuck, long before the hour.
