@@ -97,6 +97,9 @@ type MachineInfo struct {
 	SubscribedAt *time.Time `json:",omitempty"`
 	ConnectionID uint64     `json:"ConnectionId"`
 	ConnectedAt  time.Time
+	// State is what the machine's connection last set with SetState (an
+	// orchestrated machine's current state); absent when never set.
+	State string `json:",omitempty"`
 }
 
 // DefaultPipeName is the pipe name the XStateNet service and clients use

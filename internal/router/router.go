@@ -7,6 +7,7 @@ package router
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/statebus/statebus/protocol"
@@ -33,12 +34,15 @@ type Info struct {
 	PeerPID     int
 	PeerUID     int
 	PeerGID     int
+	// State is what the owner last set with SetState; "" when never set.
+	State string
 }
 
 type entry[O comparable] struct {
 	owner  O
 	info   Info
-	groups []string // groups the id is a member of
+	groups []string               // groups the id is a member of
+	state  atomic.Pointer[string] // see SetState
 }
 
 // Table is the registry and routing table. The zero value is not usable;
@@ -176,7 +180,7 @@ func (t *Table[O]) Snapshot() []Info {
 	t.mu.RLock()
 	out := make([]Info, 0, len(t.m))
 	for _, e := range t.m {
-		out = append(out, e.info)
+		out = append(out, e.snapshot())
 	}
 	t.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].MachineID < out[j].MachineID })

@@ -58,7 +58,7 @@ func (s *Server) MachineInfos() []protocol.MachineInfo {
 			MachineID: m.MachineID, ProcessName: m.ProcessName, ProcessID: m.ProcessID,
 			PeerPID: m.PeerPID, PeerUID: m.PeerUID, PeerGID: m.PeerGID,
 			RegisteredAt: m.RegisteredAt.UTC(), Subscribed: m.Subscribed,
-			ConnectionID: m.Conn, ConnectedAt: m.ConnectedAt.UTC(),
+			ConnectionID: m.Conn, ConnectedAt: m.ConnectedAt.UTC(), State: m.State,
 		}
 		if m.Subscribed {
 			at := m.SubscribedAt.UTC()

@@ -343,6 +343,8 @@ func (c *conn) handle(line []byte) {
 		err = c.joinLeave(r)
 	case protocol.Watch, protocol.Unwatch:
 		err = c.watch(r)
+	case protocol.SetState:
+		err = c.setState(r)
 	}
 	if err != nil {
 		c.replyError(err, r.ID)
