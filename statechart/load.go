@@ -124,7 +124,9 @@ func Load(script []byte, impl Implementations, opts ...LoadOption) (*Definition,
 			return nil, l.err
 		}
 	}
-	l.def.maxWords = (len(l.def.states) + 63) / 64
+	for _, s := range l.def.states { // parents come first
+		s.alwaysChain = len(s.always) > 0 || s.parent != nil && s.parent.alwaysChain
+	}
 	l.domains(root)
 	return l.def, nil
 }
@@ -238,7 +240,7 @@ func (l *loader) state(v *value, parent *state, key, where string) *state {
 		hv := v
 		l.fixups = append(l.fixups, func() {
 			if t := hv.get("target"); t != nil {
-				s.initial = l.transitionFrom(s, parent, t, join(where, "target"), "")
+				s.initial = l.transitionFrom(s, s, t, where, "")
 			}
 		})
 		return s

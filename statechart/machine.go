@@ -495,7 +495,7 @@ func (m *Machine) selectEventless() {
 	m.enabled = m.enabled[:0]
 	for i := m.active.next(0); i >= 0; i = m.active.next(i + 1) {
 		s := m.def.states[i]
-		if !s.isAtomic() {
+		if !s.alwaysChain || !s.isAtomic() {
 			continue
 		}
 	anc:

@@ -42,6 +42,7 @@ type state struct {
 	on          map[string][]*transition // by exact event name, document order
 	wild        []*transition            // "*" and "prefix.*" transitions, document order
 	always      []*transition
+	alwaysChain bool // this state or an ancestor has always transitions
 	after       []afterSpec
 	invokes     []invokeSpec
 }
@@ -130,7 +131,6 @@ type Definition struct {
 	byID     map[string]*state
 	context  *value // the script's context, copied into each machine
 	compat   Compat
-	maxWords int
 }
 
 // ID returns the script's id.
