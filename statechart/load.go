@@ -43,8 +43,10 @@ const (
 	SCXML Compat = iota
 	// XStateNet follows XStateNet's engines where a migrating user would
 	// notice: a guard name nobody registered counts as true (instead of a
-	// load error), and onDone fires only for parallel states, not when a
-	// compound state reaches a final child. See docs/statecharts.md.
+	// load error); onDone fires only for parallel states, not when a
+	// compound state reaches a final child; and a state with a history
+	// child that has recorded something resumes there on any entry, not
+	// only when the history state is the target. See docs/statecharts.md.
 	XStateNet
 )
 

@@ -743,6 +743,21 @@ func (m *Machine) addDescendants(s *state) {
 	m.entrySet.add(s.idx)
 	switch s.kind {
 	case compound:
+		if m.def.compat == XStateNet {
+			// XStateNet restores a recorded history on any entry of
+			// its parent, not only through the history state.
+			for _, h := range s.histories {
+				if hv := m.hist[h.idx]; hv != nil {
+					for _, c := range hv {
+						m.addDescendants(c)
+					}
+					for _, c := range hv {
+						m.addAncestors(c, s)
+					}
+					return
+				}
+			}
+		}
 		m.defEntry.add(s.idx)
 		for _, c := range s.initial.targets {
 			m.addDescendants(c)

@@ -422,3 +422,32 @@ func TestActionErrors(t *testing.T) {
 	}
 	wantState(t, m, "#e.failed")
 }
+
+// XStateNet mode: a recorded history is restored on any entry of its
+// parent; an unregistered guard counts as true.
+func TestXStateNetCompatHistoryAndGuards(t *testing.T) {
+	script := `{id:'c', initial:'on', states:{
+		on:{initial:'a', states:{a:{on:{N:'b'}}, b:{}, h:{type:'history'}}, on:{OFF:'off'}},
+		off:{on:{ON:'on', MAYBE:{target:'on', cond:'nobodyRegisteredThis'}}}}}`
+	if _, err := statechart.Load([]byte(script), statechart.Implementations{}); err == nil {
+		t.Fatal("SCXML mode accepted an unregistered guard")
+	}
+	for _, c := range []struct {
+		compat statechart.Compat
+		want   string
+	}{{statechart.XStateNet, "#c.on.b"}} {
+		m := start(t, mustLoad(t, script, statechart.Implementations{}, statechart.WithCompat(c.compat)))
+		send(t, m, "N")
+		send(t, m, "OFF")
+		send(t, m, "ON")
+		wantState(t, m, c.want)
+		send(t, m, "OFF")
+		send(t, m, "MAYBE")
+		wantState(t, m, c.want)
+	}
+	plain := start(t, mustLoad(t, strings.Replace(script, ", MAYBE:{target:'on', cond:'nobodyRegisteredThis'}", "", 1), statechart.Implementations{}))
+	send(t, plain, "N")
+	send(t, plain, "OFF")
+	send(t, plain, "ON")
+	wantState(t, plain, "#c.on.a")
+}
