@@ -451,3 +451,17 @@ func TestXStateNetCompatHistoryAndGuards(t *testing.T) {
 	send(t, plain, "ON")
 	wantState(t, plain, "#c.on.a")
 }
+
+// A zero-delay after that re-enters its own state is a loop on any clock;
+// ManualClock.Advance returns instead of hanging the test.
+func TestManualClockStopsAZeroDelayLoop(t *testing.T) {
+	d := mustLoad(t, `{id:'z', initial:'a', context:{n:0}, states:{a:{entry:'count', after:{0:'a'}}}}`, statechart.Implementations{
+		Actions: map[string]statechart.Action{"count": func(s *statechart.Scope) error { s.Context["n"] = s.Context["n"].(float64) + 1; return nil }},
+	})
+	c := statechart.NewManualClock(time.Unix(0, 0))
+	m := start(t, d, statechart.WithClock(c))
+	c.Advance(time.Second)
+	if n := m.Context()["n"].(float64); n < 1000 || c.Pending() != 1 {
+		t.Fatalf("entered %v times, %d timers pending", n, c.Pending())
+	}
+}

@@ -105,6 +105,14 @@ func parseScript(src []byte) (*value, *syntaxError) {
 	if len(src) >= 3 && src[0] == 0xEF && src[1] == 0xBB && src[2] == 0xBF {
 		r.pos = 3
 	}
+	if !utf8.Valid(src) {
+		for r.pos < len(src) {
+			if c, n := utf8.DecodeRune(src[r.pos:]); c == utf8.RuneError && n <= 1 {
+				return nil, r.errf("the script is not valid UTF-8 here: save it as UTF-8")
+			}
+			r.advance()
+		}
+	}
 	if err := r.skip(); err != nil {
 		return nil, err
 	}
