@@ -248,6 +248,10 @@ func (l *loader) state(v *value, parent *state, key, where string) *state {
 		return s
 	}
 
+	if h := v.get("history"); h != nil && s.kind != history && l.cfg.compat != XStateNet {
+		l.fail(h, join(where, "history"), "history belongs on a child state {type: 'history', history: 'shallow' or 'deep'}: add one and target it (XStateNet mode reads it as XStateNet does)")
+		return nil
+	}
 	if states := v.get("states"); states != nil {
 		if states.kind != kObject {
 			l.fail(states, join(where, "states"), "states must be an object of named states")
@@ -264,6 +268,11 @@ func (l *loader) state(v *value, parent *state, key, where string) *state {
 			}
 			s.children = append(s.children, c)
 		}
+	}
+	if h := v.get("history"); h != nil && s.kind != history && len(s.children) > 0 {
+		// XStateNet mode: a history key on a state with children is an
+		// implicit history child that restores on any entry.
+		l.implicitHistory(s, h, join(where, "history"))
 	}
 	s.end = len(l.def.states) - 1
 	if len(s.children) > 0 && s.kind == atomic {
@@ -291,7 +300,12 @@ func (l *loader) state(v *value, parent *state, key, where string) *state {
 	switch {
 	case s.kind == compound:
 		l.fixups = append(l.fixups, func() { s.initial = l.initialOf(s, init, join(where, "initial")) })
-	case init != nil && s.kind != compound:
+	case init != nil && s.kind == parallel:
+		if l.cfg.compat != XStateNet { // XStateNet ignores it
+			l.fail(init, join(where, "initial"), "a parallel state has no initial state (all its regions start): remove initial")
+			return nil
+		}
+	case init != nil:
 		l.fail(init, join(where, "initial"), "only a state with child states has an initial state")
 		return nil
 	}
@@ -302,6 +316,30 @@ func (l *loader) state(v *value, parent *state, key, where string) *state {
 	sv := v
 	l.fixups = append(l.fixups, func() { l.transitions(s, sv, where) })
 	return s
+}
+
+func (l *loader) implicitHistory(s *state, h *value, where string) {
+	deep := false
+	switch {
+	case h.kind == kString && (h.str == "deep" || h.str == "shallow"):
+		deep = h.str == "deep"
+	case h.kind == kBool:
+		deep = h.b
+	default:
+		l.fail(h, where, "history must be 'shallow' or 'deep'")
+		return
+	}
+	hs := &state{idx: len(l.def.states), key: "$history", path: s.path + ".$history", parent: s, kind: history, deep: deep}
+	if s.path == "" {
+		hs.path = "$history"
+	}
+	hs.id = s.id + ".$history"
+	hs.full = s.full + ".$history"
+	hs.end = hs.idx
+	l.def.states = append(l.def.states, hs)
+	l.def.byID[hs.id] = hs
+	s.children = append(s.children, hs)
+	s.histories = append(s.histories, hs)
 }
 
 func (l *loader) transitions(s *state, v *value, where string) {
@@ -368,7 +406,7 @@ func (l *loader) after(s *state, v *value, where string) {
 		} else {
 			d, ok := l.impl.Delays[f.key]
 			if !ok {
-				l.fail(f.val, p, "unknown delay %q: register it in Implementations.Delays, or write the delay in milliseconds", f.key)
+				l.fail(&value{line: f.line, col: f.col}, p, "unknown delay %q: register it in Implementations.Delays, or write the delay in milliseconds", f.key)
 				return
 			}
 			a.named = d
@@ -529,10 +567,14 @@ func (l *loader) transitionFrom(src, ctx *state, v *value, where, event string) 
 			l.fail(target, join(where, "target"), "target must be a state name or an array of them")
 			return nil
 		}
+		tpath := join(where, "target")
+		if target == v {
+			tpath = where // the transition is the target string or array itself
+		}
 		allDot := len(refs) > 0
 		for _, r := range refs {
 			if r.kind != kString {
-				l.fail(r, join(where, "target"), "target must be a state name, not %s", r.kind)
+				l.fail(r, tpath, "target must be a state name, not %s", r.kind)
 				return nil
 			}
 			if r.str == "" {
@@ -540,11 +582,11 @@ func (l *loader) transitionFrom(src, ctx *state, v *value, where, event string) 
 			}
 			ts := l.resolve(ctx, r.str)
 			if ts == nil {
-				l.fail(r, join(where, "target"), "unknown target %q: name a sibling state, '.child', or '#id.path'", r.str)
+				l.fail(r, tpath, "unknown target %q: name a sibling state, '.child', or '#id.path'", r.str)
 				return nil
 			}
 			if ts == l.def.root() {
-				l.fail(r, join(where, "target"), "the machine itself cannot be a target")
+				l.fail(r, tpath, "the machine itself cannot be a target")
 				return nil
 			}
 			if ts.kind == history {

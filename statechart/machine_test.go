@@ -98,7 +98,7 @@ func TestLoadErrorsPointAtTheScript(t *testing.T) {
 		path   string
 		msg    string
 	}{
-		{"{id:'m', initial:'a', states:{a:{on:{GO:'nowhere'}}}}", 1, "states.a.on.GO.target", `unknown target "nowhere"`},
+		{"{id:'m', initial:'a', states:{a:{on:{GO:'nowhere'}}}}", 1, "states.a.on.GO", `unknown target "nowhere"`},
 		{"{id:'m', initial:'a',\n states:{a:{entry:'missing'}}}", 2, "states.a.entry", `unknown action "missing"`},
 		{"{id:'m', initial:'a',\n states:{a:{on:{GO:{target:'a', cond:'g'}}}}}", 2, "states.a.on.GO.cond", `unknown guard "g"`},
 		{"{id:'m', initial:'a', states:{a:{invoke:{src:'svc'}}}}", 1, "states.a.invoke.src", `unknown service "svc"`},
@@ -464,4 +464,22 @@ func TestManualClockStopsAZeroDelayLoop(t *testing.T) {
 	if n := m.Context()["n"].(float64); n < 1000 || c.Pending() != 1 {
 		t.Fatalf("entered %v times, %d timers pending", n, c.Pending())
 	}
+}
+
+// XStateNet's history key on a compound state: a load error that says what
+// to write instead, and in XStateNet mode an implicit history child.
+func TestHistoryKeyOnACompoundState(t *testing.T) {
+	script := `{id:'m', initial:'A', states:{
+		A:{history:'deep', initial:'A1', states:{A1:{initial:'x', states:{x:{on:{N:'y'}}, y:{}}}, A2:{}}, on:{B:'B'}},
+		B:{on:{A:'A'}}}}`
+	_, err := statechart.Load([]byte(script), statechart.Implementations{})
+	var le *statechart.LoadError
+	if !errors.As(err, &le) || le.Path != "states.A.history" || !strings.Contains(le.Msg, "type: 'history'") {
+		t.Fatalf("history key in SCXML mode: %v", err)
+	}
+	m := start(t, mustLoad(t, script, statechart.Implementations{}, statechart.WithCompat(statechart.XStateNet)))
+	send(t, m, "N")
+	send(t, m, "B")
+	send(t, m, "A")
+	wantState(t, m, "#m.A.A1.y")
 }
