@@ -22,13 +22,13 @@ func FuzzLoad(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	impl := statechart.Implementations{
-		Actions:  map[string]statechart.Action{"act": func(s *statechart.Scope) error { s.Raise("T", nil); return nil }},
-		Guards:   map[string]statechart.Guard{"g": func(*statechart.Scope) bool { return false }},
+		Actions: map[string]statechart.Action{"act": func(s *statechart.Scope) error { s.Raise("T", nil); return nil }},
+		Guards:  map[string]statechart.Guard{"g": func(*statechart.Scope) bool { return false }},
 		Services: map[string]statechart.Service{"s": func(ctx context.Context, _ *statechart.Scope) (any, error) {
 			<-ctx.Done() // a service that finished would move the machine while the test compares
 			return nil, ctx.Err()
 		}},
-		Delays:   map[string]statechart.Delay{"D": func(*statechart.Scope) time.Duration { return time.Second }},
+		Delays: map[string]statechart.Delay{"D": func(*statechart.Scope) time.Duration { return time.Second }},
 	}
 	f.Fuzz(func(t *testing.T, script []byte) {
 		d, err := statechart.Load(script, impl)
