@@ -44,11 +44,10 @@ type ManualClock struct {
 const maxSameInstant = 10000
 
 type manualTimer struct {
-	c     *ManualClock
-	at    time.Time
-	seq   uint64
-	f     func()
-	fired bool
+	c   *ManualClock
+	at  time.Time
+	seq uint64
+	f   func()
 }
 
 // NewManualClock returns a ManualClock reading start.

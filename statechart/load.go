@@ -2,7 +2,6 @@ package statechart
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -918,14 +917,4 @@ func join(path, key string) string {
 		return key
 	}
 	return path + "." + key
-}
-
-// sortedKeys is for messages.
-func sortedKeys[M ~map[string]V, V any](m M) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }

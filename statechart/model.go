@@ -90,9 +90,7 @@ func (b bitset) has(i int) bool        { return b[i>>6]&(1<<(uint(i)&63)) != 0 }
 func (b bitset) add(i int)             { b[i>>6] |= 1 << (uint(i) & 63) }
 func (b bitset) remove(i int)          { b[i>>6] &^= 1 << (uint(i) & 63) }
 func (b bitset) clear()                { clear(b) }
-func (b bitset) copyFrom(o bitset)     { copy(b, o) }
 func (b bitset) next(i int) int        { return b.nextIn(i, len(b)*64-1) }
-func (b bitset) empty() bool           { return b.next(0) < 0 }
 func (b bitset) anyIn(lo, hi int) bool { return lo <= hi && b.nextIn(lo, hi) >= 0 }
 
 // nextIn returns the smallest member in [i, hi], or -1.
