@@ -74,3 +74,18 @@ func BenchmarkDeep(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFlatWithState: a transition and the new state string, as the
+// orchestrator's Send reports it.
+func BenchmarkFlatWithState(b *testing.B) {
+	d := mustLoad(b, `{id:'t', initial:'off', states:{off:{on:{T:'on'}}, on:{on:{T:'off'}}}}`, statechart.Implementations{})
+	m := start(b, d)
+	ev := statechart.Event{Name: "T"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := m.Send(ev); err != nil {
+			b.Fatal(err)
+		}
+		_ = m.State()
+	}
+}

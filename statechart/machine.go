@@ -265,6 +265,13 @@ func (m *Machine) stateLocked() string {
 	if !m.stale {
 		return m.stateS
 	}
+	var one *state // the common case, one leaf: its string, without building one
+	n := 0
+	m.eachLeaf(func(s *state) { one = s; n++ })
+	if n == 1 {
+		m.stateS, m.stale = one.full, false
+		return m.stateS
+	}
 	var b strings.Builder
 	m.eachLeaf(func(s *state) {
 		if b.Len() > 0 {
