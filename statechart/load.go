@@ -45,7 +45,9 @@ const (
 	// load error); onDone fires only for parallel states, not when a
 	// compound state reaches a final child; and a state with a history
 	// child that has recorded something resumes there on any entry, not
-	// only when the history state is the target. See docs/statecharts.md.
+	// only when the history state is the target; target '.' means no
+	// target; initial on a parallel state is ignored; a history key on a
+	// compound state is an implicit history child. See docs/statecharts.md.
 	XStateNet
 )
 
@@ -576,8 +578,8 @@ func (l *loader) transitionFrom(src, ctx *state, v *value, where, event string) 
 				l.fail(r, tpath, "target must be a state name, not %s", r.kind)
 				return nil
 			}
-			if r.str == "" {
-				continue
+			if r.str == "" || r.str == "." && l.cfg.compat == XStateNet {
+				continue // XStateNet reads '.' as "no target": stay, exit nothing
 			}
 			ts := l.resolve(ctx, r.str)
 			if ts == nil {

@@ -483,3 +483,21 @@ func TestHistoryKeyOnACompoundState(t *testing.T) {
 	send(t, m, "A")
 	wantState(t, m, "#m.A.A1.y")
 }
+
+// target '.': the state itself (exit and re-enter) in SCXML mode, no target
+// in XStateNet mode.
+func TestDotTarget(t *testing.T) {
+	for _, c := range []struct {
+		compat  statechart.Compat
+		entries float64
+	}{{statechart.SCXML, 2}, {statechart.XStateNet, 1}} {
+		impl := statechart.Implementations{Actions: map[string]statechart.Action{
+			"count": func(s *statechart.Scope) error { s.Context["n"] = s.Context["n"].(float64) + 1; return nil },
+		}}
+		m := start(t, mustLoad(t, `{id:'d', initial:'a', context:{n:0}, states:{a:{entry:'count', on:{STAY:'.'}}}}`, impl, statechart.WithCompat(c.compat)))
+		send(t, m, "STAY")
+		if n := m.Context()["n"]; n != c.entries {
+			t.Errorf("compat %d: entered a %v times, want %v", c.compat, n, c.entries)
+		}
+	}
+}

@@ -67,12 +67,13 @@ var xsnInvokeCases = []xsnCase{
 		actions: map[string]statechart.Action{"handleError": xsnSaveData("_errorMessage")},
 		services: func(r *xsnRun) map[string]statechart.Service {
 			return map[string]statechart.Service{"failingService": func(context.Context, *statechart.Scope) (any, error) {
+				<-r.gate("failingService")
 				return nil, errors.New("Service failed intentionally")
 			}}
 		},
 		steps: []xsnStep{
 			{send: "START", state: "#machineId.processing"},
-			{await: "error.platform.failingService", state: "#machineId.error", log: []string{"handleError"},
+			{do: func(t *testing.T, r *xsnRun) { r.release("failingService") }, await: "error.platform.failingService", state: "#machineId.error", log: []string{"handleError"},
 				ctx: map[string]any{"_errorMessage": "Service failed intentionally"}, done: true},
 		},
 	},
@@ -172,12 +173,13 @@ var xsnInvokeCases = []xsnCase{
 		actions: map[string]statechart.Action{"saveUserData": xsnSaveData("userData")},
 		services: func(r *xsnRun) map[string]statechart.Service {
 			return map[string]statechart.Service{"loadUserData": func(_ context.Context, s *statechart.Scope) (any, error) {
+				<-r.gate("loadUserData")
 				return map[string]any{"userId": s.Context["userId"], "name": "John Doe"}, nil
 			}}
 		},
 		steps: []xsnStep{
 			{send: "FETCH", state: "#testMachine.loading"},
-			{await: "done.invoke.loadUserData", state: "#testMachine.loaded",
+			{do: func(t *testing.T, r *xsnRun) { r.release("loadUserData") }, await: "done.invoke.loadUserData", state: "#testMachine.loaded",
 				ctx: map[string]any{"userData": map[string]any{"name": "John Doe", "userId": "123"}}},
 		},
 	},

@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"strings"
 	"sync"
@@ -297,7 +298,7 @@ func runXSN(t *testing.T, cases []xsnCase) {
 			}
 			opts := []statechart.Option{statechart.WithClock(r.clock), statechart.WithEventQueue(r.post)}
 			if c.ctx != nil {
-				opts = append(opts, statechart.WithContext(c.ctx))
+				opts = append(opts, statechart.WithContext(maps.Clone(c.ctx))) // the machine owns (and changes) it
 			}
 			r.m = def.New(opts...)
 			t.Cleanup(r.m.Stop)
