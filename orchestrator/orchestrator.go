@@ -1,0 +1,410 @@
+// Package orchestrator hosts state machines (package statechart) in a
+// process and addresses them by id anywhere on the bus.
+//
+// It owns three things: machine hosting (each machine registered here is
+// started, fed and stopped by the orchestrator, and registered on the bus
+// under its id with a statebus client of its own); mailboxes (every event to
+// a machine, whatever sent it, waits in that machine's mailbox and is
+// processed one at a time, in arrival order); and addressing (Send and Post
+// deliver to a machine of this process directly and to any other through the
+// bus, with the same call, so moving a machine to another process changes no
+// code).
+//
+//	o := orchestrator.New(orchestrator.WithBus())
+//	defer o.Close()
+//	o.Register(ctx, "pong", pongDef)
+//	res, err := o.Send(ctx, "ping", "pong", "PING", nil) // res.NewState == "#pong.ponging"
+//
+// Actions send through the orchestrator: a machine's Scope.Send,
+// SendSelf and SendAfter (XStateNet's RequestSend, RequestSelfSend and
+// delayed send) are delivered once the transition that made them has
+// completed, as posts from that machine.
+//
+// # Send and Post
+//
+// Send waits for the target machine to process the event and returns
+// XStateNet's EventResult: its new state, or why it failed. To a machine of
+// this process it is a call into its mailbox; to any other it is a request
+// on the bus (statebus.Client.Request), answered by the orchestrator that
+// hosts the target. Its deadline is ctx's, or WithSendTimeout's (5 s) when
+// ctx has none. Post queues the event and returns; to another process it is
+// a statebus PostEvent, whose refusals reach WithErrorHandler.
+//
+// Errors: Send returns a non-nil error exactly when EventResult.Success is
+// false, and EventResult.Error is that error's text. The bus's errors are
+// the client's (*protocol.Error, with the text on the wire: a target no
+// process hosts is "No responder: ID is not connected", which matches
+// statebus.ErrNoResponder); the orchestrator's own match ErrClosed,
+// ErrMailboxFull, ErrMachineStopped or ErrEventFailed with errors.Is,
+// whichever process's orchestrator made them.
+//
+// # Mailboxes
+//
+// A mailbox holds at most WithMailboxSize events (default 1024) from
+// others, and as many more of the machine's own (its self-sends, after
+// timers and services' results). When it is full:
+//
+//   - Send waits for room up to its deadline (the caller waits for the
+//     result anyway);
+//   - Post fails at once with ErrMailboxFull (it never blocks);
+//   - an action's send to a machine of this process is not delivered, and
+//     the error (ErrMailboxFull) goes to WithErrorHandler: a machine never
+//     waits for another's mailbox, so two machines that fill each other's
+//     cannot deadlock;
+//   - an event or request from the bus waits for room (up to the request's
+//     deadline), holding up that machine's client: further events wait in
+//     the client's pending queue, whose limit (statebus.WithPendingLimits)
+//     then drops them and reports a *statebus.SlowConsumerError;
+//   - the machine's own events beyond their share are dropped and reported.
+//
+// # State on the bus
+//
+// After a machine's state changes, the orchestrator records it in the
+// service's registry (statebus.Client.SetState), where `statebus machines`
+// and /machines show it. It sends the latest state when the previous one is
+// acknowledged, so a busy machine costs one line per round trip, not one per
+// transition. A state longer than statebus.MaxStateBytes is cut at a region
+// boundary and ends in "…".
+//
+// # Lifecycle
+//
+// Close is the one stop path: it stops every mailbox (a Send waiting on one
+// fails with ErrClosed), every machine (timers and services are cancelled),
+// every bus client (the ids are unregistered) and the state reporter, and
+// returns when their goroutines are done.
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/protocol"
+	"github.com/statebus/statebus/statechart"
+)
+
+// Option configures an Orchestrator.
+type Option func(*config)
+
+type config struct {
+	bus          bool
+	busOpts      []statebus.Option
+	mailbox      int
+	sendTimeout  time.Duration
+	errorHandler func(error)
+}
+
+// WithBus registers each machine on the bus, under its id, with a
+// statebus client of its own made with opts (statebus.WithPipeName, ...),
+// so that other processes can reach it and the machines can reach theirs.
+// Without it the orchestrator is local: a target it does not host is not
+// connected.
+func WithBus(opts ...statebus.Option) Option {
+	return func(c *config) { c.bus, c.busOpts = true, opts }
+}
+
+// WithMailboxSize sets how many events from others a machine's mailbox
+// holds (default 1024); see "Mailboxes" for what happens beyond it.
+func WithMailboxSize(n int) Option {
+	return func(c *config) { c.mailbox = max(n, 1) }
+}
+
+// WithSendTimeout sets how long a Send waits when its context has no
+// deadline (default 5 s, XStateNet's DefaultTimeoutMs).
+func WithSendTimeout(d time.Duration) Option {
+	return func(c *config) { c.sendTimeout = d }
+}
+
+// WithErrorHandler receives the errors no call returns: a machine's send
+// from an action that could not be delivered, a refused Post or state
+// report from the bus, a machine's own event dropped from a full mailbox.
+// It may be called from any goroutine; it must not block for long. The
+// default drops them.
+func WithErrorHandler(h func(error)) Option {
+	return func(c *config) { c.errorHandler = h }
+}
+
+// The orchestrator's errors. Those an orchestrator in another process
+// made match them too.
+var (
+	// ErrClosed: the orchestrator was closed, or the machine unregistered,
+	// before the event was processed.
+	ErrClosed = errors.New("orchestrator: closed")
+	// ErrMailboxFull: the target's mailbox holds as many events as it may
+	// (WithMailboxSize).
+	ErrMailboxFull = errors.New("orchestrator: mailbox full")
+	// ErrMachineStopped: the target takes no more events: it reached its
+	// final state, or was stopped.
+	ErrMachineStopped = errors.New("orchestrator: machine stopped")
+	// ErrEventFailed: the target processed the event, but an action
+	// failed (the machine went on, in EventResult.NewState).
+	ErrEventFailed = errors.New("orchestrator: event failed")
+)
+
+var errFull = ErrMailboxFull // the mailbox's own refusal, made specific by its caller
+
+// Orchestrator hosts machines and delivers events to them by id. It is safe
+// for concurrent use.
+type Orchestrator struct {
+	cfg config
+
+	ctx    context.Context // ends on Close: bus calls made for machines
+	cancel context.CancelFunc
+
+	mu       sync.RWMutex
+	machines map[string]*hosted
+	closed   bool
+
+	report chan struct{} // 1 slot: some machine's state is to be reported
+	wg     sync.WaitGroup
+}
+
+// hosted is one machine and what serves it.
+type hosted struct {
+	id     string
+	m      *statechart.Machine
+	mb     *mailbox
+	client *statebus.Client // nil without WithBus
+	done   chan struct{}    // closed when the mailbox loop has stopped
+	ctx    context.Context  // ends when the machine stops: its bus calls
+	cancel context.CancelFunc
+
+	dirty       atomic.Bool // the state changed since it was reported
+	reconnected atomic.Bool // the client reconnected since the last report
+	reported    string      // the reporter's: the state the registry has
+}
+
+// New returns an orchestrator with no machines.
+func New(opts ...Option) *Orchestrator {
+	cfg := config{mailbox: 1024, sendTimeout: 5 * time.Second}
+	for _, f := range opts {
+		f(&cfg)
+	}
+	o := &Orchestrator{cfg: cfg, machines: make(map[string]*hosted), report: make(chan struct{}, 1)}
+	o.ctx, o.cancel = context.WithCancel(context.Background())
+	if cfg.bus {
+		o.wg.Add(1)
+		go o.reportLoop()
+	}
+	return o
+}
+
+// Register makes a machine of def under id, hosts it and starts it. The
+// orchestrator builds the machine (rather than taking one) because it owns
+// its dispatcher and event queue: opts may set anything else (WithClock,
+// WithContext, ...). With WithBus it first registers id on the bus, which
+// fails if another connection holds it. The machine is started in its
+// mailbox, before any event sent to it; Register returns Start's error.
+func (o *Orchestrator) Register(ctx context.Context, id string, def *statechart.Definition, opts ...statechart.Option) error {
+	if err := protocol.ValidateID([]byte(id)); err != nil {
+		return fmt.Errorf("orchestrator: %w", err)
+	}
+	if o.lookup(id) != nil {
+		return fmt.Errorf("orchestrator: %s is already registered here", id)
+	}
+	h := &hosted{id: id, mb: newMailbox(o.cfg.mailbox), done: make(chan struct{})}
+	h.ctx, h.cancel = context.WithCancel(o.ctx)
+	opts = append(slices.Clip(opts),
+		statechart.WithMachineID(id),
+		statechart.WithDispatcher(statechart.DispatcherFunc(o.dispatch)),
+		statechart.WithEventQueue(func(ev statechart.Event) { o.postOwn(h, ev) }))
+	h.m = def.New(opts...)
+	// The start is the mailbox's first item: whatever arrives from the bus
+	// once the id is registered waits behind it.
+	h.mb.put(ctx, item{ev: statechart.Event{Name: startEvent}, own: true}, false)
+	if o.cfg.bus {
+		c, err := o.dial(ctx, h)
+		if err != nil {
+			h.cancel()
+			return err
+		}
+		h.client = c
+	}
+	o.mu.Lock()
+	var err error
+	switch {
+	case o.closed:
+		err = ErrClosed
+	case o.machines[id] != nil:
+		err = fmt.Errorf("orchestrator: %s is already registered here", id)
+	}
+	if err != nil {
+		o.mu.Unlock()
+		h.cancel()
+		if h.client != nil {
+			h.client.Close()
+		}
+		return err
+	}
+	o.machines[id] = h
+	started := make(chan error, 1)
+	o.wg.Add(1)
+	go o.loop(h, started)
+	o.mu.Unlock()
+	if err := <-started; err != nil {
+		o.remove(h)
+		o.stop(h)
+		return fmt.Errorf("orchestrator: starting %s: %w", id, err)
+	}
+	return nil
+}
+
+// startEvent marks the mailbox's first item: start the machine.
+const startEvent = "\x00start"
+
+// dial registers h on the bus, with handlers that put what arrives in its
+// mailbox.
+func (o *Orchestrator) dial(ctx context.Context, h *hosted) (*statebus.Client, error) {
+	opts := append(slices.Clip(o.cfg.busOpts),
+		statebus.WithErrorHandler(func(err error) { o.fail(fmt.Errorf("orchestrator: %s on the bus: %w", h.id, err)) }),
+		statebus.WithStatusHandler(func(sc statebus.StatusChange) {
+			if sc.To == statebus.Connected && sc.From == statebus.Reconnecting {
+				h.reconnected.Store(true) // the new registry entry has no state
+				o.noteState(h)
+			}
+		}))
+	c, err := statebus.Dial(ctx, h.id, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: registering %s on the bus: %w", h.id, err)
+	}
+	c.OnEvent("*", func(e statebus.Event) { o.fromBus(h, e) })
+	c.HandleRequest("*", func(ctx context.Context, e statebus.Event) (any, error) { return o.requestFromBus(ctx, h, e), nil })
+	return c, nil
+}
+
+// loop is h's mailbox loop: it starts the machine, then hands it each
+// event in turn.
+func (o *Orchestrator) loop(h *hosted, started chan<- error) {
+	defer o.wg.Done()
+	defer close(h.done)
+	defer func() {
+		if started != nil {
+			started <- ErrClosed // closed before the start was taken
+		}
+	}()
+	for {
+		it, ok := h.mb.take()
+		if !ok {
+			return
+		}
+		if started != nil {
+			started <- h.m.Start() // the first item
+			started = nil
+			o.noteState(h)
+			continue
+		}
+		res, err := h.m.Send(it.ev)
+		if res.Changed {
+			o.noteState(h)
+		}
+		if it.reply != nil {
+			it.reply <- h.result(it.id, err)
+		}
+	}
+}
+
+// Unregister stops the machine id, takes it off the bus and forgets it.
+// Events waiting in its mailbox are dropped; Sends waiting for them fail
+// with ErrClosed.
+func (o *Orchestrator) Unregister(id string) error {
+	o.mu.RLock()
+	h := o.machines[id]
+	o.mu.RUnlock()
+	if h == nil {
+		return fmt.Errorf("orchestrator: %s is not registered here", id)
+	}
+	o.remove(h)
+	o.stop(h)
+	return nil
+}
+
+// remove forgets h, if it is still the machine of its id.
+func (o *Orchestrator) remove(h *hosted) {
+	o.mu.Lock()
+	if o.machines[h.id] == h {
+		delete(o.machines, h.id)
+	}
+	o.mu.Unlock()
+}
+
+// stop closes h's mailbox (failing the Sends waiting in it), waits for its
+// loop, stops the machine and closes its client.
+func (o *Orchestrator) stop(h *hosted) {
+	h.cancel()
+	for _, it := range h.mb.close() {
+		if it.reply != nil {
+			it.reply <- failed(it.id, ErrClosed)
+		}
+	}
+	<-h.done
+	h.m.Stop()
+	if h.client != nil {
+		h.client.Close()
+	}
+}
+
+// Close stops every machine, mailbox and bus client and waits for their
+// goroutines. Later calls return nil at once.
+func (o *Orchestrator) Close() error {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return nil
+	}
+	o.closed = true
+	hs := slices.Collect(maps.Values(o.machines))
+	clear(o.machines)
+	o.mu.Unlock()
+	o.cancel()
+	var wg sync.WaitGroup
+	for _, h := range hs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o.stop(h)
+		}()
+	}
+	wg.Wait()
+	o.wg.Wait()
+	return nil
+}
+
+// lookup returns the machine id hosted here, or nil.
+func (o *Orchestrator) lookup(id string) *hosted {
+	o.mu.RLock()
+	h := o.machines[id]
+	o.mu.RUnlock()
+	return h
+}
+
+// Machine returns the machine hosted here as id, or nil, to read it:
+// State, Context, Matches, Snapshot, Subscribe. Send to it through the
+// orchestrator, never with its own Send, or events bypass its mailbox.
+func (o *Orchestrator) Machine(id string) *statechart.Machine {
+	if h := o.lookup(id); h != nil {
+		return h.m
+	}
+	return nil
+}
+
+// Machines returns the ids of the machines hosted here, sorted.
+func (o *Orchestrator) Machines() []string {
+	o.mu.RLock()
+	ids := slices.Collect(maps.Keys(o.machines))
+	o.mu.RUnlock()
+	slices.Sort(ids)
+	return ids
+}
+
+// fail hands err to the error handler.
+func (o *Orchestrator) fail(err error) {
+	if h := o.cfg.errorHandler; h != nil {
+		h(err)
+	}
+}
