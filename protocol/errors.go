@@ -107,11 +107,14 @@ var (
 	// after the prefix is the responder's own; every other kind is the
 	// service's.
 	ErrResponder = &Kind{"Responder error: ", "the responder returned an error"}
+	// ErrFederation: statebusd is a member of a federation (MessageBus
+	// Cluster) and cannot reach it to claim or route an id.
+	ErrFederation = &Kind{"Federation unavailable: ", "federation unavailable"}
 )
 
 // kinds lists the kinds a client can recognize, most specific first.
 var kinds = []*Kind{
-	ErrResponder, ErrLimit, ErrAmbiguousField, ErrTargetNotConnected, ErrNoResponder, ErrNoRequest, ErrNoWatch, ErrDropped, ErrSlowConsumer, ErrDeliveryFailed, ErrUnknownType, ErrIDInUse,
+	ErrResponder, ErrFederation, ErrLimit, ErrAmbiguousField, ErrTargetNotConnected, ErrNoResponder, ErrNoRequest, ErrNoWatch, ErrDropped, ErrSlowConsumer, ErrDeliveryFailed, ErrUnknownType, ErrIDInUse,
 	ErrNotOwner, ErrInvalidID, ErrPayloadNull, ErrInvalidUTF8, ErrTooDeep,
 	ErrNotObject, ErrTooLarge, ErrTooManyConnections, ErrAccessDenied, ErrHandshake, ErrShuttingDown,
 	ErrInvalidJSON,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/statebus/statebus/internal/config"
+	"github.com/statebus/statebus/internal/federation"
 	"github.com/statebus/statebus/internal/httpapi"
 	"github.com/statebus/statebus/internal/logging"
 	"github.com/statebus/statebus/internal/server"
@@ -27,6 +28,7 @@ type daemon struct {
 	logs   *logging.Logs
 	log    *slog.Logger
 	srv    *server.Server
+	fed    *federation.Node // nil: no federation
 	api    *httpapi.API
 	sd     *systemd.Notifier
 	// activated: the socket came from systemd and stays when we stop.
@@ -93,6 +95,16 @@ func start(st *config.Settings, args []string, getenv func(string) string, stder
 			return nil, err
 		}
 	}
+	if st.Cluster.Mode != "" {
+		fc := st.Cluster
+		fc.Logger = logs.Logger(logging.Server)
+		d.log.Info("joining the federation", "mode", fc.Mode, "name", fc.Name, "node", fc.Node)
+		if d.fed, err = federation.Start(context.Background(), fc); err != nil {
+			return nil, err
+		}
+		cfg.Federation = d.fed
+		d.log.Info("federation joined", "node", d.fed.Name(), "nats", d.fed.ClientURL())
+	}
 	d.srv, err = server.New(cfg)
 	if err == nil {
 		if d.activated {
@@ -104,6 +116,9 @@ func start(st *config.Settings, args []string, getenv func(string) string, stder
 	if err != nil {
 		for _, ln := range lns {
 			ln.Close()
+		}
+		if d.fed != nil {
+			d.fed.Close()
 		}
 		if d.srv != nil && cfg.SocketPath == protocol.PipePath(protocol.DefaultPipeName) {
 			// Clients look here first: say loudly that this bus is not
@@ -232,6 +247,9 @@ func (d *daemon) reload() {
 // than the ones reload applies.
 func needRestart(old, new *config.Settings) []string {
 	var out []string
+	if !reflect.DeepEqual(old.Cluster, new.Cluster) {
+		out = append(out, "Cluster")
+	}
 	if old.HTTPAddr != new.HTTPAddr {
 		out = append(out, "Http")
 	}
@@ -281,5 +299,9 @@ func (d *daemon) stop(sig os.Signal) int {
 // shutdownBus stops the bus. A socket systemd passed (socket activation)
 // stays in place: Shutdown removes only a socket its Start created.
 func (d *daemon) shutdownBus(ctx context.Context) error {
-	return d.srv.Shutdown(ctx)
+	err := d.srv.Shutdown(ctx)
+	if d.fed != nil {
+		d.fed.Close() // after the connections: their ids are released first
+	}
+	return err
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/statebus/statebus/internal/access"
+	"github.com/statebus/statebus/internal/federation"
 	"github.com/statebus/statebus/internal/logging"
 	"github.com/statebus/statebus/internal/router"
 	"github.com/statebus/statebus/internal/server"
@@ -51,6 +52,9 @@ type Settings struct {
 	// SelfTest asks statebusd to run the standalone self-test (a bus of
 	// its own on a temporary socket) instead of serving.
 	SelfTest bool
+	// Cluster is the federation membership (MessageBus:Cluster and the
+	// Cluster* settings); Mode "" is off.
+	Cluster federation.Config
 	// UnknownKeys are the config file's MessageBus keys that name no
 	// setting, for statebusd to warn about once it logs.
 	UnknownKeys []UnknownKey
@@ -120,6 +124,56 @@ var settings = []setting{
 			s.HTTPAddr, s.HTTPConfigured = v, true
 			return nil
 		}},
+	{"Cluster", "STATEBUS_CLUSTER", "cluster", "federation through NATS: off, embedded (start a nats-server node that joins a cluster by routes) or external (connect to a NATS cluster by URL); see docs/federation.md (default off)",
+		func(s *Settings, v string) error {
+			switch strings.ToLower(v) {
+			case "off", "":
+				s.Cluster.Mode = ""
+			case federation.Embedded, federation.External:
+				s.Cluster.Mode = strings.ToLower(v)
+			default:
+				return errors.New("want off, embedded or external")
+			}
+			return nil
+		}},
+	{"ClusterName", "STATEBUS_CLUSTER_NAME", "cluster-name", "the federation's name, the same on every daemon; also the NATS cluster name in embedded mode (default statebus)",
+		func(s *Settings, v string) error { s.Cluster.Name = v; return nil }},
+	{"ClusterNode", "STATEBUS_CLUSTER_NODE", "cluster-node", "this daemon's name in the federation, unique; letters, digits, - and _ (default the host name)",
+		func(s *Settings, v string) error { s.Cluster.Node = v; return nil }},
+	{"ClusterClientListen", "STATEBUS_CLUSTER_CLIENT_LISTEN", "cluster-client-listen", "embedded: the NATS node's client address, for NATS tools (default 127.0.0.1:0, a free port)",
+		func(s *Settings, v string) error { s.Cluster.ClientListen = v; return nil }},
+	{"ClusterRouteListen", "STATEBUS_CLUSTER_ROUTE_LISTEN", "cluster-route-listen", "embedded: the address the other nodes' routes reach this node on, e.g. 0.0.0.0:6222 (default none; required in embedded mode)",
+		func(s *Settings, v string) error { s.Cluster.RouteListen = v; return nil }},
+	{"ClusterRoutes", "STATEBUS_CLUSTER_ROUTES", "cluster-routes", "embedded: comma-separated routes to the other nodes, e.g. nats-route://host2:6222,nats-route://host3:6222 (default none)",
+		func(s *Settings, v string) error { s.Cluster.Routes = splitList(v); return nil }},
+	{"ClusterStoreDir", "STATEBUS_CLUSTER_STORE_DIR", "cluster-store-dir", "embedded: the NATS node's JetStream directory (default none; required in embedded mode)",
+		func(s *Settings, v string) error { s.Cluster.StoreDir = v; return nil }},
+	{"ClusterUrls", "STATEBUS_CLUSTER_URLS", "cluster-urls", "external: comma-separated NATS URLs, e.g. nats://n1:4222,tls://n2:4222 (default none; required in external mode)",
+		func(s *Settings, v string) error { s.Cluster.URLs = splitList(v); return nil }},
+	{"ClusterCredentials", "STATEBUS_CLUSTER_CREDENTIALS", "cluster-credentials", "external: NATS credentials file (default none)",
+		func(s *Settings, v string) error { s.Cluster.Credentials = v; return nil }},
+	{"ClusterTlsCa", "STATEBUS_CLUSTER_TLS_CA", "cluster-tls-ca", "external: CA file to verify the NATS servers with (default none: the system's)",
+		func(s *Settings, v string) error { s.Cluster.TLSCA = v; return nil }},
+	{"ClusterTlsCert", "STATEBUS_CLUSTER_TLS_CERT", "cluster-tls-cert", "external: client certificate file for NATS (default none)",
+		func(s *Settings, v string) error { s.Cluster.TLSCert = v; return nil }},
+	{"ClusterTlsKey", "STATEBUS_CLUSTER_TLS_KEY", "cluster-tls-key", "external: client key file for NATS (default none)",
+		func(s *Settings, v string) error { s.Cluster.TLSKey = v; return nil }},
+	{"ClusterLeaseSeconds", "STATEBUS_CLUSTER_LEASE_SECONDS", "cluster-lease", "seconds a daemon's ids outlive its last contact with the federation; a dead or cut-off daemon's ids are released after at most this (default 10)",
+		secondsSetting(func(s *Settings, d time.Duration) { s.Cluster.Lease = d })},
+	{"ClusterReplicas", "STATEBUS_CLUSTER_REPLICAS", "cluster-replicas", "NATS nodes that keep the ownership buckets; 3 survives losing one of three (default 0; 0 means embedded: 1 + the routes, at most 3, external: 1)",
+		intSetting(func(s *Settings, n int) { s.Cluster.Replicas = n })},
+	{"ClusterAckTimeoutSeconds", "STATEBUS_CLUSTER_ACK_TIMEOUT_SECONDS", "cluster-ack-timeout", "seconds a cross-daemon event waits for its acknowledgement before its sender gets an error (default 30)",
+		secondsSetting(func(s *Settings, d time.Duration) { s.Cluster.AckTimeout = d })},
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func intSetting(f func(*Settings, int)) func(*Settings, string) error {
@@ -241,6 +295,13 @@ func Load(args []string, getenv func(string) string) (*Settings, error) {
 	if s.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(s.HTTPAddr); err != nil {
 			return nil, fmt.Errorf("monitoring address %q: want HOST:PORT, e.g. %s (%v)", s.HTTPAddr, DefaultHTTPAddr, err)
+		}
+	}
+	if s.Cluster.Mode != "" {
+		c := s.Cluster
+		c.Defaults()
+		if err := c.Validate(); err != nil {
+			return nil, err
 		}
 	}
 	s.Server.SocketPath = protocol.PipePath(s.PipeName)

@@ -68,6 +68,16 @@ func kind(key string) string {
 		return "host:port|off"
 	case key == "PipeName":
 		return "name|path"
+	case key == "Cluster":
+		return "off|embedded|external"
+	case key == "ClusterReplicas":
+		return "int"
+	case strings.HasSuffix(key, "Listen"):
+		return "host:port"
+	case key == "ClusterRoutes" || key == "ClusterUrls":
+		return "url,..."
+	case strings.HasPrefix(key, "Cluster"):
+		return "string"
 	}
 	return "int"
 }

@@ -194,3 +194,15 @@ func glob(pattern string, s []byte) bool {
 
 // Glob reports whether s matches pattern, as filters match.
 func Glob(pattern, s string) bool { return glob(pattern, []byte(s)) }
+
+// Get returns the installed watch id, or nil.
+func (s *Watches[O]) Get(id uint64) *Watch[O] {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.byID[id]
+}
+
+// Matches reports whether the filter matches an event.
+func (f Filter) Matches(name, source, target string) bool {
+	return glob(f.EventName, []byte(name)) && glob(f.Source, []byte(source)) && glob(f.Target, []byte(target))
+}

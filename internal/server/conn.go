@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/statebus/statebus/internal/access"
@@ -54,6 +55,9 @@ type conn struct {
 	// comes and goes leaves nothing behind.
 	outMu sync.Mutex
 	out   map[uint64]*conn
+	// remoteOut counts its requests waiting for replies from other
+	// daemons (federation), also against MaxPendingRequests.
+	remoteOut atomic.Int64
 
 	// Owned by the reader goroutine.
 	greeted      bool                   // the handshake is done: it registered or asked a question
@@ -83,6 +87,9 @@ type delivery struct {
 	request   bool  // a request: its failure is reported by the pending request
 	quiet     bool  // a routing rule's copy: its failure is only counted
 	queuedAt  int64 // unix nanoseconds, for sampled events; else 0
+	// remote is the daemon waiting for the outcome of an event another
+	// daemon sent here (sender is then nil); see federation.go.
+	remote *remoteOrigin
 }
 
 // reqID is a request's optional "Id", kept without allocating when it is a
@@ -171,7 +178,15 @@ func (c *conn) serve() {
 	c.stop()
 
 	s.routes.Drop(c, c.ids)
+	if s.fed != nil {
+		s.releaseIDs(c.ids)
+	}
 	s.watches.RemoveAll(c, c.watchIDs)
+	if s.fed != nil {
+		for _, id := range c.watchIDs {
+			s.fed.RemoveWatch(id)
+		}
+	}
 	c.failPending()
 	c.forgetRequests()
 	c.q.Close()
@@ -372,6 +387,11 @@ func (c *conn) register(r *protocol.Request) error {
 		if err := c.mayHold(id); err != nil {
 			return err
 		}
+		if c.srv.fed != nil {
+			if err := c.claim(id, reg.ProcessName); err != nil {
+				return err
+			}
+		}
 	}
 	info := c.info(id)
 	info.ProcessName, info.ProcessID = reg.ProcessName, reg.ProcessID
@@ -395,6 +415,11 @@ func (c *conn) subscribe(r *protocol.Request) error {
 		if err := c.mayHold(id); err != nil {
 			return err
 		}
+		if c.srv.fed != nil {
+			if err := c.claim(id, ""); err != nil {
+				return err
+			}
+		}
 	}
 	now := time.Now()
 	if _, err := c.srv.routes.Subscribe(c, c.info(id), now); err != nil {
@@ -416,6 +441,9 @@ func (c *conn) unregister(r *protocol.Request) error {
 		return err
 	}
 	c.memberships -= left
+	if c.srv.fed != nil && c.held(b) != "" {
+		c.srv.fed.Release(string(b))
+	}
 	c.release(string(b))
 	c.reply(nil, r.ID)
 	return nil
@@ -560,6 +588,9 @@ func (c *conn) sendEvent(r *protocol.Request) error {
 	err := c.route(r)
 	if err == nil {
 		c.copyToWatchers(r)
+		if c.srv.fed != nil {
+			c.watchRemote(r)
+		}
 	}
 	return err
 }
@@ -600,6 +631,11 @@ func (c *conn) route(r *protocol.Request) error {
 	}
 	route, ok := c.srv.routes.Lookup(ev.Target)
 	if !ok {
+		if c.srv.fed != nil {
+			if node, ok := c.routeRemote(ev.Target); ok {
+				return c.toRemote(node, string(ev.Target), r)
+			}
+		}
 		return protocol.ErrTargetNotConnected.New(string(ev.Target))
 	}
 	return c.deliver(route.Owner, route.ID, r, modeUnicast)
@@ -686,6 +722,10 @@ func (c *conn) broadcast(r *protocol.Request) error {
 		}
 	}
 	clear(c.targets)
+	if c.srv.fed != nil {
+		c.broadcastRemote(r, []byte(protocol.Broadcast), n)
+		return nil
+	}
 	if r.NoAck {
 		return nil
 	}
@@ -715,6 +755,11 @@ func (c *conn) written(recs []delivery) {
 	var idb [20]byte
 	for i := 0; i < len(recs); {
 		sender := recs[i].sender
+		if sender == nil { // from another daemon, or a remote broadcast
+			c.srv.remoteWritten(&recs[i])
+			i++
+			continue
+		}
 		b, err := sender.q.BeginNoWait()
 		for ; i < len(recs) && recs[i].sender == sender; i++ {
 			if err == nil && !recs[i].broadcast && !recs[i].noAck {
@@ -738,6 +783,10 @@ func (c *conn) failed(recs []delivery, cause error) {
 	}
 	var idb [20]byte
 	for _, d := range recs {
+		if d.sender == nil {
+			c.srv.remoteFailed(&d, why)
+			continue
+		}
 		if d.request || d.quiet || d.broadcast {
 			// failPending tells a request's caller; a copy's sender never
 			// asked for it; a fanned-out event was acknowledged with its

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 
 	"github.com/statebus/statebus/internal/router"
@@ -12,6 +13,17 @@ import (
 // "@group:*" to every member but the sender.
 func (c *conn) toGroup(r *protocol.Request, group []byte, all bool) error {
 	members, first := c.srv.routes.Members(group)
+	if c.srv.fed != nil {
+		if all && !r.IsRequest {
+			return c.toAll(r, members)
+		}
+		if m, ok := c.groupRemote(group, len(members)); ok {
+			if r.IsRequest {
+				return c.requestRemote(m.Node, m.ID, r)
+			}
+			return c.toRemote(m.Node, m.ID, r)
+		}
+	}
 	if len(members) == 0 {
 		if r.IsRequest {
 			return protocol.ErrNoResponder.New(string(r.Event.Target) + " has no members")
@@ -54,6 +66,10 @@ func (c *conn) toAll(r *protocol.Request, members []router.Route[*conn]) error {
 			c.srv.countRefusal(err, 1)
 		}
 	}
+	if c.srv.fed != nil {
+		c.broadcastRemote(r, r.Event.Target, n)
+		return nil
+	}
 	if !r.NoAck {
 		c.sendLine(func(b []byte) []byte { return protocol.AppendAck(b, r.Event.Target, n, r.ID) })
 	}
@@ -80,6 +96,9 @@ func (c *conn) joinLeave(r *protocol.Request) error {
 		var left bool
 		if left, err = c.srv.routes.Leave(c, g.Group, string(id)); left {
 			c.memberships--
+			if c.srv.fed != nil {
+				c.srv.fed.Leave(g.Group, string(id))
+			}
 		}
 	}
 	if err != nil {
@@ -104,6 +123,12 @@ func (c *conn) join(group, id string) error {
 		return limitErr(max, "group memberships per connection (MaxGroupsPerConnection); leave a group first")
 	}
 	added, err := c.srv.routes.Join(c, group, id)
+	if added && c.srv.fed != nil {
+		if err := c.srv.fed.Join(context.Background(), group, id); err != nil {
+			c.srv.routes.Leave(c, group, id)
+			return protocol.ErrFederation.New(err.Error())
+		}
+	}
 	if added {
 		c.memberships++
 	}

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/statebus/statebus/internal/federation"
 	"github.com/statebus/statebus/internal/router"
 	"github.com/statebus/statebus/protocol"
 )
@@ -14,7 +15,8 @@ import (
 // reply, the target's end, the janitor at its deadline, or a failed
 // delivery) is its one owner and the only one that answers the caller.
 type pendingRequest struct {
-	caller   *conn
+	caller   *conn         // nil for a request from another daemon
+	remote   *remoteOrigin // that daemon
 	id       reqID
 	target   string
 	deadline time.Time
@@ -30,6 +32,11 @@ func (c *conn) request(r *protocol.Request) error {
 	}
 	route, ok := c.srv.routes.Lookup(ev.Target)
 	if !ok {
+		if c.srv.fed != nil {
+			if node, ok := c.routeRemote(ev.Target); ok {
+				return c.requestRemote(node, string(ev.Target), r)
+			}
+		}
 		return protocol.ErrNoResponder.New(string(ev.Target) + " is not connected")
 	}
 	return c.requestTo(route, r, true)
@@ -97,7 +104,7 @@ func (c *conn) addPending(token uint64, p *pendingRequest) bool {
 func (c *conn) requestsOut() int {
 	c.outMu.Lock()
 	defer c.outMu.Unlock()
-	return len(c.out)
+	return len(c.out) + int(c.remoteOut.Load())
 }
 
 // forget drops a request of c's from its list: it was answered, expired
@@ -129,7 +136,7 @@ func (c *conn) takePending(token uint64) *pendingRequest {
 	p := c.pending[token]
 	if p != nil {
 		delete(c.pending, token)
-		p.caller.forget(token)
+		p.forget(token)
 	}
 	return p
 }
@@ -143,7 +150,7 @@ func (c *conn) failPending() {
 	close(c.ended)
 	c.reqMu.Unlock()
 	for token, p := range pending {
-		p.caller.forget(token)
+		p.forget(token)
 		p.answerError(protocol.ErrNoResponder.New(p.target + " disconnected before replying").Text)
 	}
 }
@@ -161,7 +168,7 @@ func (c *conn) expirePending(now time.Time) {
 	for token, p := range c.pending {
 		if !now.Before(p.deadline) {
 			delete(c.pending, token)
-			p.caller.forget(token)
+			p.forget(token)
 			expired = append(expired, p)
 		} else if c.nextExpiry.IsZero() || p.deadline.Before(c.nextExpiry) {
 			c.nextExpiry = p.deadline
@@ -175,6 +182,10 @@ func (c *conn) expirePending(now time.Time) {
 
 // answerError sends the caller the error response for its request.
 func (p *pendingRequest) answerError(text string) {
+	if p.remote != nil {
+		p.remote.srv.answer(p.remote, federation.KindError, text, nil)
+		return
+	}
 	var idb [20]byte
 	id := p.id.bytes(idb[:])
 	p.caller.sendLine(func(b []byte) []byte { return protocol.AppendError(b, text, id) })
@@ -194,6 +205,8 @@ func (c *conn) replyTo(r *protocol.Request) error {
 	}
 	if rp.Error != "" {
 		p.answerError(protocol.ErrResponder.New(rp.Error).Text)
+	} else if p.remote != nil {
+		c.srv.answer(p.remote, federation.KindReply, "", rp.Payload)
 	} else {
 		var idb [20]byte
 		id := p.id.bytes(idb[:])
@@ -203,6 +216,13 @@ func (c *conn) replyTo(r *protocol.Request) error {
 		c.reply(nil, r.ID)
 	}
 	return nil
+}
+
+// forget drops the request from its caller's list (a local caller).
+func (p *pendingRequest) forget(token uint64) {
+	if p.caller != nil {
+		p.caller.forget(token)
+	}
 }
 
 // sendLine queues a line built by build on c, if c is still open.

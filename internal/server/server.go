@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/statebus/statebus/internal/access"
+	"github.com/statebus/statebus/internal/federation"
 	"github.com/statebus/statebus/internal/router"
 	"github.com/statebus/statebus/protocol"
 )
@@ -103,6 +104,10 @@ type Config struct {
 	OnRouteLatency func(time.Duration)
 	// Logger receives the service's logs. Nil discards them.
 	Logger *slog.Logger
+	// Federation, when set, makes this daemon a member of a federation
+	// (see package federation): ids are claimed cluster-wide and events
+	// to ids held elsewhere are routed there. Nil: a standalone bus.
+	Federation *federation.Node
 }
 
 // DefaultConfig returns the configuration statebusd runs with when nothing
@@ -200,6 +205,8 @@ type Server struct {
 	ownsSocket bool // Start created the socket file, so Shutdown removes it
 	access     atomic.Pointer[access.Checker]
 	rules      atomic.Pointer[router.Rules] // nil: no rules
+	fed        *federation.Node             // nil: federation off
+	fedMu      fedState
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -244,6 +251,11 @@ func New(cfg Config) (*Server, error) {
 		startedAt: time.Now(),
 	}
 	s.lastActivity.Store(s.startedAt.UnixNano())
+	if cfg.Federation != nil {
+		s.fed = cfg.Federation
+		s.fed.SetHandler(s.fromDaemon)
+		s.fed.OnLeaseLost(s.leaseLost)
+	}
 	if err := s.SetAccess(cfg.Access); err != nil {
 		return nil, err
 	}

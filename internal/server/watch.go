@@ -20,6 +20,9 @@ func (c *conn) watch(r *protocol.Request) error {
 			return protocol.ErrNoWatch.New(strconv.FormatUint(w.WatchID, 10))
 		}
 		c.watchIDs = slices.DeleteFunc(c.watchIDs, func(id uint64) bool { return id == w.WatchID })
+		if c.srv.fed != nil {
+			c.srv.fed.RemoveWatch(w.WatchID)
+		}
 		c.reply(nil, r.ID)
 		return nil
 	}
@@ -36,8 +39,11 @@ func (c *conn) watch(r *protocol.Request) error {
 	}
 	id := c.srv.nextWatch.Add(1)
 	c.watchIDs = append(c.watchIDs, id)
-	c.srv.watches.Add(&router.Watch[*conn]{ID: id, Owner: c,
-		Filter: router.Filter{EventName: w.EventName, Source: w.Source, Target: w.Target}})
+	f := router.Filter{EventName: w.EventName, Source: w.Source, Target: w.Target}
+	c.srv.watches.Add(&router.Watch[*conn]{ID: id, Owner: c, Filter: f})
+	if c.srv.fed != nil {
+		c.srv.fed.AddWatch(id, f.EventName, f.Source, f.Target)
+	}
 	c.reply(append(strconv.AppendUint([]byte(`{"WatchId":`), id, 10), '}'), r.ID)
 	return nil
 }

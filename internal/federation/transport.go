@@ -1,0 +1,233 @@
+package federation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+)
+
+func newEpoch() string { return nuid.Next() }
+
+// subject is where daemon node receives: one subject per daemon, so that
+// what one daemon sends another arrives in the order it was sent.
+func (n *Node) subject(node string) string { return n.prefix + ".d." + node }
+
+// Inbound budget: what NATS buffers for this daemon's subject before it
+// drops messages as a slow consumer (their senders then get errors when
+// their answers do not come).
+const (
+	inboundMsgs  = 1 << 16
+	inboundBytes = 64 << 20
+)
+
+func (n *Node) subscribe() error {
+	sub, err := n.nc.Subscribe(n.subject(n.cfg.Node), n.receive)
+	if err != nil {
+		return err
+	}
+	sub.SetPendingLimits(inboundMsgs, inboundBytes)
+	n.inbox = sub
+	return n.nc.Flush()
+}
+
+func (n *Node) receive(nm *nats.Msg) {
+	n.Metrics.Received.Add(1)
+	n.Metrics.RecvBytes.Add(uint64(len(nm.Data)))
+	var m Msg
+	if err := m.Decode(nm.Data); err != nil {
+		n.log.Warn("federation: undecodable message", "err", err, "subject", nm.Subject)
+		return
+	}
+	switch m.Kind {
+	case KindAck, KindError, KindCount, KindReply:
+		n.flight.answer(&m, &n.Metrics)
+		return
+	}
+	if h := n.handle.Load(); h != nil {
+		(*h)(&m)
+	}
+}
+
+// Done receives the answer to a message sent with Send; lost is not ""
+// when no answer will come, and says why.
+type Done func(answer *Msg, lost string)
+
+// ErrTooMany: MaxInFlight answers are already awaited.
+var ErrTooMany = errors.New("federation: too many cross-daemon messages waiting for answers")
+
+// Send sends m to daemon node. With done, the answer (or its absence by
+// timeout, or node's departure) is passed to done exactly once.
+func (n *Node) Send(node string, m *Msg, done Done, timeout time.Duration) error {
+	m.From = n.cfg.Node
+	if done != nil {
+		seq, err := n.flight.add(node, time.Now().Add(timeout), done, n.cfg.MaxInFlight)
+		if err != nil {
+			return err
+		}
+		m.Seq = seq
+	}
+	if err := n.publish(node, m); err != nil {
+		if done != nil && n.flight.take(m.Seq) == nil {
+			return nil // answered meanwhile (failAll)
+		}
+		return err
+	}
+	return nil
+}
+
+// Answer sends the answer to message seq from daemon node.
+func (n *Node) Answer(node string, a *Msg) {
+	a.From = n.cfg.Node
+	n.publish(node, a)
+}
+
+func (n *Node) publish(node string, m *Msg) error {
+	b := m.Append(make([]byte, 0, headerLen+16+len(m.From)+len(m.Target)+len(m.Source)+len(m.Text)+len(m.Payload)))
+	if err := n.nc.Publish(n.subject(node), b); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	n.Metrics.Sent.Add(1)
+	n.Metrics.SentBytes.Add(uint64(len(b)))
+	return nil
+}
+
+// AckTimeout returns the configured acknowledgement timeout.
+func (n *Node) AckTimeout() time.Duration { return n.cfg.AckTimeout }
+
+// janitor answers, with their absence, the messages whose time is up.
+func (n *Node) janitor() {
+	defer n.wg.Done()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case now := <-t.C:
+			n.Metrics.TimedOut.Add(uint64(n.flight.expire(now)))
+		}
+	}
+}
+
+// waiter is a message waiting for its answer.
+type waiter struct {
+	node     string
+	deadline time.Time
+	done     Done
+}
+
+// inflight is the table of messages waiting for answers. Whoever takes a
+// waiter out of it (the answer, the janitor, a daemon's departure) is the
+// one that calls its Done.
+type inflight struct {
+	mu   sync.Mutex
+	seq  uint64
+	wait map[uint64]*waiter
+}
+
+func (f *inflight) init() { f.wait = map[uint64]*waiter{} }
+
+func (f *inflight) add(node string, deadline time.Time, done Done, limit int) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.wait) >= limit {
+		return 0, ErrTooMany
+	}
+	f.seq++
+	f.wait[f.seq] = &waiter{node: node, deadline: deadline, done: done}
+	return f.seq, nil
+}
+
+func (f *inflight) take(seq uint64) *waiter {
+	f.mu.Lock()
+	w := f.wait[seq]
+	delete(f.wait, seq)
+	f.mu.Unlock()
+	return w
+}
+
+// answer passes an answer to its waiter, if it still waits and the answer
+// comes from the daemon it was sent to.
+func (f *inflight) answer(m *Msg, mt *Metrics) {
+	f.mu.Lock()
+	w := f.wait[m.Seq]
+	if w == nil || w.node != m.From {
+		f.mu.Unlock()
+		return
+	}
+	delete(f.wait, m.Seq)
+	f.mu.Unlock()
+	if m.Kind == KindError {
+		mt.Failed.Add(1)
+	} else {
+		mt.Acked.Add(1)
+	}
+	w.done(m, "")
+}
+
+// expire ends the waits whose deadline passed.
+func (f *inflight) expire(now time.Time) int {
+	var out []*waiter
+	f.mu.Lock()
+	for seq, w := range f.wait {
+		if now.After(w.deadline) {
+			out = append(out, w)
+			delete(f.wait, seq)
+		}
+	}
+	f.mu.Unlock()
+	for _, w := range out {
+		w.done(nil, "no answer from daemon "+w.node+" in time")
+	}
+	return len(out)
+}
+
+// failAll ends the waits for node ("" for every node).
+func (f *inflight) failAll(node, why string) {
+	var out []*waiter
+	f.mu.Lock()
+	for seq, w := range f.wait {
+		if node == "" || w.node == node {
+			out = append(out, w)
+			delete(f.wait, seq)
+		}
+	}
+	f.mu.Unlock()
+	for _, w := range out {
+		w.done(nil, why)
+	}
+}
+
+// Find is Lookup that, when the directory does not know id yet (a record
+// written a moment ago), asks the bucket.
+func (n *Node) Find(id string) (node string, ok bool) {
+	if node, ok = n.Lookup(id); ok {
+		return node, true
+	}
+	n.dir.mu.RLock()
+	_, known := n.dir.ids[id]
+	n.dir.mu.RUnlock()
+	if known {
+		return "", false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	e, err := n.ids.Get(ctx, idKey(id))
+	if err != nil {
+		return "", false
+	}
+	var r record
+	if json.Unmarshal(e.Value(), &r) != nil || r.Node == n.cfg.Node {
+		return "", false
+	}
+	n.dir.mu.RLock()
+	l, live := n.dir.live[r.Node]
+	n.dir.mu.RUnlock()
+	return r.Node, live && l.Epoch == r.Epoch
+}
