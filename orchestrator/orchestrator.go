@@ -212,7 +212,7 @@ func (o *Orchestrator) Register(ctx context.Context, id string, def *statechart.
 	h.ctx, h.cancel = context.WithCancel(o.ctx)
 	opts = append(slices.Clip(opts),
 		statechart.WithMachineID(id),
-		statechart.WithDispatcher(statechart.DispatcherFunc(o.dispatch)),
+		statechart.WithDispatcher(statechart.DispatcherFunc(func(_ string, out statechart.Outgoing) { o.dispatch(h, out) })),
 		statechart.WithEventQueue(func(ev statechart.Event) { o.postOwn(h, ev) }))
 	h.m = def.New(opts...)
 	// The start is the mailbox's first item: whatever arrives from the bus
@@ -333,16 +333,20 @@ func (o *Orchestrator) remove(h *hosted) {
 	o.mu.Unlock()
 }
 
-// stop closes h's mailbox (failing the Sends waiting in it), waits for its
-// loop, stops the machine and closes its client.
+// stop closes h's mailbox (failing the Sends waiting in it), lets the
+// event being processed finish (its sends are delivered; after a second
+// its bus calls are cancelled), stops the machine and closes its client,
+// which writes what is queued for at most a second.
 func (o *Orchestrator) stop(h *hosted) {
-	h.cancel()
 	for _, it := range h.mb.close() {
 		if it.reply != nil {
 			it.reply <- failed(it.id, ErrClosed)
 		}
 	}
+	grace := time.AfterFunc(time.Second, h.cancel)
 	<-h.done
+	grace.Stop()
+	h.cancel()
 	h.m.Stop()
 	if h.client != nil {
 		h.client.Close()
@@ -350,7 +354,9 @@ func (o *Orchestrator) stop(h *hosted) {
 }
 
 // Close stops every machine, mailbox and bus client and waits for their
-// goroutines. Later calls return nil at once.
+// goroutines: events waiting in mailboxes are dropped (Sends waiting for
+// them fail with ErrClosed), the events being processed finish. Later
+// calls return nil at once.
 func (o *Orchestrator) Close() error {
 	o.mu.Lock()
 	if o.closed {
@@ -361,7 +367,6 @@ func (o *Orchestrator) Close() error {
 	hs := slices.Collect(maps.Values(o.machines))
 	clear(o.machines)
 	o.mu.Unlock()
-	o.cancel()
 	var wg sync.WaitGroup
 	for _, h := range hs {
 		wg.Add(1)
@@ -371,6 +376,7 @@ func (o *Orchestrator) Close() error {
 		}()
 	}
 	wg.Wait()
+	o.cancel()
 	o.wg.Wait()
 	return nil
 }

@@ -157,29 +157,25 @@ func notConnected(to string) error {
 	return protocol.ErrNoResponder.New(to + " is not connected")
 }
 
-// dispatch delivers what a machine's actions sent, once its transition
+// dispatch delivers what src's actions sent, once its transition
 // completed (statechart.Dispatcher). It never waits for a mailbox.
-func (o *Orchestrator) dispatch(from string, out statechart.Outgoing) {
+func (o *Orchestrator) dispatch(src *hosted, out statechart.Outgoing) {
 	if h := o.lookup(out.To); h != nil {
 		if err := h.mb.put(o.ctx, item{ev: out.Event}, false); err != nil && err != ErrClosed {
-			o.fail(fmt.Errorf("orchestrator: %s's %s to %s was not delivered: %w", from, out.Event.Name, out.To, h.refusal(out.Event.Name, err)))
+			o.fail(fmt.Errorf("orchestrator: %s's %s to %s was not delivered: %w", src.id, out.Event.Name, out.To, h.refusal(out.Event.Name, err)))
 		}
 		return
 	}
-	if !o.cfg.bus {
-		o.fail(fmt.Errorf("orchestrator: %s's %s was not delivered: %w", from, out.Event.Name, protocol.ErrTargetNotConnected.New(out.To)))
+	if src.client == nil {
+		o.fail(fmt.Errorf("orchestrator: %s's %s was not delivered: %w", src.id, out.Event.Name, protocol.ErrTargetNotConnected.New(out.To)))
 		return
-	}
-	src := o.lookup(from)
-	if src == nil {
-		return // unregistered meanwhile
 	}
 	var data any
 	if out.Event.Data != nil {
 		data = out.Event.Data
 	}
 	if err := src.client.PostEvent(src.ctx, out.To, out.Event.Name, data); err != nil && src.ctx.Err() == nil {
-		o.fail(fmt.Errorf("orchestrator: %s's %s to %s was not sent: %w", from, out.Event.Name, out.To, err))
+		o.fail(fmt.Errorf("orchestrator: %s's %s to %s was not sent: %w", src.id, out.Event.Name, out.To, err))
 	}
 }
 
