@@ -19,7 +19,8 @@ func runMachines(ctx context.Context, e *env, args []string) int {
 	f := newFlags(e, "machines", "[flags]",
 		`Lists the machines registered with the service: the id, the process id the
 client claimed and the one the kernel reports for its connection, the user id,
-the process name, when it registered and how long its connection has been up.
+the process name, when it registered and how long its connection has been up,
+and, for state machines hosted by an orchestrator, their current state.
 It connects without registering a machine id of its own.`,
 		`statebus machines
 statebus machines --json | jq -r '.[].MachineId'`)
@@ -46,15 +47,26 @@ statebus machines --json | jq -r '.[].MachineId'`)
 		return 0
 	}
 	now := time.Now()
+	// A STATE column only when some machine has one (an orchestrated state
+	// machine): plain clients' listings stay as they were.
+	states := slices.ContainsFunc(ms, func(m statebus.MachineInfo) bool { return m.State != "" })
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "MACHINE ID\tCLAIMED PID\tKERNEL PID\tUID\tPROCESS\tREGISTERED AT\tCONNECTED FOR")
+	fmt.Fprint(tw, "MACHINE ID\tCLAIMED PID\tKERNEL PID\tUID\tPROCESS\tREGISTERED AT\tCONNECTED FOR")
+	if states {
+		fmt.Fprint(tw, "\tSTATE")
+	}
+	fmt.Fprintln(tw)
 	for _, m := range ms {
 		kpid, uid := "-", "-"
 		if m.PeerPID >= 0 {
 			kpid, uid = fmt.Sprint(m.PeerPID), fmt.Sprint(m.PeerUID)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", m.MachineID, m.ProcessID, kpid, uid,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s", m.MachineID, m.ProcessID, kpid, uid,
 			orDash(m.ProcessName), m.RegisteredAt.Local().Format("2006-01-02 15:04:05"), age(now.Sub(m.ConnectedAt)))
+		if states {
+			fmt.Fprintf(tw, "\t%s", orDash(m.State))
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
 	return 0

@@ -32,6 +32,11 @@ type sendResult struct {
 	// event to one machine.
 	Recipients *int    `json:"recipients,omitempty"`
 	AckMs      float64 `json:"ack_ms"`
+	// NewState is an orchestrated machine's state once it processed the
+	// event; absent for other targets.
+	NewState string `json:"new_state,omitempty"`
+	// Error is why an orchestrated machine did not process it.
+	Error string `json:"error,omitempty"`
 }
 
 func runSend(ctx context.Context, e *env, args []string) int {
@@ -72,6 +77,9 @@ statebus send '*' PING --json | jq .recipients`)
 	start := time.Now()
 	ackCtx, ackCancel := context.WithTimeout(ctx, *ackTimeout)
 	defer ackCancel()
+	if orchestrated(ackCtx, c, target) {
+		return sendToMachine(ackCtx, e, f, c, target, event, payload, p)
+	}
 	ack, err := c.SendEventAck(ackCtx, target, event, p, statebus.WithPriority(statebus.Priority(*priority)))
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = diagnoseNoAck(c, target, event, min(time.Since(start), *ackTimeout))
