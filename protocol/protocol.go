@@ -86,12 +86,17 @@ type HealthStatus struct {
 
 // MachineInfo is one entry of a Machines response.
 type MachineInfo struct {
-	MachineID    string `json:"MachineId"`
-	ProcessName  string // as the client claimed it
-	ProcessID    int64  `json:"ProcessId"` // as the client claimed it
-	PeerPID      int    `json:"PeerPid"`   // from the kernel (SO_PEERCRED); -1 if unknown
-	PeerUID      int    `json:"PeerUid"`
-	PeerGID      int    `json:"PeerGid"`
+	MachineID   string `json:"MachineId"`
+	ProcessName string // as the client claimed it
+	ProcessID   int64  `json:"ProcessId"` // as the client claimed it
+	PeerPID     int    `json:"PeerPid"`   // from the kernel (SO_PEERCRED); -1 if unknown
+	PeerUID     int    `json:"PeerUid"`
+	PeerGID     int    `json:"PeerGid"`
+	// PeerCert names a client that connected over TLS by its certificate
+	// ("CN=..."); PeerAddress is a TCP client's address. Both are left out
+	// for clients of the Unix socket.
+	PeerCert     string `json:",omitempty"`
+	PeerAddress  string `json:",omitempty"`
 	RegisteredAt time.Time
 	Subscribed   bool
 	SubscribedAt *time.Time `json:",omitempty"`

@@ -42,7 +42,13 @@ type daemon struct {
 // runtime, the registry and the monitoring endpoint, plus each allowed
 // connection's budget (its read buffer and its outbound hard cap).
 func memoryBudget(cfg server.Config) int64 {
-	return 64<<20 + int64(cfg.MaxConnections)*int64(cfg.MaxMessageBytes+cfg.MaxConnectionBytes)
+	b := 64<<20 + int64(cfg.MaxConnections)*int64(cfg.MaxMessageBytes+cfg.MaxConnectionBytes)
+	if cfg.TLS.Listen != "" {
+		// TLS keeps records and the peer's certificates per connection,
+		// and per handshake in flight.
+		b += int64(cfg.MaxConnections+cfg.TLS.MaxHandshakes) * server.TLSConnBytes
+	}
+	return b
 }
 
 // start sets up logging, serves the bus and the monitoring endpoint, and
@@ -129,6 +135,9 @@ func start(st *config.Settings, args []string, getenv func(string) string, stder
 		return nil, err
 	}
 	status := "serving " + d.srv.Addr()
+	if a := d.srv.TLSAddr(); a != nil {
+		status += " and TLS on " + a.String()
+	}
 	if metrics != nil {
 		if err := metrics.Watch(d.srv); err != nil {
 			d.shutdownBus(context.Background())
@@ -230,6 +239,9 @@ func (d *daemon) reload() {
 	}
 	d.warnUnknownKeys(st)
 	d.logs.SetLevels(st.LogLevels)
+	if err := d.srv.ReloadTLS(); err != nil {
+		d.log.Error("reload of the TLS certificates failed; the running ones stay", "err", err)
+	}
 	if changed := needRestart(d.st, st); len(changed) > 0 {
 		d.log.Warn("reload: some settings change only on restart", "settings", changed)
 	}

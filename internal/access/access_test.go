@@ -18,16 +18,16 @@ func TestMayConnect(t *testing.T) {
 		{1234, 500, true}, // listed gid
 		{1234, 1234, false},
 	} {
-		err := c.MayConnect(-1, tc.uid, tc.gid)
+		err := c.MayConnect(Local(-1, tc.uid, tc.gid))
 		if (err == nil) != tc.ok {
 			t.Errorf("uid %d gid %d: %v", tc.uid, tc.gid, err)
 		}
 	}
-	if err := c.MayConnect(-1, 1234, 1234); err.Error() != "Access denied: uid 1234 is not allowed to connect" {
+	if err := c.MayConnect(Local(-1, 1234, 1234)); err.Error() != "Access denied: uid 1234 is not allowed to connect" {
 		t.Errorf("text: %v", err)
 	}
 	any, _ := New(Policy{AllowAny: true}, 999, 998)
-	if err := any.MayConnect(-1, 4321, 4321); err != nil {
+	if err := any.MayConnect(Local(-1, 4321, 4321)); err != nil {
 		t.Errorf("AllowAny: %v", err)
 	}
 }
@@ -37,7 +37,7 @@ func TestRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := c.Rule(1000)
+	r := c.Rule(Local(-1, 1000, -1))
 	if r.MayRegister("sensor-1") != nil || r.MayRegister("controller") == nil {
 		t.Error("register patterns")
 	}
@@ -47,7 +47,7 @@ func TestRules(t *testing.T) {
 	if r.MaySend("controller") != nil || r.MaySend("log-a") != nil || r.MaySend("sensor-2") == nil || r.MaySend("*") == nil {
 		t.Error("send patterns")
 	}
-	var none *Rule = c.Rule(2000)
+	var none *Rule = c.Rule(Local(-1, 2000, -1))
 	if none.MayRegister("x") != nil || none.MaySend("*") != nil {
 		t.Error("a user without a rule is unrestricted")
 	}
@@ -61,11 +61,11 @@ func TestRules(t *testing.T) {
 
 func TestNoCredentials(t *testing.T) {
 	unix, _ := New(Policy{}, 1000, 1000)
-	if err := unix.MayConnect(-1, -1, -1); err == nil || err.Error() != "Access denied: the peer's credentials are unknown" {
+	if err := unix.MayConnect(Local(-1, -1, -1)); err == nil || err.Error() != "Access denied: the peer's credentials are unknown" {
 		t.Errorf("unknown peer on a platform with uids: %v", err)
 	}
 	windows, _ := New(Policy{}, -1, -1)
-	if err := windows.MayConnect(-1, -1, -1); err != nil {
+	if err := windows.MayConnect(Local(-1, -1, -1)); err != nil {
 		t.Errorf("a platform without uids: %v", err)
 	}
 }

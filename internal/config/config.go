@@ -116,6 +116,32 @@ var settings = []setting{
 		}},
 	{"ShutdownTimeoutSeconds", "STATEBUS_SHUTDOWN_TIMEOUT_SECONDS", "shutdown-timeout", "seconds to flush queued events on shutdown (default 5)",
 		secondsSetting(func(s *Settings, d time.Duration) { s.Server.ShutdownTimeout = d })},
+	{"TlsListen", "STATEBUS_TLS_LISTEN", "tls-listen", "address to serve remote clients on with mutual TLS, e.g. 0.0.0.0:9556; needs TlsCert, TlsKey and TlsClientCa; see docs/remote.md (default off)",
+		func(s *Settings, v string) error {
+			if strings.EqualFold(v, "off") {
+				v = ""
+			}
+			s.Server.TLS.Listen = v
+			return nil
+		}},
+	{"TlsCert", "STATEBUS_TLS_CERT", "tls-cert", "the server's certificate chain, PEM; read again on reload (default none)",
+		func(s *Settings, v string) error { s.Server.TLS.Cert = v; return nil }},
+	{"TlsKey", "STATEBUS_TLS_KEY", "tls-key", "the server certificate's private key, PEM (default none)",
+		func(s *Settings, v string) error { s.Server.TLS.Key = v; return nil }},
+	{"TlsClientCa", "STATEBUS_TLS_CLIENT_CA", "tls-client-ca", "CA certificates, PEM, that sign the clients' certificates; only their clients are served (default none)",
+		func(s *Settings, v string) error { s.Server.TLS.ClientCA = v; return nil }},
+	{"TlsMaxHandshakes", "STATEBUS_TLS_MAX_HANDSHAKES", "tls-max-handshakes", "TLS handshakes in flight at once; past it a new connection is closed at once (default 64)",
+		intSetting(func(s *Settings, n int) { s.Server.TLS.MaxHandshakes = n })},
+	{"TlsMaxHandshakesPerAddress", "STATEBUS_TLS_MAX_HANDSHAKES_PER_ADDRESS", "tls-max-handshakes-per-address", "TLS handshakes in flight from one IP address (an IPv6 /64) (default 8)",
+		intSetting(func(s *Settings, n int) { s.Server.TLS.MaxHandshakesPerAddress = n })},
+	{"PlainTcp", "STATEBUS_PLAIN_TCP", "plain-tcp", "loopback address to also serve without TLS, e.g. 127.0.0.1:9557; Linux only; peers are known by uid (default off)",
+		func(s *Settings, v string) error {
+			if strings.EqualFold(v, "off") {
+				v = ""
+			}
+			s.Server.PlainTCP = v
+			return nil
+		}},
 	{"Http", "STATEBUS_HTTP", "http", "monitoring endpoint address (/healthz, /status, /machines, /metrics); \"\" or off disables, port 0 picks one (default " + DefaultHTTPAddr + ")",
 		func(s *Settings, v string) error {
 			if strings.EqualFold(v, "off") {

@@ -68,6 +68,10 @@ func kind(key string) string {
 		return "host:port|off"
 	case key == "PipeName":
 		return "name|path"
+	case key == "TlsListen" || key == "PlainTcp":
+		return "host:port|off"
+	case key == "TlsCert" || key == "TlsKey" || key == "TlsClientCa":
+		return "path"
 	case key == "Cluster":
 		return "off|embedded|external"
 	case key == "ClusterReplicas":

@@ -24,7 +24,11 @@ func TestUsageDefaults(t *testing.T) {
 			t.Errorf("--%s: no default in %q", st.flag, st.usage)
 			continue
 		}
-		s, err := Load([]string{"--" + st.flag, m[1]}, none)
+		value := m[1]
+		if value == "none" {
+			value = "" // a setting without a default, such as a file
+		}
+		s, err := Load([]string{"--" + st.flag, value}, none)
 		if err != nil {
 			t.Errorf("--%s %s: %v", st.flag, m[1], err)
 			continue

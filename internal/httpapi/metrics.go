@@ -69,7 +69,8 @@ type collector struct {
 
 	up, conns, connsMax, connsPeak, machines, received, delivered, refused,
 	bytesIn, bytesOut, queued, lastActivity, started, build,
-	slowClosed, uidRefused, pending, watchCopies, watchDropped, copiesFailed *prometheus.Desc
+	slowClosed, uidRefused, pending, watchCopies, watchDropped, copiesFailed,
+	tlsRefused, tlsFailed, tlsInFlight *prometheus.Desc
 }
 
 func newCollector(srv source) *collector {
@@ -99,13 +100,17 @@ func newCollector(srv source) *collector {
 		watchCopies:  d("watch_copies_total", "Event copies queued for watchers."),
 		watchDropped: d("watch_copies_dropped_total", "Event copies a watcher's full queue could not take."),
 		copiesFailed: d("rule_copies_failed_total", "Routing rule copies that could not be queued: their target was not connected or not keeping up."),
+		tlsRefused:   d("tls_handshakes_refused_total", "TLS connections closed at once because TlsMaxHandshakes or TlsMaxHandshakesPerAddress handshakes were in flight."),
+		tlsFailed:    d("tls_handshakes_failed_total", "TLS handshakes that failed or timed out, or whose client certificate was refused."),
+		tlsInFlight:  d("tls_handshakes_in_flight", "TLS handshakes under way now."),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.conns, c.connsMax, c.connsPeak, c.machines, c.received,
 		c.delivered, c.refused, c.bytesIn, c.bytesOut, c.queued, c.lastActivity, c.started, c.build,
-		c.slowClosed, c.uidRefused, c.pending, c.watchCopies, c.watchDropped, c.copiesFailed} {
+		c.slowClosed, c.uidRefused, c.pending, c.watchCopies, c.watchDropped, c.copiesFailed,
+		c.tlsRefused, c.tlsFailed, c.tlsInFlight} {
 		ch <- d
 	}
 }
@@ -144,6 +149,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.watchCopies, st.WatchCopies)
 	counter(c.watchDropped, st.WatchDropped)
 	counter(c.copiesFailed, st.RuleCopiesFailed)
+	counter(c.tlsRefused, st.TLSHandshakesRefused)
+	counter(c.tlsFailed, st.TLSHandshakesFailed)
+	gauge(c.tlsInFlight, float64(st.TLSHandshakesInFlight))
 }
 
 // revision is the commit version.String() reports.

@@ -36,6 +36,10 @@ type Info struct {
 	PeerGID     int
 	// State is what the owner last set with SetState; "" when never set.
 	State string
+	// PeerCert is the name of a TLS peer's certificate; PeerAddr a TCP
+	// peer's address. Both are "" on the Unix socket.
+	PeerCert string
+	PeerAddr string
 }
 
 type entry[O comparable] struct {

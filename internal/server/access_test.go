@@ -21,7 +21,11 @@ import (
 // accessChild runs in a child process under another uid: it sends each
 // line of $STATEBUS_ACCESS_LINES and prints one response per line.
 func accessChild() {
-	c, err := net.Dial("unix", os.Getenv("STATEBUS_ACCESS_SOCKET"))
+	network := "unix"
+	if os.Getenv("STATEBUS_ACCESS_TCP") == "1" {
+		network = "tcp"
+	}
+	c, err := net.Dial(network, os.Getenv("STATEBUS_ACCESS_SOCKET"))
 	if err != nil {
 		fmt.Println("dial:", err)
 		os.Exit(1)

@@ -32,7 +32,9 @@ type conn struct {
 	nc  net.Conn
 	q   *outq.Queue[delivery]
 
-	pid, uid, gid int
+	pid, uid, gid int            // from the kernel; -1 when unknown
+	cert          *access.CertID // a TLS peer's verified certificate; nil for others
+	addr          string         // a TCP peer's address; "" on the Unix socket
 	connectedAt   time.Time
 	rule          *access.Rule // nil: unrestricted
 	ctr           counters
@@ -154,8 +156,8 @@ const RecordBytes = 128
 // a slow consumer rather than let it grow the service.
 func (c *conn) overflow(held int) {
 	c.srv.ctr.slowClosed.Add(1)
-	c.srv.warns.warn(c.srv.log, "slow_consumer", c.uid, "closing slow consumer: it does not read what it is sent",
-		"conn", c.id, "pid", c.pid, "uid", c.uid, "held_bytes", held, "limit", c.srv.cfg.MaxConnectionBytes)
+	c.srv.warns.warn(c.srv.log, "slow_consumer", c.warnKey(), "closing slow consumer: it does not read what it is sent",
+		c.logArgs("conn", c.id, "held_bytes", held, "limit", c.srv.cfg.MaxConnectionBytes)...)
 	c.abort()
 }
 
@@ -164,7 +166,7 @@ func (c *conn) overflow(held int) {
 // closes the socket.
 func (c *conn) serve() {
 	s := c.srv
-	s.log.Debug("connected", "conn", c.id, "pid", c.pid, "uid", c.uid)
+	s.log.Debug("connected", c.logArgs("conn", c.id)...)
 	writerDone := make(chan error, 1)
 	go func() {
 		err := c.q.Run(c.nc)
@@ -226,8 +228,8 @@ func (c *conn) abort() {
 // "... was closed as a slow consumer before the event was written".
 func (c *conn) writeStuck() {
 	c.srv.ctr.slowClosed.Add(1)
-	c.srv.warns.warn(c.srv.log, "slow_consumer", c.uid, "closing slow consumer: a write to it was blocked for WriteTimeout",
-		"conn", c.id, "pid", c.pid, "uid", c.uid, "held_bytes", c.q.Len(), "for", c.srv.cfg.WriteTimeout)
+	c.srv.warns.warn(c.srv.log, "slow_consumer", c.warnKey(), "closing slow consumer: a write to it was blocked for WriteTimeout",
+		c.logArgs("conn", c.id, "held_bytes", c.q.Len(), "for", c.srv.cfg.WriteTimeout)...)
 	c.q.Abort(outq.ErrOverflow)
 	c.abort()
 }
@@ -236,8 +238,8 @@ func (c *conn) writeStuck() {
 // SlowConsumerTimeout while it kept writing: it is not reading them.
 func (c *conn) notReading() {
 	c.srv.ctr.slowClosed.Add(1)
-	c.srv.warns.warn(c.srv.log, "slow_consumer", c.uid, "closing slow consumer: it does not read what it is sent",
-		"conn", c.id, "pid", c.pid, "uid", c.uid, "held_bytes", c.q.Len(), "for", c.srv.cfg.SlowConsumerTimeout)
+	c.srv.warns.warn(c.srv.log, "slow_consumer", c.warnKey(), "closing slow consumer: it does not read what it is sent",
+		c.logArgs("conn", c.id, "held_bytes", c.q.Len(), "for", c.srv.cfg.SlowConsumerTimeout)...)
 	c.abort()
 }
 
@@ -275,7 +277,7 @@ func (c *conn) readLoop() error {
 		line, err := lr.Next()
 		if err != nil && !c.greeted && errors.Is(err, os.ErrDeadlineExceeded) && !c.stopping() {
 			c.replyError(protocol.ErrHandshake.New("no Register within "+s.cfg.HandshakeTimeout.String()), nil)
-			s.log.Info("handshake timeout", "conn", c.id, "pid", c.pid, "uid", c.uid)
+			s.log.Info("handshake timeout", c.logArgs("conn", c.id)...)
 			return err
 		}
 		if err == lines.ErrTooLong {
@@ -370,6 +372,7 @@ func (c *conn) info(id string) router.Info {
 	return router.Info{
 		MachineID: id, RegisteredAt: time.Now(),
 		Conn: c.id, ConnectedAt: c.connectedAt, PeerPID: c.pid, PeerUID: c.uid, PeerGID: c.gid,
+		PeerCert: c.certName(), PeerAddr: c.addr,
 	}
 }
 
@@ -454,7 +457,7 @@ func (c *conn) unregister(r *protocol.Request) error {
 func (c *conn) mayHold(id string) error {
 	err := c.rule.MayRegister(id)
 	if err == nil {
-		err = c.srv.access.Load().MayHold(c.uid, id)
+		err = c.srv.access.Load().MayHold(c.peer(), id)
 	}
 	if err != nil {
 		c.denied(err)
@@ -489,10 +492,10 @@ func limitErr(n int, what string) error {
 func (c *conn) denied(err error) {
 	if !c.warnedDenied {
 		c.warnedDenied = true
-		c.srv.warns.warn(c.srv.log, "denied", c.uid, "denied", "reason", err, "conn", c.id, "pid", c.pid, "uid", c.uid)
+		c.srv.warns.warn(c.srv.log, "denied", c.warnKey(), "denied", c.logArgs("reason", err, "conn", c.id)...)
 		return
 	}
-	c.srv.log.Log(context.Background(), slog.LevelDebug, "denied", "reason", err, "conn", c.id, "pid", c.pid, "uid", c.uid)
+	c.srv.log.Log(context.Background(), slog.LevelDebug, "denied", c.logArgs("reason", err, "conn", c.id)...)
 }
 
 // outqPriority maps a request's priority onto the queue's lanes.

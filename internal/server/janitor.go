@@ -40,18 +40,24 @@ func (s *Server) janitor() {
 }
 
 // logLimiter keeps a warning that a client can provoke from flooding the
-// log: each kind is logged at most once per interval for each uid (so one
-// noisy user cannot hide another's first refusal), and the next line says
-// how many were suppressed in between.
+// log: each kind is logged at most once per interval for each peer (a
+// uid, a certificate, a remote address; so one noisy user cannot hide
+// another's first refusal), and the next line says how many were
+// suppressed in between. It remembers at most maxWarnKeys peers; past
+// that, peers it does not know share one key.
 type logLimiter struct {
-	mu   sync.Mutex
-	keys map[warnKey]*limitedKey
+	mu     sync.Mutex
+	keys   map[warnKey]*limitedKey
+	pruned time.Time // when keys was last pruned of expired entries
 }
 
 type warnKey struct {
 	kind string
-	uid  int
+	who  string
 }
+
+// maxWarnKeys bounds the logLimiter's memory: remote addresses are many.
+const maxWarnKeys = 4096
 
 type limitedKey struct {
 	last       time.Time
@@ -60,14 +66,31 @@ type limitedKey struct {
 
 const warnInterval = 10 * time.Second
 
-func (l *logLimiter) warn(log *slog.Logger, kind string, uid int, msg string, args ...any) {
-	key := warnKey{kind, uid}
+func (l *logLimiter) warn(log *slog.Logger, kind, who string, msg string, args ...any) {
+	l.log(log, slog.LevelWarn, kind, who, msg, args...)
+}
+
+// log logs at level, limited as warn is.
+func (l *logLimiter) log(log *slog.Logger, level slog.Level, kind, who string, msg string, args ...any) {
+	key := warnKey{kind, who}
 	now := time.Now()
 	l.mu.Lock()
 	if l.keys == nil {
 		l.keys = make(map[warnKey]*limitedKey)
 	}
 	k := l.keys[key]
+	if k == nil && len(l.keys) >= maxWarnKeys && now.Sub(l.pruned) >= time.Second {
+		l.pruned = now
+		for wk, v := range l.keys {
+			if now.Sub(v.last) >= warnInterval {
+				delete(l.keys, wk)
+			}
+		}
+	}
+	if k == nil && len(l.keys) >= maxWarnKeys {
+		key.who = "" // shared by the peers it cannot tell apart now
+		k = l.keys[key]
+	}
 	if k == nil {
 		k = &limitedKey{}
 		l.keys[key] = k
@@ -83,5 +106,5 @@ func (l *logLimiter) warn(log *slog.Logger, kind string, uid int, msg string, ar
 	if n > 0 {
 		args = append(args, "suppressed_since_last", n)
 	}
-	log.Log(context.Background(), slog.LevelWarn, msg, args...)
+	log.Log(context.Background(), level, msg, args...)
 }

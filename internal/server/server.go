@@ -1,12 +1,14 @@
-// Package server is statebusd: it accepts connections on a Unix socket,
-// keeps the registry of machine ids and routes events between them,
-// speaking the XStateNet InterProcess protocol.
+// Package server is statebusd: it accepts connections on a Unix socket
+// (and, when configured, over TLS and plain loopback TCP), keeps the
+// registry of machine ids and routes events between them, speaking the
+// XStateNet InterProcess protocol.
 package server
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/statebus/statebus/internal/access"
 	"github.com/statebus/statebus/internal/federation"
+	"github.com/statebus/statebus/internal/remote"
 	"github.com/statebus/statebus/internal/router"
 	"github.com/statebus/statebus/protocol"
 )
@@ -67,7 +70,8 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MaxConnectionsPerUID bounds the connections of one user, so that
 	// one local user cannot take every connection. The service's own uid
-	// and root are not limited by it.
+	// and root are not limited by it. Each TLS certificate identity counts
+	// as one user.
 	MaxConnectionsPerUID int
 	// HandshakeTimeout is how long a new connection may take to register
 	// (or ask a Health or Machines question) before it is closed, so that
@@ -97,6 +101,11 @@ type Config struct {
 	// Routes are the operator's routing rules (copy, redirect, drop), in
 	// order; see router.RouteRule.
 	Routes []router.RouteRule
+	// TLS configures the listener for remote clients (the MessageBus:Tls* settings).
+	TLS TLSConfig
+	// PlainTCP is a loopback host:port to serve without TLS as well, ""
+	// for none (MessageBus:PlainTcp).
+	PlainTCP string
 	// OnRouteLatency, when set, receives how long sampled events (one in
 	// 64) took from being queued for their target to being written to its
 	// socket.
@@ -134,6 +143,7 @@ func DefaultConfig() Config {
 		HealthCheckInterval:     30 * time.Second,
 		IdleWarning:             5 * time.Minute,
 		ShutdownTimeout:         5 * time.Second,
+		TLS:                     TLSConfig{MaxHandshakes: 64, MaxHandshakesPerAddress: 8},
 	}
 }
 
@@ -181,7 +191,7 @@ func (c *Config) Validate() error {
 	case c.ShutdownTimeout <= 0:
 		return fmt.Errorf("config: ShutdownTimeout must be positive, not %v", c.ShutdownTimeout)
 	}
-	return nil
+	return c.validateRemote()
 }
 
 // Health is the service's health status, as the original's
@@ -210,9 +220,15 @@ type Server struct {
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
-	perUID   map[int]int // connections of each limited uid
+	perPeer  map[peerKey]int // connections of each limited user or certificate
 	handlers sync.WaitGroup
 	warns    logLimiter
+
+	tlsLn       net.Listener   // nil unless TLS is configured
+	plainLn     net.Listener   // nil unless PlainTCP is configured
+	remoteLoops sync.WaitGroup // their accept loops
+	tls         atomic.Pointer[remote.ServerTLS]
+	gate        *remote.Gate // TLS handshakes in flight
 
 	ctr          serverCounters
 	nextToken    atomic.Uint64 // request tokens
@@ -245,7 +261,7 @@ func New(cfg Config) (*Server, error) {
 		routes:    router.New[*conn](),
 		watches:   router.NewWatches[*conn](),
 		conns:     make(map[*conn]struct{}),
-		perUID:    make(map[int]int),
+		perPeer:   make(map[peerKey]int),
 		done:      make(chan struct{}),
 		serveDone: make(chan struct{}),
 		startedAt: time.Now(),
@@ -305,7 +321,13 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.ownsSocket = true
-	return s.StartOn(ln)
+	if err := s.StartOn(ln); err != nil {
+		ln.Close()
+		os.Remove(s.cfg.SocketPath)
+		s.ownsSocket = false
+		return err
+	}
+	return nil
 }
 
 // StartOn serves on an existing listener (for example one passed by
@@ -313,6 +335,9 @@ func (s *Server) Start() error {
 // socket file is the listener's owner's: Shutdown leaves it in place, so
 // that systemd can pass it to the next start.
 func (s *Server) StartOn(ln net.Listener) error {
+	if err := s.listenRemote(); err != nil {
+		return err
+	}
 	s.ln = ln
 	if path := ln.Addr().String(); path != "" {
 		s.sockInfo, _ = os.Lstat(path)
@@ -323,6 +348,7 @@ func (s *Server) StartOn(ln net.Listener) error {
 	s.log.Info("statebusd listening", "socket", ln.Addr().String(),
 		"max_connections", s.cfg.MaxConnections)
 	go s.acceptLoop()
+	s.serveRemote()
 	if s.cfg.HealthCheckInterval > 0 {
 		s.handlers.Add(1)
 		go s.monitor()
@@ -340,19 +366,24 @@ func (s *Server) Done() <-chan struct{} { return s.done }
 
 func (s *Server) acceptLoop() {
 	defer close(s.serveDone)
+	s.serveErr = s.accept(s.ln, s.serveLocal)
+}
+
+// accept hands each connection ln accepts to serve until Shutdown, or
+// until ln fails for good, which it returns.
+func (s *Server) accept(ln net.Listener, serve func(net.Conn)) error {
 	var delay time.Duration
 	for {
-		nc, err := s.ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
 			select {
 			case <-s.done:
-				return
+				return nil
 			default:
 			}
 			if errors.Is(err, net.ErrClosed) {
-				s.serveErr = err
-				s.log.Error("listener closed; no longer accepting", "err", err)
-				return
+				s.log.Error("listener closed; no longer accepting", "listener", ln.Addr().String(), "err", err)
+				return err
 			}
 			// Out of file descriptors or similar: back off, keep serving
 			// the connections we have.
@@ -361,34 +392,61 @@ func (s *Server) acceptLoop() {
 			select {
 			case <-time.After(delay):
 			case <-s.done:
-				return
+				return nil
 			}
 			continue
 		}
 		delay = 0
-		n := s.connCount.Add(1)
-		if n > int64(s.cfg.MaxConnections) {
-			s.connCount.Add(-1)
-			s.warns.warn(s.log, "too_many_connections", -1, "connection refused: too many connections", "limit", s.cfg.MaxConnections)
-			go refuse(nc, protocol.TooManyConnections(s.cfg.MaxConnections).Text)
-			continue
-		}
-		s.notePeak(n)
-		c := s.newConn(nc)
-		if err := s.access.Load().MayConnect(c.pid, c.uid, c.gid); err != nil {
-			s.connCount.Add(-1)
-			s.warns.warn(s.log, "refused", c.uid, "connection refused", "reason", err, "pid", c.pid, "uid", c.uid, "gid", c.gid)
-			go refuse(nc, protocol.Wire(err).Text)
-			continue
-		}
-		c.rule = s.access.Load().Rule(c.uid)
-		if err := s.admit(c); err != nil {
-			s.connCount.Add(-1)
-			go refuse(nc, protocol.Wire(err).Text)
-			continue
-		}
-		go s.handle(c)
+		serve(nc)
 	}
+}
+
+// serveLocal serves a connection to the Unix socket, whose peer the
+// kernel names.
+func (s *Server) serveLocal(nc net.Conn) { s.open(s.newConn(nc)) }
+
+// open admits a new connection whose peer is known and serves it on a
+// goroutine of its own, or refuses it with the reason: too many
+// connections, the access policy, the per-user limit.
+func (s *Server) open(c *conn) {
+	n := s.connCount.Add(1)
+	if n > int64(s.cfg.MaxConnections) {
+		s.connCount.Add(-1)
+		s.warns.warn(s.log, "too_many_connections", "", "connection refused: too many connections", "limit", s.cfg.MaxConnections)
+		go refuse(c.nc, protocol.TooManyConnections(s.cfg.MaxConnections).Text)
+		return
+	}
+	s.notePeak(n)
+	if err := s.access.Load().MayConnect(c.peer()); err != nil {
+		s.connCount.Add(-1)
+		s.warns.warn(s.log, "refused", c.warnKey(), "connection refused", c.logArgs("reason", err, "gid", c.gid)...)
+		go refuse(c.nc, protocol.Wire(err).Text)
+		return
+	}
+	c.rule = s.access.Load().Rule(c.peer())
+	if err := s.admit(c); err != nil {
+		s.connCount.Add(-1)
+		go refuse(c.nc, protocol.Wire(err).Text)
+		return
+	}
+	go s.handle(c)
+}
+
+// peerKey is what MaxConnectionsPerUID counts connections by: a local
+// user, or a certificate's name.
+type peerKey struct {
+	uid  int
+	cert string
+}
+
+// limitKey returns c's peerKey, and whether MaxConnectionsPerUID applies
+// to c: to every certificate, and to every user but the service's own and
+// root.
+func (s *Server) limitKey(c *conn) (peerKey, bool) {
+	if c.cert != nil {
+		return peerKey{uid: -1, cert: c.cert.Name}, true
+	}
+	return peerKey{uid: c.uid}, s.uidLimited(c.uid)
 }
 
 // uidLimited reports whether MaxConnectionsPerUID applies to uid: not to
@@ -407,15 +465,15 @@ func (s *Server) admit(c *conn) error {
 		return protocol.ErrShuttingDown.New("")
 	default:
 	}
-	if s.uidLimited(c.uid) {
-		if s.perUID[c.uid] >= s.cfg.MaxConnectionsPerUID {
+	if k, limited := s.limitKey(c); limited {
+		if s.perPeer[k] >= s.cfg.MaxConnectionsPerUID {
 			s.ctr.uidRefused.Add(1)
-			s.warns.warn(s.log, "per_uid", c.uid, "connection refused: user at MaxConnectionsPerUid",
-				"uid", c.uid, "pid", c.pid, "limit", s.cfg.MaxConnectionsPerUID)
+			s.warns.warn(s.log, "per_uid", c.warnKey(), "connection refused: user at MaxConnectionsPerUid",
+				c.logArgs("limit", s.cfg.MaxConnectionsPerUID)...)
 			return protocol.ErrLimit.New(strconv.Itoa(s.cfg.MaxConnectionsPerUID) +
-				" connections per user (MaxConnectionsPerUid) for uid " + strconv.Itoa(c.uid) + "; close one first")
+				" connections per user (MaxConnectionsPerUid) for " + c.peer().String() + "; close one first")
 		}
-		s.perUID[c.uid]++
+		s.perPeer[k]++
 	}
 	s.conns[c] = struct{}{}
 	s.handlers.Add(1)
@@ -427,6 +485,13 @@ func (s *Server) admit(c *conn) error {
 func refuse(nc net.Conn, text string) {
 	nc.SetWriteDeadline(time.Now().Add(time.Second))
 	nc.Write(protocol.AppendError(nil, text, nil))
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok && nc.RemoteAddr().Network() == "tcp" && cw.CloseWrite() == nil {
+		// Closing a TCP connection with input unread resets it, and a
+		// reset may destroy the line before the peer reads it: say we are
+		// done, and read what the peer still sends for a moment first.
+		nc.SetReadDeadline(time.Now().Add(time.Second))
+		io.CopyN(io.Discard, nc, 64<<10)
+	}
 	nc.Close()
 }
 
@@ -435,9 +500,9 @@ func (s *Server) handle(c *conn) {
 	c.serve()
 	s.mu.Lock()
 	delete(s.conns, c)
-	if s.uidLimited(c.uid) {
-		if s.perUID[c.uid]--; s.perUID[c.uid] <= 0 {
-			delete(s.perUID, c.uid)
+	if k, limited := s.limitKey(c); limited {
+		if s.perPeer[k]--; s.perPeer[k] <= 0 {
+			delete(s.perPeer, k)
 		}
 	}
 	s.retire(c)
@@ -454,10 +519,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.ln != nil {
 			s.ln.Close()
 		}
+		s.closeRemote()
 	})
 	if s.ln != nil {
 		<-s.serveDone
 	}
+	s.remoteLoops.Wait()
 	s.mu.Lock()
 	for c := range s.conns {
 		c.stop()

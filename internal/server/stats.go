@@ -55,6 +55,13 @@ type Stats struct {
 	// ConnectionsRefusedPerUID counts connections refused at
 	// MaxConnectionsPerUID.
 	ConnectionsRefusedPerUID uint64
+	// TLSHandshakesRefused counts TLS connections closed unserved because
+	// TlsMaxHandshakes or TlsMaxHandshakesPerAddress handshakes were in
+	// flight; TLSHandshakesFailed those whose handshake failed or timed
+	// out, or whose client certificate was refused.
+	TLSHandshakesRefused, TLSHandshakesFailed uint64
+	// TLSHandshakesInFlight is how many TLS handshakes are under way.
+	TLSHandshakesInFlight int
 }
 
 // RefusalReasons lists the reasons Stats.Refused uses.
@@ -83,6 +90,9 @@ type serverCounters struct {
 	copiesFailed atomic.Uint64     // routing rule copies that could not be queued
 	slowClosed   atomic.Uint64     // connections closed at MaxConnectionBytes
 	uidRefused   atomic.Uint64     // connections refused at MaxConnectionsPerUID
+
+	handshakesRefused atomic.Uint64 // TLS connections closed at the handshake gate
+	handshakesFailed  atomic.Uint64 // TLS handshakes failed, timed out or refused
 }
 
 func (s *Server) countRefusal(err error, n uint64) {
@@ -130,6 +140,11 @@ func (s *Server) Stats() Stats {
 	st.RuleCopiesFailed = s.ctr.copiesFailed.Load()
 	st.SlowConsumersClosed = s.ctr.slowClosed.Load()
 	st.ConnectionsRefusedPerUID = s.ctr.uidRefused.Load()
+	st.TLSHandshakesRefused = s.ctr.handshakesRefused.Load()
+	st.TLSHandshakesFailed = s.ctr.handshakesFailed.Load()
+	if s.gate != nil {
+		st.TLSHandshakesInFlight = s.gate.InFlight()
+	}
 	for i, r := range RefusalReasons() {
 		st.Refused[r] = s.ctr.refused[i].Load()
 	}
