@@ -43,6 +43,15 @@
 // user (WithServerUID, STATEBUS_SERVER_UID) with an *UntrustedServerError:
 // the default socket lives in world-writable /tmp, where anyone could bind
 // it first. Linux, macOS and FreeBSD check; Windows does not.
+//
+// # Remote services
+//
+// WithURL("tls://host:9556") reaches a statebusd on another host over
+// mutual TLS (or $STATEBUS_URL): the client checks the server's
+// certificate against its CA and presents its own (WithTLSFiles,
+// WithTLSConfig, or $STATEBUS_TLS_CA, $STATEBUS_TLS_CLIENT_CERT and
+// $STATEBUS_TLS_CLIENT_KEY), by which the service knows it. Everything
+// else is as over the socket. See docs/remote.md.
 package statebus
 
 import (
@@ -89,12 +98,13 @@ type Handler func(Event)
 // it registers and subscribes again, joins its groups and installs its
 // watches again, and keeps its handlers.
 type Client struct {
-	id   string
-	path string
-	opt  options
-	seq  atomic.Uint64
-	disp *dispatcher
-	sess atomic.Pointer[session] // the session calls use; set by setStatus only
+	id     string
+	path   string // where it connects, for messages: the socket path or the URL
+	target target
+	opt    options
+	seq    atomic.Uint64
+	disp   *dispatcher
+	sess   atomic.Pointer[session] // the session calls use; set by setStatus only
 
 	ctx    context.Context // ends when the client is Closed
 	cancel context.CancelFunc
@@ -138,9 +148,14 @@ func dial(ctx context.Context, id string, opts []Option) (*Client, error) {
 	if o.err != nil {
 		return nil, o.err
 	}
+	t, err := o.resolveTarget(protocol.PipePath(o.pipeName))
+	if err != nil {
+		return nil, err
+	}
 	c := &Client{
 		id:      id,
-		path:    protocol.PipePath(o.pipeName),
+		path:    t.name,
+		target:  t,
 		opt:     o,
 		sem:     make(chan struct{}, 1),
 		status:  Connecting,
@@ -155,7 +170,7 @@ func dial(ctx context.Context, id string, opts []Option) (*Client, error) {
 		c.closeWith(err, false)
 		var de *DialError
 		var ue *UntrustedServerError
-		if errors.As(err, &de) || errors.As(err, &ue) || errors.Is(err, ErrNotConnected) || errors.Is(err, ErrClosed) {
+		if errors.As(err, &de) || errors.As(err, &ue) || errors.Is(err, ErrUntrustedServer) || errors.Is(err, ErrNotConnected) || errors.Is(err, ErrClosed) {
 			return nil, err // already names the path and the cause
 		}
 		return nil, fmt.Errorf("statebus: cannot register %q at %s: %w", id, c.path, err)

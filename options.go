@@ -1,6 +1,7 @@
 package statebus
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,9 @@ type Option func(*options)
 
 type options struct {
 	pipeName      string
+	url           string      // WithURL; "" for the pipe
+	tlsConfig     *tls.Config // for a tls:// URL
+	tlsFiles      [3]string   // CA, certificate and key files, when tlsConfig is nil
 	dialTimeout   time.Duration
 	processName   string
 	errorHandler  func(error)
@@ -49,6 +53,8 @@ func defaultOptions() options {
 	}
 	o := options{
 		pipeName:     name,
+		url:          os.Getenv("STATEBUS_URL"),
+		tlsFiles:     [3]string{os.Getenv("STATEBUS_TLS_CA"), os.Getenv("STATEBUS_TLS_CLIENT_CERT"), os.Getenv("STATEBUS_TLS_CLIENT_KEY")},
 		dialTimeout:  5 * time.Second,
 		processName:  filepath.Base(os.Args[0]),
 		maxQueue:     4 << 20,
@@ -80,9 +86,10 @@ func trustedUIDs(uid int) []int {
 }
 
 // WithPipeName sets the pipe name (or absolute socket path) of the service.
-// The default is $STATEBUS_PIPE_NAME, else "XStateNet.MessageBus".
+// The default is $STATEBUS_PIPE_NAME, else "XStateNet.MessageBus". It
+// overrides a URL (WithURL, $STATEBUS_URL) set before it.
 func WithPipeName(name string) Option {
-	return func(o *options) { o.pipeName = name }
+	return func(o *options) { o.pipeName, o.url = name, "" }
 }
 
 // WithDialTimeout bounds each connection attempt as a whole: connecting,

@@ -71,12 +71,8 @@ var chanPool = sync.Pool{New: func() any { return make(chan response, 1) }}
 // connect dials the service, checks who serves it and starts a session's
 // loops.
 func (c *Client) connect(ctx context.Context) (*session, error) {
-	nc, err := dialPipe(ctx, c.path)
+	nc, err := c.dialServer(ctx)
 	if err != nil {
-		return nil, &DialError{Path: c.path, Err: err}
-	}
-	if err := checkServer(nc, c.path, c.opt.serverUIDs); err != nil {
-		nc.Close()
 		return nil, err
 	}
 	s := &session{
