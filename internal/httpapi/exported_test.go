@@ -368,21 +368,34 @@ func TestMetricsDocumented(t *testing.T) {
 
 // TestEndpointsDocumented: the /status and /machines rows of
 // operations.md's endpoint table name every key those documents have, and
-// no other.
+// no other. /machines lists a client of the socket and one over TLS,
+// whose entry has keys of its own.
 func TestEndpointsDocumented(t *testing.T) {
-	srv, base := start(t)
+	pki := bustest.NewPKI(t)
+	srv, base := startWith(t, func(c *server.Config) {
+		c.TLS.Listen = "127.0.0.1:0"
+		c.TLS.Cert, c.TLS.Key, c.TLS.ClientCA = pki.ServerCert, pki.ServerKey, pki.CAFile
+	})
 	c, err := statebus.Dial(context.Background(), "machine-a", statebus.WithPipeName(srv.Addr()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	cert, key := pki.Client(t, "gw", bustest.CertOptions{})
+	r, err := statebus.Dial(context.Background(), "machine-b", statebus.WithURL("tls://"+srv.TLSAddr().String()),
+		statebus.WithTLSFiles(pki.CAFile, cert, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
 	var status map[string]json.RawMessage
 	getJSON(t, base+"/status", 200, &status)
 	var machines []map[string]json.RawMessage
 	getJSON(t, base+"/machines", 200, &machines)
-	if len(machines) != 1 {
+	if len(machines) != 2 {
 		t.Fatalf("/machines: %v", machines)
 	}
+	maps.Copy(machines[0], machines[1])
 	for path, doc := range map[string]map[string]json.RawMessage{"/status": status, "/machines": machines[0]} {
 		var documented []string
 		for _, line := range section(t, "## 6. Monitoring") {
