@@ -30,6 +30,9 @@ const (
 )
 
 func child(role string) int {
+	if role == "responder" {
+		return responder()
+	}
 	var def *statechart.Definition
 	var err error
 	opts := []statechart.Option{}
@@ -39,6 +42,8 @@ func child(role string) int {
 		if b, err = os.ReadFile("../examples/pingpong/pong.json"); err == nil {
 			def, err = statechart.Load(b, pongImpl)
 		}
+	case "toggle":
+		def, err = statechart.Load([]byte(toggleScript), statechart.Implementations{})
 	case "counter":
 		def, err = statechart.Load([]byte(counterScript), counterImpl)
 		opts = append(opts, statechart.WithContext(map[string]any{"next": 0, "echo": true}))
@@ -120,4 +125,22 @@ func kill(t testing.TB, cmd *exec.Cmd) {
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// responder is a plain client that answers every request at once: the
+// baseline for the orchestrated round trip.
+func responder() int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := statebus.Dial(ctx, os.Getenv(childID), statebus.WithPipeName(os.Getenv(childPipe)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Close()
+	reply := orchestrator.EventResult{Success: true, NewState: "#t.a", ProcessedBy: c.ID()}
+	c.HandleRequest("*", func(context.Context, statebus.Event) (any, error) { return reply, nil })
+	fmt.Println(childReady)
+	io.Copy(io.Discard, os.Stdin)
+	return 0
 }

@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	if err := play(ctx, roles, *pipe, *count, *local, stdout); err != nil {
+	if err := play(ctx, roles, *pipe, *count, *local, stdout, stderr); err != nil {
 		fmt.Fprintln(stderr, "pingpong:", err)
 		return 1
 	}
@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // play hosts the machines of roles and runs until the last of them is
 // done: ping once it had count PONGs, pong once ping told it to STOP.
-func play(ctx context.Context, roles []string, pipe string, count int, local bool, stdout io.Writer) error {
+func play(ctx context.Context, roles []string, pipe string, count int, local bool, stdout, stderr io.Writer) error {
 	var mu sync.Mutex // one line at a time from both machines
 	say := func(format string, args ...any) {
 		mu.Lock()
@@ -88,12 +88,12 @@ func play(ctx context.Context, roles []string, pipe string, count int, local boo
 		}
 		opts = append(opts, orchestrator.WithBus(bus...))
 	}
-	errs := make(chan error, 1)
+	// What no call returns (a PONG to a sender that has gone, say) is
+	// worth a line, not the end of the game.
 	opts = append(opts, orchestrator.WithErrorHandler(func(err error) {
-		select {
-		case errs <- err:
-		default:
-		}
+		mu.Lock()
+		fmt.Fprintln(stderr, "pingpong:", err)
+		mu.Unlock()
 	}))
 	o := orchestrator.New(opts...)
 	defer o.Close()
@@ -128,8 +128,6 @@ func play(ctx context.Context, roles []string, pipe string, count int, local boo
 	for _, role := range roles {
 		select {
 		case <-done[role]:
-		case err := <-errs:
-			return err
 		case <-ctx.Done():
 			return errors.New("interrupted")
 		}
