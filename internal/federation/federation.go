@@ -176,9 +176,11 @@ type Node struct {
 	flight  inflight
 	Metrics Metrics
 
-	done chan struct{}
-	wg   sync.WaitGroup
-	stop sync.Once
+	done        chan struct{}
+	watchCtx    context.Context // the bucket watches', canceled by Close
+	stopWatches context.CancelFunc
+	wg          sync.WaitGroup
+	stop        sync.Once
 }
 
 // Metrics counts cross-daemon traffic.
@@ -201,6 +203,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		prefix: "statebus." + cfg.Name, epoch: newEpoch()}
 	n.dir.init()
 	n.flight.init()
+	n.watchCtx, n.stopWatches = context.WithCancel(context.Background())
 	ctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
 	defer cancel()
 	if err := n.connect(ctx); err != nil {
@@ -242,6 +245,7 @@ func (n *Node) ClientURL() string {
 func (n *Node) Close() {
 	n.stop.Do(func() {
 		close(n.done)
+		n.stopWatches()
 		n.wg.Wait()
 		if n.live != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -265,6 +269,7 @@ func (n *Node) Close() {
 func (n *Node) Crash() {
 	n.stop.Do(func() {
 		close(n.done)
+		n.stopWatches()
 		if n.nc != nil {
 			n.nc.Close()
 		}

@@ -51,8 +51,9 @@ type record struct {
 }
 
 type liveRec struct {
-	Epoch string `json:"e"`
-	Host  string `json:"h"`
+	Epoch string    `json:"e"`
+	Host  string    `json:"h"`
+	seen  time.Time // when this daemon last saw it renewed
 }
 
 var b64 = base64.RawURLEncoding
@@ -368,14 +369,17 @@ func (d *directory) left(group, id string) bool {
 	return false
 }
 
-// Lookup returns the daemon that holds id, if another live one does.
+// Lookup returns the daemon that holds id, if another live one does, as
+// the directory knows it: a holder whose renewal has not been seen for a
+// lease (the watch may be catching up) does not count; Find then asks the
+// buckets.
 func (n *Node) Lookup(id string) (node string, ok bool) {
 	d := &n.dir
 	d.mu.RLock()
 	r, ok := d.ids[id]
 	if ok {
 		l, live := d.live[r.Node]
-		ok = live && l.Epoch == r.Epoch && r.Node != n.cfg.Node
+		ok = live && l.Epoch == r.Epoch && r.Node != n.cfg.Node && time.Since(l.seen) < n.cfg.Lease
 	}
 	d.mu.RUnlock()
 	return r.Node, ok
@@ -445,11 +449,11 @@ func (n *Node) Remotes() []Remote {
 
 // follow watches both buckets and keeps the directory current.
 func (n *Node) follow(ctx context.Context) error {
-	lw, err := n.live.WatchAll(context.Background())
+	lw, err := n.live.WatchAll(n.watchCtx)
 	if err != nil {
 		return n.errUnavailable("cannot watch the lease bucket", err)
 	}
-	iw, err := n.ids.WatchAll(context.Background())
+	iw, err := n.ids.WatchAll(n.watchCtx)
 	if err != nil {
 		lw.Stop()
 		return n.errUnavailable("cannot watch the id bucket", err)
@@ -502,6 +506,7 @@ func (n *Node) liveChanged(e jetstream.KeyValueEntry) {
 	} else {
 		var l liveRec
 		json.Unmarshal(e.Value(), &l)
+		l.seen = time.Now()
 		d.live[node] = l
 	}
 	d.mu.Unlock()

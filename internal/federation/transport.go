@@ -204,17 +204,12 @@ func (f *inflight) failAll(node, why string) {
 	}
 }
 
-// Find is Lookup that, when the directory does not know id yet (a record
-// written a moment ago), asks the bucket.
+// Find is Lookup that, when the directory cannot tell (a record written a
+// moment ago, or a holder whose renewals the watch has not shown lately),
+// asks the buckets: the id's record, then its holder's lease.
 func (n *Node) Find(id string) (node string, ok bool) {
 	if node, ok = n.Lookup(id); ok {
 		return node, true
-	}
-	n.dir.mu.RLock()
-	_, known := n.dir.ids[id]
-	n.dir.mu.RUnlock()
-	if known {
-		return "", false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -226,8 +221,9 @@ func (n *Node) Find(id string) (node string, ok bool) {
 	if json.Unmarshal(e.Value(), &r) != nil || r.Node == n.cfg.Node {
 		return "", false
 	}
-	n.dir.mu.RLock()
-	l, live := n.dir.live[r.Node]
-	n.dir.mu.RUnlock()
-	return r.Node, live && l.Epoch == r.Epoch
+	alive, err := n.alive(ctx, r.Node, r.Epoch)
+	return r.Node, err == nil && alive
 }
+
+// ConnectedURL returns the NATS server this daemon is connected to.
+func (n *Node) ConnectedURL() string { return n.nc.ConnectedUrl() }

@@ -254,6 +254,7 @@ func (c *conn) broadcastRemote(r *protocol.Request, target []byte, local int) {
 	s := c.srv
 	nodes := s.fed.Daemons(nil)
 	id := makeReqID(r.ID)
+	target = []byte(string(target)) // the ack may be sent after the read buffer moved on
 	ack := func(n int) {
 		if !r.NoAck {
 			var idb [20]byte
