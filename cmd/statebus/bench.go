@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -10,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +21,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/remote"
 	"github.com/statebus/statebus/internal/server"
 	"github.com/statebus/statebus/protocol"
 )
@@ -53,8 +56,10 @@ command waits for stragglers until nothing arrives for --wait, and exits 1
 if any are missing, if the service refused an event, or on --timeout.`
 
 const benchExample = `statebus bench --inproc --pubs 1 --subs 1 --msgs 1000000 --size 128
+statebus bench --inproc --transport tls --mode reqrep --msgs 100000
 statebus bench --mode broadcast --subs 5 --msgs 200000 --json
-statebus bench --mode reqrep --msgs 100000 --pipe-name /tmp/bus.sock`
+statebus bench --mode reqrep --msgs 100000 --pipe-name /tmp/bus.sock
+statebus bench --url tls://bus.example.org:9556 --tls-ca ca.pem --tls-cert me.pem --tls-key me-key.pem`
 
 // Bounds on a run, so a typo cannot ask for a week or a gigabyte per client.
 const (
@@ -70,6 +75,9 @@ type benchConfig struct {
 	msgs               int64
 	pipeName           string
 	serverUID          serverUID
+	remote             remoteFlags
+	transport          string // of --inproc: unix, tls or tcp
+	bus                []statebus.Option
 	json, inproc       bool
 	timeout, straggler time.Duration
 }
@@ -132,7 +140,7 @@ func runBench(ctx context.Context, e *env, args []string) int {
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
 	if cfg.inproc {
-		srv, err := benchStartServer(cfg.pubs + cfg.subs)
+		srv, err := benchStartServer(cfg.pubs+cfg.subs, cfg.transport)
 		if err != nil {
 			fmt.Fprintf(e.stderr, "statebus bench: cannot start an in-process statebusd: %v\n", err)
 			return 1
@@ -141,9 +149,9 @@ func runBench(ctx context.Context, e *env, args []string) int {
 			sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer scancel()
 			srv.Shutdown(sctx)
-			os.RemoveAll(filepath.Dir(srv.Addr()))
+			os.RemoveAll(srv.dir)
 		}()
-		cfg.pipeName = srv.Addr()
+		cfg.bus = srv.bus
 	}
 	pubs, subs, err := benchDial(ctx, cfg)
 	defer func() {
@@ -196,6 +204,7 @@ func benchParse(e *env, args []string) (cfg benchConfig, code int, ok bool) {
 	}
 	fs.StringVar(&cfg.pipeName, "pipe-name", pipe, "pipe name or absolute socket path of statebusd (env STATEBUS_PIPE_NAME)")
 	cfg.serverUID.define(fs, e)
+	cfg.remote.define(fs, e)
 	fs.BoolVar(&cfg.json, "json", false, "print one JSON object instead of text")
 	fs.StringVar(&cfg.mode, "mode", "unicast", "unicast, broadcast or reqrep")
 	fs.IntVar(&cfg.pubs, "pubs", 1, "publishers (requesters in reqrep), each on its own connection")
@@ -203,6 +212,7 @@ func benchParse(e *env, args []string) (cfg benchConfig, code int, ok bool) {
 	fs.Int64Var(&cfg.msgs, "msgs", 100_000, "events published in all (round trips in reqrep), split over the publishers")
 	fs.IntVar(&cfg.size, "size", 128, fmt.Sprintf("payload bytes per event (at least %d: the send time)", benchMinSize))
 	fs.BoolVar(&cfg.inproc, "inproc", false, "start a statebusd in this process on a temporary socket (no daemon needed)")
+	fs.StringVar(&cfg.transport, "transport", "unix", "with --inproc, what the clients connect over: unix, tls (mutual TLS on 127.0.0.1, with certificates made for the run) or tcp (plain TCP on 127.0.0.1)")
 	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Minute, "give up after this long, connecting included")
 	fs.DurationVar(&cfg.straggler, "wait", 5*time.Second, "once the publishers are done, how long to wait for missing events while none arrive")
 	usage := func(w io.Writer) {
@@ -244,20 +254,39 @@ func benchParse(e *env, args []string) (cfg benchConfig, code int, ok bool) {
 		return bad("--wait must be positive and at most --timeout, not %v", cfg.straggler)
 	case cfg.serverUID.set && cfg.serverUID.uid < 0:
 		return bad("STATEBUS_SERVER_UID=%q is neither a uid nor a user name", cfg.serverUID.text)
+	case cfg.transport != "unix" && cfg.transport != "tls" && cfg.transport != "tcp":
+		return bad("--transport must be unix, tls or tcp, not %q", cfg.transport)
 	}
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "pipe-name" && cfg.inproc {
-			err = errors.New("--inproc and --pipe-name exclude each other")
+		switch {
+		case (f.Name == "pipe-name" || f.Name == "url") && cfg.inproc:
+			err = fmt.Errorf("--inproc and --%s exclude each other", f.Name)
+		case f.Name == "transport" && !cfg.inproc:
+			err = errors.New("--transport is for --inproc; to reach a running statebusd over TLS, give --url")
 		}
 	})
 	if err != nil {
 		return bad("%v", err)
 	}
+	if !cfg.inproc {
+		cfg.bus = append([]statebus.Option{statebus.WithPipeName(cfg.pipeName)}, cfg.serverUID.options()...)
+		cfg.bus = append(cfg.bus, cfg.remote.options()...)
+	}
 	return cfg, 0, true
 }
 
-// benchStartServer runs a statebusd in this process on a fresh socket.
-func benchStartServer(clients int) (*server.Server, error) {
+// benchServer is the statebusd of --inproc, with the client options that
+// reach it over the chosen transport.
+type benchServer struct {
+	*server.Server
+	dir string
+	bus []statebus.Option
+}
+
+// benchStartServer runs a statebusd in this process on a fresh socket,
+// serving transport ("tls": mutual TLS on 127.0.0.1, with a CA and
+// certificates made for the run; "tcp": plain TCP on 127.0.0.1) as well.
+func benchStartServer(clients int, transport string) (*benchServer, error) {
 	dir, err := os.MkdirTemp("", "sbb")
 	if err != nil {
 		return nil, err
@@ -266,6 +295,18 @@ func benchStartServer(clients int) (*server.Server, error) {
 	cfg.SocketPath = filepath.Join(dir, "bus.sock")
 	cfg.MaxConnections = clients + 16
 	cfg.HealthCheckInterval = 0
+	var certs benchCerts
+	switch transport {
+	case "tls":
+		cfg.TLS.Listen = "127.0.0.1:0"
+		if certs, err = benchMakeCerts(dir); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.ClientCA = certs.server, certs.serverKey, certs.ca
+	case "tcp":
+		cfg.PlainTCP = "127.0.0.1:0"
+	}
 	srv, err := server.New(cfg)
 	if err == nil {
 		err = srv.Start()
@@ -274,7 +315,53 @@ func benchStartServer(clients int) (*server.Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return srv, nil
+	b := &benchServer{Server: srv, dir: dir, bus: []statebus.Option{statebus.WithPipeName(srv.Addr())}}
+	switch transport {
+	case "tls":
+		b.bus = append(b.bus, statebus.WithURL("tls://"+srv.TLSAddr().String()), statebus.WithTLSFiles(certs.ca, certs.client, certs.clientKey))
+	case "tcp":
+		b.bus = append(b.bus, statebus.WithURL("tcp://"+srv.PlainTCPAddr().String()))
+	}
+	return b, nil
+}
+
+// benchCerts are the files of the certificates a --transport tls run
+// makes.
+type benchCerts struct {
+	ca, server, serverKey, client, clientKey string
+}
+
+// benchMakeCerts makes a CA, a server certificate for 127.0.0.1 and a
+// client certificate in dir.
+func benchMakeCerts(dir string) (benchCerts, error) {
+	ca, err := remote.NewCA("statebus bench CA", 24*time.Hour)
+	if err != nil {
+		return benchCerts{}, err
+	}
+	c := benchCerts{ca: filepath.Join(dir, "ca.pem")}
+	if err := os.WriteFile(c.ca, ca.CertPEM(), 0o600); err != nil {
+		return c, err
+	}
+	for _, r := range []struct {
+		req       remote.Request
+		cert, key *string
+	}{
+		{remote.Request{CommonName: "statebusd", Hosts: []string{"127.0.0.1"}, Usage: x509.ExtKeyUsageServerAuth}, &c.server, &c.serverKey},
+		{remote.Request{CommonName: "statebus-bench", Usage: x509.ExtKeyUsageClientAuth}, &c.client, &c.clientKey},
+	} {
+		cert, key, err := ca.Issue(r.req)
+		if err != nil {
+			return c, err
+		}
+		*r.cert, *r.key = filepath.Join(dir, r.req.CommonName+".pem"), filepath.Join(dir, r.req.CommonName+"-key.pem")
+		if err := os.WriteFile(*r.cert, cert, 0o600); err != nil {
+			return c, err
+		}
+		if err := os.WriteFile(*r.key, key, 0o600); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
 }
 
 // benchShare is publisher i's share of msgs.
@@ -310,12 +397,12 @@ func benchDial(ctx context.Context, cfg benchConfig) (pubs, subs []*benchClient,
 		if (role == "sub") != (cfg.mode == "reqrep") { // a receiver
 			b.hist = benchHistogram()
 		}
-		c, err := statebus.Dial(ctx, fmt.Sprintf("%s-%s-%d", run, role, i), append([]statebus.Option{
-			statebus.WithPipeName(cfg.pipeName), statebus.WithProcessName("statebus bench"),
+		c, err := statebus.Dial(ctx, fmt.Sprintf("%s-%s-%d", run, role, i), append(slices.Clip(cfg.bus),
+			statebus.WithProcessName("statebus bench"),
 			statebus.WithErrorHandler(b.fail),
 			// A run measures one connection per client: a reconnection
 			// in the middle would hide the loss behind a pause.
-			statebus.WithReconnect(false)}, cfg.serverUID.options()...)...)
+			statebus.WithReconnect(false))...)
 		if err != nil {
 			return nil, err
 		}

@@ -119,6 +119,21 @@ func TestBenchModes(t *testing.T) {
 	}
 }
 
+// TestBenchTransports: --inproc --transport tls and tcp measure over mutual
+// TLS and plain TCP on 127.0.0.1; every event arrives.
+func TestBenchTransports(t *testing.T) {
+	for _, tr := range []string{"tls", "tcp"} {
+		t.Run(tr, func(t *testing.T) {
+			for _, mode := range []string{"unicast", "reqrep"} {
+				code, stdout, stderr := benchRunCmd(t, false, "bench", "--inproc", "--transport", tr, "--mode", mode, "--msgs", "2000", "--json")
+				if code != 0 || !strings.Contains(stdout, `"lost": 0,`) {
+					t.Fatalf("%s: exit %d\nstdout:\n%s\nstderr:\n%s", mode, code, stdout, stderr)
+				}
+			}
+		})
+	}
+}
+
 func TestBenchTextInProc(t *testing.T) {
 	code, stdout, stderr := benchRunCmd(t, false, "bench", "--inproc", "--pubs", "2", "--subs", "2", "--msgs", "1000")
 	if code != 0 {
@@ -213,6 +228,9 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--size", "8"}, "--size must be 32 to 524288 bytes, not 8"},
 		{[]string{"--timeout", "0s"}, "--timeout must be positive"},
 		{[]string{"--inproc", "--pipe-name", "x"}, "--inproc and --pipe-name exclude each other"},
+		{[]string{"--inproc", "--url", "tls://h:1"}, "--inproc and --url exclude each other"},
+		{[]string{"--transport", "tls"}, "--transport is for --inproc; to reach a running statebusd over TLS, give --url"},
+		{[]string{"--inproc", "--transport", "quic"}, `--transport must be unix, tls or tcp, not "quic"`},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--nope"}, "flag provided but not defined: -nope"},
 	} {

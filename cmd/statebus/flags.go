@@ -16,7 +16,8 @@ import (
 
 // flags is a subcommand's flag set with the flags every subcommand has:
 // --pipe-name (env STATEBUS_PIPE_NAME), --server-uid (env
-// STATEBUS_SERVER_UID) and --json.
+// STATEBUS_SERVER_UID), --json, and --url with the TLS files (see
+// remoteFlags).
 type flags struct {
 	*flag.FlagSet
 	e         *env
@@ -26,6 +27,7 @@ type flags struct {
 	example   string
 	pipeName  string
 	serverUID serverUID
+	remote    remoteFlags
 	json      bool
 }
 
@@ -41,6 +43,7 @@ func newFlags(e *env, name, synopsis, about, example string) *flags {
 	}
 	f.StringVar(&f.pipeName, "pipe-name", def, "pipe name or absolute socket path of statebusd (env STATEBUS_PIPE_NAME)")
 	f.serverUID.define(f.FlagSet, e)
+	f.remote.define(f.FlagSet, e)
 	f.BoolVar(&f.json, "json", false, "print one JSON document instead of text")
 	return f
 }
@@ -147,11 +150,17 @@ func (f *flags) fail(format string, args ...any) int {
 
 // bus returns the client options that reach the service the flags name.
 func (f *flags) bus() []statebus.Option {
-	return append([]statebus.Option{statebus.WithPipeName(f.pipeName)}, f.serverUID.options()...)
+	opts := append([]statebus.Option{statebus.WithPipeName(f.pipeName)}, f.serverUID.options()...)
+	return append(opts, f.remote.options()...)
 }
 
-// socket is the socket path the flags name, for messages.
-func (f *flags) socket() string { return protocol.PipePath(f.pipeName) }
+// socket is the socket path (or the URL) the flags name, for messages.
+func (f *flags) socket() string {
+	if f.remote.url != "" {
+		return f.remote.url
+	}
+	return protocol.PipePath(f.pipeName)
+}
 
 // payloadArg reads the optional JSON payload argument pos[i]: raw is nil
 // when it is absent, and p is what to send (nil then, since a nil

@@ -20,7 +20,9 @@ func runMachines(ctx context.Context, e *env, args []string) int {
 		`Lists the machines registered with the service: the id, the process id the
 client claimed and the one the kernel reports for its connection, the user id,
 the process name, when it registered and how long its connection has been up,
-and, for state machines hosted by an orchestrator, their current state.
+for clients that connected over TCP their address (and, over TLS, their
+certificate's name instead of a pid and uid), and, for state machines hosted
+by an orchestrator, their current state.
 It connects without registering a machine id of its own.`,
 		`statebus machines
 statebus machines --json | jq -r '.[].MachineId'`)
@@ -50,8 +52,13 @@ statebus machines --json | jq -r '.[].MachineId'`)
 	// A STATE column only when some machine has one (an orchestrated state
 	// machine): plain clients' listings stay as they were.
 	states := slices.ContainsFunc(ms, func(m statebus.MachineInfo) bool { return m.State != "" })
+	// A REMOTE column likewise only when some client came over TCP.
+	remote := slices.ContainsFunc(ms, func(m statebus.MachineInfo) bool { return m.PeerAddress != "" })
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "MACHINE ID\tCLAIMED PID\tKERNEL PID\tUID\tPROCESS\tREGISTERED AT\tCONNECTED FOR")
+	if remote {
+		fmt.Fprint(tw, "\tREMOTE")
+	}
 	if states {
 		fmt.Fprint(tw, "\tSTATE")
 	}
@@ -59,10 +66,16 @@ statebus machines --json | jq -r '.[].MachineId'`)
 	for _, m := range ms {
 		kpid, uid := "-", "-"
 		if m.PeerPID >= 0 {
-			kpid, uid = fmt.Sprint(m.PeerPID), fmt.Sprint(m.PeerUID)
+			kpid = fmt.Sprint(m.PeerPID)
+		}
+		if m.PeerUID >= 0 { // also over plain TCP, where the pid is unknown
+			uid = fmt.Sprint(m.PeerUID)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s", m.MachineID, m.ProcessID, kpid, uid,
 			orDash(m.ProcessName), m.RegisteredAt.Local().Format("2006-01-02 15:04:05"), age(now.Sub(m.ConnectedAt)))
+		if remote {
+			fmt.Fprintf(tw, "\t%s", remotePeer(m))
+		}
 		if states {
 			fmt.Fprintf(tw, "\t%s", orDash(m.State))
 		}
@@ -70,6 +83,18 @@ statebus machines --json | jq -r '.[].MachineId'`)
 	}
 	tw.Flush()
 	return 0
+}
+
+// remotePeer says who a TCP client is: its certificate's name (TLS) and
+// its address; "-" for a client of the socket.
+func remotePeer(m statebus.MachineInfo) string {
+	switch {
+	case m.PeerCert != "":
+		return m.PeerCert + " at " + m.PeerAddress
+	case m.PeerAddress != "":
+		return m.PeerAddress
+	}
+	return "-"
 }
 
 func orDash(s string) string {

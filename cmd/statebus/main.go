@@ -75,7 +75,8 @@ func run(ctx context.Context, e *env, args []string) int {
 }
 
 // globalFlagsFirst moves the flags every command has (--pipe-name,
-// --server-uid, --json) from before the command's name to just after it,
+// --server-uid, --url and the TLS files, --json) from before the command's
+// name to just after it,
 // so "statebus --pipe-name X health" works as "statebus health
 // --pipe-name X".
 func globalFlagsFirst(args []string) ([]string, error) {
@@ -88,7 +89,7 @@ func globalFlagsFirst(args []string) ([]string, error) {
 			global = append(global, args[i])
 		case "h", "help":
 			return nil, flag.ErrHelp
-		case "pipe-name", "server-uid":
+		case "pipe-name", "server-uid", "url", "tls-ca", "tls-cert", "tls-key":
 			global = append(global, args[i])
 			if !hasValue {
 				if i+1 >= len(args) {
@@ -98,7 +99,7 @@ func globalFlagsFirst(args []string) ([]string, error) {
 				global = append(global, args[i])
 			}
 		default:
-			return nil, fmt.Errorf("flag %s before the command: only --pipe-name, --server-uid and --json may come before it", args[i])
+			return nil, fmt.Errorf("flag %s before the command: only --pipe-name, --server-uid, --url, --tls-ca, --tls-cert, --tls-key and --json may come before it", args[i])
 		}
 	}
 	if i == len(args) {
@@ -112,7 +113,7 @@ func globalFlagsFirst(args []string) ([]string, error) {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "Usage: statebus [--pipe-name NAME] [--server-uid USER] [--json] COMMAND [flags]")
+	fmt.Fprintln(w, "Usage: statebus [--pipe-name NAME | --url URL [--tls-ca FILE --tls-cert FILE --tls-key FILE]] [--server-uid USER] [--json] COMMAND [flags]")
 	fmt.Fprintln(w, "\nCommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
@@ -125,6 +126,9 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nEvery command takes --pipe-name (env STATEBUS_PIPE_NAME), --server-uid (env")
 	fmt.Fprintln(w, "STATEBUS_SERVER_UID: the user that must serve the socket, besides root), --json")
 	fmt.Fprintln(w, "and --help; --pipe-name, --server-uid and --json may also come before COMMAND.")
+	fmt.Fprintln(w, "To reach a statebusd on another host, every command also takes --url tls://HOST:PORT")
+	fmt.Fprintln(w, "with --tls-ca, --tls-cert and --tls-key (env STATEBUS_URL, STATEBUS_TLS_CA,")
+	fmt.Fprintln(w, "STATEBUS_TLS_CLIENT_CERT, STATEBUS_TLS_CLIENT_KEY); see docs/remote.md.")
 	fmt.Fprintln(w, "Example: statebus send machine-b PING '{\"Message\":\"Hello\"}'")
 }
 

@@ -121,12 +121,18 @@ func hint(err error, f *flags) string {
 		return "Timed out. Is statebusd overloaded? 'statebus health" + pipeArg(f) + "' shows its state."
 	case errors.Is(err, protocol.ErrTooManyConnections):
 		return "statebusd is running but full: it has as many clients as its MaxConnections allows. 'statebus machines" + pipeArg(f) + "' shows who holds them (once one leaves); or raise MessageBus.MaxConnections."
+	case errors.Is(err, statebus.ErrAccessDenied) && f != nil && f.remote.tls():
+		return "statebusd is running, but refuses your client certificate (--tls-cert), or its access rules (MessageBus.Access: Cert rules, AllowCerts) do not allow this for it. Ask its operator for a certificate its TlsClientCa signs."
 	case errors.Is(err, statebus.ErrAccessDenied):
 		return "statebusd is running, but its access rules (MessageBus.Access in its config) do not allow this for your user. Ask its operator, or run as a user they allow."
 	case errors.Is(err, os.ErrPermission):
 		return "statebusd may be running, but your user may not open its socket" + socketArg(f) + " (file mode or directory permissions). Ask the operator to add you to the socket's group, or run as a user who may."
+	case errors.Is(err, statebus.ErrUntrustedServer) && f != nil && f.remote.tls():
+		return "The server's certificate is not signed by a CA you trust, or not for that host name. Give the CA that signs statebusd's certificate with --tls-ca (or STATEBUS_TLS_CA), and use the host name its certificate names."
 	case errors.Is(err, statebus.ErrUntrustedServer):
 		return "Another user than expected serves that socket. If that user runs your statebusd, say so with --server-uid UID (or STATEBUS_SERVER_UID); if not, find who listens there (ss -xlp) before you trust it."
+	case (errors.Is(err, statebus.ErrNotConnected) || errors.Is(err, statebus.ErrClosed)) && f != nil && f.remote.url != "":
+		return "Check that statebusd there serves that address (TlsListen, or PlainTcp for tcp://), and that no firewall is in between."
 	case errors.Is(err, statebus.ErrNotConnected), errors.Is(err, statebus.ErrClosed):
 		return "Start it with 'statebusd" + pipeArg(f) + "', or point --pipe-name (or STATEBUS_PIPE_NAME) at the running one."
 	}
@@ -141,9 +147,15 @@ func socketArg(f *flags) string {
 	return " " + f.socket()
 }
 
-// pipeArg repeats a non-default --pipe-name for a suggested command line.
+// pipeArg repeats a --url or a non-default --pipe-name for a suggested
+// command line.
 func pipeArg(f *flags) string {
-	if f == nil || f.pipeName == "" || f.pipeName == protocol.DefaultPipeName {
+	switch {
+	case f == nil:
+		return ""
+	case f.remote.url != "":
+		return " --url " + f.remote.url
+	case f.pipeName == "" || f.pipeName == protocol.DefaultPipeName:
 		return ""
 	}
 	return " --pipe-name " + f.pipeName

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"slices"
 
 	"github.com/statebus/statebus/internal/selftest"
 )
@@ -29,7 +30,7 @@ statebus selftest --messages 100000 --json`)
 	}
 	var other string
 	f.Visit(func(fl *flag.Flag) {
-		if fl.Name == "pipe-name" || fl.Name == "server-uid" {
+		if fl.Name == "pipe-name" || fl.Name == "server-uid" || slices.Contains(remoteFlagNames, fl.Name) {
 			other = fl.Name
 		}
 	})

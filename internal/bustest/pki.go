@@ -1,20 +1,17 @@
 package bustest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/statebus/statebus/internal/remote"
 )
 
 // PKI is a certificate authority made for one test, with files in a
@@ -28,11 +25,9 @@ type PKI struct {
 	// ServerCert and ServerKey are the server's certificate and key files.
 	ServerCert, ServerKey string
 
-	ca    *x509.Certificate
-	caKey *ecdsa.PrivateKey
+	ca *remote.CA
+	n  atomic.Int64 // names files
 }
-
-var serial atomic.Int64
 
 // CertOptions shape a client certificate. The zero value is a valid
 // client certificate for an hour.
@@ -48,24 +43,13 @@ type CertOptions struct {
 // NewPKI makes a CA and its server certificate.
 func NewPKI(t testing.TB) *PKI {
 	t.Helper()
-	p := &PKI{Dir: t.TempDir()}
-	p.caKey = newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial.Add(1)),
-		Subject:               pkix.Name{CommonName: "statebus test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &p.caKey.PublicKey, p.caKey)
+	ca, err := remote.NewCA("statebus test CA", 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.ca, _ = x509.ParseCertificate(der)
+	p := &PKI{Dir: t.TempDir(), ca: ca}
 	p.CAFile = filepath.Join(p.Dir, "ca.pem")
-	writePEM(t, p.CAFile, "CERTIFICATE", der)
+	writeFile(t, p.CAFile, ca.CertPEM())
 	p.RenewServer(t)
 	return p
 }
@@ -75,14 +59,14 @@ func NewPKI(t testing.TB) *PKI {
 // number.
 func (p *PKI) RenewServer(t testing.TB) *big.Int {
 	t.Helper()
-	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "statebusd"},
-		DNSNames:    []string{"localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	p.ServerCert, p.ServerKey = p.issue(t, "server", remote.Request{
+		CommonName: "statebusd", Hosts: []string{"localhost", "127.0.0.1", "::1"}, Usage: x509.ExtKeyUsageServerAuth,
+	})
+	pair, err := tls.LoadX509KeyPair(p.ServerCert, p.ServerKey)
+	if err != nil {
+		t.Fatal(err)
 	}
-	p.ServerCert, p.ServerKey = p.issue(t, "server", tmpl, CertOptions{})
-	return tmpl.SerialNumber
+	return pair.Leaf.SerialNumber
 }
 
 // Client issues a client certificate with common name cn and returns its
@@ -93,11 +77,9 @@ func (p *PKI) Client(t testing.TB, cn string, o CertOptions) (certFile, keyFile 
 	if usage == 0 {
 		usage = x509.ExtKeyUsageClientAuth
 	}
-	return p.issue(t, "client-"+cn, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: cn},
-		DNSNames:    o.DNSNames,
-		ExtKeyUsage: []x509.ExtKeyUsage{usage},
-	}, o)
+	return p.issue(t, "client-"+cn, remote.Request{
+		CommonName: cn, Hosts: o.DNSNames, Usage: usage, NotBefore: o.NotBefore, NotAfter: o.NotAfter,
+	})
 }
 
 // ClientTLS returns a client configuration that trusts p's CA and
@@ -105,7 +87,7 @@ func (p *PKI) Client(t testing.TB, cn string, o CertOptions) (certFile, keyFile 
 func (p *PKI) ClientTLS(t testing.TB, cn string, o CertOptions) *tls.Config {
 	t.Helper()
 	pool := x509.NewCertPool()
-	pool.AddCert(p.ca)
+	pool.AddCert(p.ca.Cert)
 	cfg := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
 	if cn != "" {
 		cert, key := p.Client(t, cn, o)
@@ -118,43 +100,30 @@ func (p *PKI) ClientTLS(t testing.TB, cn string, o CertOptions) *tls.Config {
 	return cfg
 }
 
-func (p *PKI) issue(t testing.TB, name string, tmpl *x509.Certificate, o CertOptions) (certFile, keyFile string) {
+func (p *PKI) issue(t testing.TB, name string, r remote.Request) (certFile, keyFile string) {
 	t.Helper()
-	key := newKey(t)
-	tmpl.SerialNumber = big.NewInt(serial.Add(1))
-	tmpl.NotBefore, tmpl.NotAfter = o.NotBefore, o.NotAfter
-	if tmpl.NotBefore.IsZero() {
-		tmpl.NotBefore = time.Now().Add(-time.Minute)
+	if r.NotBefore.IsZero() {
+		r.NotBefore = time.Now().Add(-time.Minute)
 	}
-	if tmpl.NotAfter.IsZero() {
-		tmpl.NotAfter = time.Now().Add(time.Hour)
+	if r.NotAfter.IsZero() {
+		r.NotAfter = time.Now().Add(time.Hour)
 	}
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
+	cert, key, err := p.ca.Issue(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
+	if name != "server" {
+		name += "-" + strconv.FormatInt(p.n.Add(1), 10) // each issued certificate has files of its own
 	}
 	certFile = filepath.Join(p.Dir, name+".pem")
 	keyFile = filepath.Join(p.Dir, name+"-key.pem")
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "EC PRIVATE KEY", kder)
+	writeFile(t, certFile, cert)
+	writeFile(t, keyFile, key)
 	return certFile, keyFile
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func writePEM(t testing.TB, file, kind string, der []byte) {
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
+func writeFile(t testing.TB, file string, data []byte) {
+	if err := os.WriteFile(file, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
