@@ -105,6 +105,11 @@ type MachineInfo struct {
 	// State is what the machine's connection last set with SetState (an
 	// orchestrated machine's current state); absent when never set.
 	State string `json:",omitempty"`
+	// Daemon and Host say where the id lives when statebusd is a member of
+	// a federation (MessageBus:Cluster): the holding daemon's node name
+	// and host. Ids on other daemons have ConnectionId 0 and PeerPid -1.
+	Daemon string `json:",omitempty"`
+	Host   string `json:",omitempty"`
 }
 
 // DefaultPipeName is the pipe name the XStateNet service and clients use

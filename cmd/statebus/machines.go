@@ -54,6 +54,8 @@ statebus machines --json | jq -r '.[].MachineId'`)
 	states := slices.ContainsFunc(ms, func(m statebus.MachineInfo) bool { return m.State != "" })
 	// A REMOTE column likewise only when some client came over TCP.
 	remote := slices.ContainsFunc(ms, func(m statebus.MachineInfo) bool { return m.PeerAddress != "" })
+	// A DAEMON column when the bus is a federation (MessageBus:Cluster).
+	daemons := slices.ContainsFunc(ms, func(m statebus.MachineInfo) bool { return m.Daemon != "" })
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprint(tw, "MACHINE ID\tCLAIMED PID\tKERNEL PID\tUID\tPROCESS\tREGISTERED AT\tCONNECTED FOR")
 	if remote {
@@ -61,6 +63,9 @@ statebus machines --json | jq -r '.[].MachineId'`)
 	}
 	if states {
 		fmt.Fprint(tw, "\tSTATE")
+	}
+	if daemons {
+		fmt.Fprint(tw, "\tDAEMON")
 	}
 	fmt.Fprintln(tw)
 	for _, m := range ms {
@@ -78,6 +83,9 @@ statebus machines --json | jq -r '.[].MachineId'`)
 		}
 		if states {
 			fmt.Fprintf(tw, "\t%s", orDash(m.State))
+		}
+		if daemons {
+			fmt.Fprintf(tw, "\t%s@%s", m.Daemon, m.Host)
 		}
 		fmt.Fprintln(tw)
 	}

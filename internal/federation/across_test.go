@@ -29,6 +29,18 @@ func TestFederationAcrossDaemons(t *testing.T) {
 		seen(t, d, "sender")
 	}
 
+	t.Run("machines", func(t *testing.T) {
+		where := map[string]string{}
+		for _, m := range ds[0].srv.MachineInfos() {
+			where[m.MachineID] = m.Daemon + "@" + m.Host
+		}
+		for id, want := range map[string]string{"sender": "n1@host1", "w1": "n1@host1", "w2": "n2@host2", "w3": "n3@host3"} {
+			if where[id] != want {
+				t.Errorf("n1's registry puts %s on %q, want %q (all: %v)", id, where[id], want, where)
+			}
+		}
+	})
+
 	t.Run("broadcast", func(t *testing.T) {
 		ctx, cancel := ctx10()
 		defer cancel()

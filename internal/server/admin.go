@@ -66,6 +66,9 @@ func (s *Server) MachineInfos() []protocol.MachineInfo {
 			out[i].SubscribedAt = &at
 		}
 	}
+	if s.fed != nil {
+		out = s.withRemotes(out)
+	}
 	return out
 }
 

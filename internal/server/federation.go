@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -424,4 +426,19 @@ func (c *conn) watchRemote(r *protocol.Request) {
 		m := federation.Msg{Kind: federation.KindWatchCopy, Priority: uint8(r.Priority), N: int64(watchID), Payload: r.Payload}
 		c.srv.fed.Send(node, &m, nil, 0)
 	})
+}
+
+// withRemotes marks the local ids with this daemon and adds those held
+// on other daemons, sorted by id.
+func (s *Server) withRemotes(out []protocol.MachineInfo) []protocol.MachineInfo {
+	node, host := s.fed.Name(), s.fed.Host()
+	for i := range out {
+		out[i].Daemon, out[i].Host = node, host
+	}
+	for _, r := range s.fed.Remotes() {
+		out = append(out, protocol.MachineInfo{MachineID: r.ID, ProcessName: r.ProcessName, PeerPID: -1, PeerUID: -1, PeerGID: -1,
+			RegisteredAt: r.RegisteredAt, Daemon: r.Node, Host: r.Host})
+	}
+	slices.SortFunc(out, func(a, b protocol.MachineInfo) int { return strings.Compare(a.MachineID, b.MachineID) })
+	return out
 }
