@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(bustest.ImpostorEnv); path != "" {
 		os.Exit(bustest.RunImpostor(path)) // a child of TestUntrustedServer
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, bustest.IgnoreWinio)
 }
 
 func dial(t testing.TB, srv *server.Server, id string, opts ...statebus.Option) *statebus.Client {

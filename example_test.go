@@ -3,20 +3,22 @@ package statebus_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/busaddr"
 	"github.com/statebus/statebus/internal/server"
 )
 
 // startBus runs a statebusd in-process for the examples and returns its
-// socket path and a function that stops it.
+// socket path (a pipe name on Windows) and a function that stops it.
 func startBus() (string, func()) {
-	dir, _ := os.MkdirTemp("", "sbex")
+	addr, cleanup, err := busaddr.Temp()
+	if err != nil {
+		panic(err)
+	}
 	cfg := server.DefaultConfig()
-	cfg.SocketPath = filepath.Join(dir, "bus.sock")
+	cfg.SocketPath = addr
 	cfg.HealthCheckInterval = 0
 	srv, err := server.New(cfg)
 	if err == nil {
@@ -25,7 +27,7 @@ func startBus() (string, func()) {
 	if err != nil {
 		panic(err)
 	}
-	return cfg.SocketPath, func() { srv.Shutdown(context.Background()); os.RemoveAll(dir) }
+	return cfg.SocketPath, func() { srv.Shutdown(context.Background()); cleanup() }
 }
 
 func ExampleDial() {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/server"
 )
 
 // fakeBus is a raw Unix listener that speaks just enough of the wire
@@ -52,7 +53,7 @@ func (s fakeStep) String() string {
 
 func newFakeBus(t testing.TB) *fakeBus {
 	path := bustest.SocketPath(t)
-	ln, err := net.Listen("unix", path)
+	ln, err := server.Listen(path, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"regexp"
 	"sync"
 	"sync/atomic"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/busaddr"
 	"github.com/statebus/statebus/internal/bustest"
 )
 
@@ -92,7 +92,7 @@ func TestGroupMemberDies(t *testing.T) {
 	}
 	// The third member is a raw connection, so the test can kill it
 	// abruptly after it has answered 3,000 jobs.
-	victim, err := net.Dial("unix", srv.Addr())
+	victim, err := busaddr.Dial(context.Background(), srv.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}

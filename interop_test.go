@@ -31,7 +31,7 @@ func TestDotNetInterop(t *testing.T) {
 	if err != nil {
 		t.Skipf("mono not found: install mono-runtime to run the .NET interop test")
 	}
-	exe := filepath.Join(t.TempDir(), "InteropClient.exe")
+	exe := filepath.Join(bustest.TempDir(t), "InteropClient.exe")
 	build := exec.CommandContext(ctx(t), mcs, "-out:"+exe, "-r:System.Core.dll", "testdata/dotnet/InteropClient.cs")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("mcs: %v\n%s", err, out)

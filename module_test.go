@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/statebus/statebus/internal/bustest"
 )
 
 // readmeExample returns the README's client example: the first ```go
@@ -55,7 +57,7 @@ func TestModuleImport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
+	dir := bustest.TempDir(t)
 	files := map[string]string{
 		"go.mod": "module example.com/busclient\n\ngo 1.26\n\n" +
 			"require github.com/statebus/statebus v0.0.0\n\n" +

@@ -21,6 +21,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/busaddr"
 	"github.com/statebus/statebus/internal/remote"
 	"github.com/statebus/statebus/internal/server"
 	"github.com/statebus/statebus/protocol"
@@ -149,7 +150,7 @@ func runBench(ctx context.Context, e *env, args []string) int {
 			sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer scancel()
 			srv.Shutdown(sctx)
-			os.RemoveAll(srv.dir)
+			srv.cleanup()
 		}()
 		cfg.bus = srv.bus
 	}
@@ -279,20 +280,27 @@ func benchParse(e *env, args []string) (cfg benchConfig, code int, ok bool) {
 // reach it over the chosen transport.
 type benchServer struct {
 	*server.Server
-	dir string
-	bus []statebus.Option
+	cleanup func() // removes the certificates' directory and what the socket left
+	bus     []statebus.Option
 }
 
-// benchStartServer runs a statebusd in this process on a fresh socket,
-// serving transport ("tls": mutual TLS on 127.0.0.1, with a CA and
-// certificates made for the run; "tcp": plain TCP on 127.0.0.1) as well.
+// benchStartServer runs a statebusd in this process on a fresh socket (a
+// named pipe on Windows), serving transport ("tls": mutual TLS on
+// 127.0.0.1, with a CA and certificates made for the run; "tcp": plain
+// TCP on 127.0.0.1) as well.
 func benchStartServer(clients int, transport string) (*benchServer, error) {
 	dir, err := os.MkdirTemp("", "sbb")
 	if err != nil {
 		return nil, err
 	}
+	addr, removeAddr, err := busaddr.Temp()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	cleanup := func() { removeAddr(); os.RemoveAll(dir) }
 	cfg := server.DefaultConfig()
-	cfg.SocketPath = filepath.Join(dir, "bus.sock")
+	cfg.SocketPath = addr
 	cfg.MaxConnections = clients + 16
 	cfg.HealthCheckInterval = 0
 	var certs benchCerts
@@ -300,7 +308,7 @@ func benchStartServer(clients int, transport string) (*benchServer, error) {
 	case "tls":
 		cfg.TLS.Listen = "127.0.0.1:0"
 		if certs, err = benchMakeCerts(dir); err != nil {
-			os.RemoveAll(dir)
+			cleanup()
 			return nil, err
 		}
 		cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.ClientCA = certs.server, certs.serverKey, certs.ca
@@ -312,10 +320,10 @@ func benchStartServer(clients int, transport string) (*benchServer, error) {
 		err = srv.Start()
 	}
 	if err != nil {
-		os.RemoveAll(dir)
+		cleanup()
 		return nil, err
 	}
-	b := &benchServer{Server: srv, dir: dir, bus: []statebus.Option{statebus.WithPipeName(srv.Addr())}}
+	b := &benchServer{Server: srv, cleanup: cleanup, bus: []statebus.Option{statebus.WithPipeName(srv.Addr())}}
 	switch transport {
 	case "tls":
 		b.bus = append(b.bus, statebus.WithURL("tls://"+srv.TLSAddr().String()), statebus.WithTLSFiles(certs.ca, certs.client, certs.clientKey))

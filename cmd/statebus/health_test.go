@@ -48,7 +48,7 @@ func TestHealth(t *testing.T) {
 }
 
 func TestHealthUnreachable(t *testing.T) {
-	const path = "/tmp/statebus-no-such-dir/bus.sock"
+	path := noBus()
 	r := runCmd(t, "", "health", "--pipe-name", path)
 	if r.code != 1 {
 		t.Errorf("exit %d", r.code)

@@ -61,9 +61,9 @@ func TestMachines(t *testing.T) {
 }
 
 func TestMachinesNoService(t *testing.T) {
-	r := runCmd(t, "", "machines", "--pipe-name", "/tmp/statebus-no-such-dir/bus.sock")
+	r := runCmd(t, "", "machines", "--pipe-name", noBus())
 	if r.code != 1 {
 		t.Errorf("exit %d", r.code)
 	}
-	wantLines(t, r.stderr, "cannot connect to /tmp/statebus-no-such-dir/bus.sock: is statebusd running?")
+	wantLines(t, r.stderr, "cannot connect to "+noBus()+": is statebusd running?")
 }

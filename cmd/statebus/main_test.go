@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(bustest.ImpostorEnv); path != "" {
 		os.Exit(bustest.RunImpostor(path)) // a child of TestServerUID
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, bustest.IgnoreWinio)
 }
 
 // syncBuffer is written by commands' event handlers while the test reads
@@ -39,6 +40,15 @@ func newEnv(stdin string) (*env, *syncBuffer, *syncBuffer) {
 }
 
 // runCmd runs the statebus command line args in-process with stdin.
+// noBus is an address where no bus listens: a socket in a directory that
+// does not exist, or on Windows a pipe name nobody serves.
+func noBus() string {
+	if runtime.GOOS == "windows" {
+		return `\\.\pipe\statebus-no-such-bus`
+	}
+	return "/tmp/statebus-no-such-dir/bus.sock"
+}
+
 func runCmd(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -85,7 +85,7 @@ func TestMenuJSON(t *testing.T) {
 }
 
 func TestMenuFailureExitCode(t *testing.T) {
-	r := runCmd(t, "1\n", "menu", "--pipe-name", "/tmp/statebus-no-such-dir/bus.sock")
+	r := runCmd(t, "1\n", "menu", "--pipe-name", noBus())
 	if r.code != 1 {
 		t.Errorf("exit %d, want 1:\n%s", r.code, r.stdout)
 	}

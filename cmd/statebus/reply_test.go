@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -50,8 +51,13 @@ func TestReplyStatic(t *testing.T) {
 }
 
 func TestReplyCommand(t *testing.T) {
+	// The commands run under sh -c, or cmd /C on Windows.
+	cat, fail := "cat", "echo broken >&2; exit 3"
+	if runtime.GOOS == "windows" {
+		cat, fail = "more", "echo broken 1>&2 & exit 3"
+	}
 	srv := bustest.Start(t, nil)
-	stop := startReply(t, srv, "echo", "*", "--json", "--command", "cat")
+	stop := startReply(t, srv, "echo", "*", "--json", "--command", cat)
 	c := dial(t, "asker", statebus.WithPipeName(srv.Addr()))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -66,7 +72,7 @@ func TestReplyCommand(t *testing.T) {
 		t.Errorf("--json line %q: %v", got.stdout, err)
 	}
 
-	stop = startReply(t, srv, "fail", "Q", "--command", "echo broken >&2; exit 3")
+	stop = startReply(t, srv, "fail", "Q", "--command", fail)
 	_, err = c.Request(ctx, "fail", "Q", nil)
 	var re *statebus.ResponderError
 	if !errors.As(err, &re) || !strings.Contains(re.Message, "exit status 3: broken") {

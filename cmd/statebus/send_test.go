@@ -55,7 +55,7 @@ func TestSendJSON(t *testing.T) {
 func TestSendErrors(t *testing.T) {
 	flag, opt := startBus(t)
 	dial(t, "taken", opt)
-	missing := "/tmp/statebus-no-such-dir/bus.sock"
+	missing := noBus()
 	for _, tc := range []struct {
 		name   string
 		args   []string

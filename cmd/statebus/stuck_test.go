@@ -4,12 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/busaddr"
 	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/internal/server"
 )
@@ -18,7 +18,7 @@ import (
 // never reads again, and fills its socket with events from a client.
 func stuckReceiver(t *testing.T, srv *server.Server, id string) {
 	t.Helper()
-	nc, err := net.Dial("unix", srv.Addr())
+	nc, err := busaddr.Dial(context.Background(), srv.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,7 +104,7 @@ func TestTestJSON(t *testing.T) {
 }
 
 func TestTestNoService(t *testing.T) {
-	const path = "/tmp/statebus-no-such-dir/bus.sock"
+	path := noBus()
 	for _, scenario := range []string{"ping", "multi", "stress"} {
 		t.Run(scenario, func(t *testing.T) {
 			r := runCmd(t, "", "test", scenario, "--pipe-name", path)

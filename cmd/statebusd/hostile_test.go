@@ -1,8 +1,8 @@
 package main
 
 import (
+	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/statebus/statebus/internal/busaddr"
 )
 
 // peakRSSKiB returns a process's peak resident set size (VmHWM).
@@ -90,7 +92,7 @@ func TestHostileClientsBounded(t *testing.T) {
 	var wg sync.WaitGroup
 	cut := make(chan int, hostile) // bytes each wrote before it was cut off
 	for i := range hostile {
-		c, err := net.Dial("unix", path)
+		c, err := busaddr.Dial(context.Background(), path)
 		if err != nil {
 			t.Fatal(err)
 		}

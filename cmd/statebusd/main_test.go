@@ -17,6 +17,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/busaddr"
+	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/internal/logging"
 	"github.com/statebus/statebus/internal/server"
 	"github.com/statebus/statebus/protocol"
@@ -54,7 +56,7 @@ func TestMain(m *testing.M) {
 		"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "STATEBUS_CONFIG", "STATEBUS_LOG_LEVEL", "STATEBUS_LOG_FORMAT"} {
 		os.Unsetenv(k)
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, bustest.IgnoreWinio)
 }
 
 func shortDir(t *testing.T) string {
@@ -149,7 +151,7 @@ func startProcess(t *testing.T, path string) (*exec.Cmd, *bytes.Buffer) {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if c, err := net.Dial("unix", path); err == nil {
+		if c, err := busaddr.Dial(context.Background(), path); err == nil {
 			c.Close()
 			return cmd, &out
 		}

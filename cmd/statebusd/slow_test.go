@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/busaddr"
 )
 
 // rssKiB returns a process's resident set size from /proc.
@@ -36,7 +37,7 @@ func rssKiB(t *testing.T, pid int) int {
 
 // rawConn registers id on a plain socket, as a .NET client would.
 func rawConn(t *testing.T, path, id string) (net.Conn, *bufio.Reader) {
-	c, err := net.Dial("unix", path)
+	c, err := busaddr.Dial(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +216,7 @@ func waitForSocket(t *testing.T, path string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if c, err := net.Dial("unix", path); err == nil {
+		if c, err := busaddr.Dial(context.Background(), path); err == nil {
 			c.Close()
 			return
 		}

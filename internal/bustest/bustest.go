@@ -1,28 +1,32 @@
 // Package bustest starts a real statebusd in-process on a temporary socket
-// for tests, and offers the polling helper the tests use instead of sleeps.
+// (a named pipe on Windows) for tests, and offers the polling helper the tests use instead of sleeps.
 package bustest
 
 import (
 	"bytes"
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/statebus/statebus/internal/busaddr"
 	"github.com/statebus/statebus/internal/server"
+	"go.uber.org/goleak"
 )
 
-// SocketPath returns a fresh socket path short enough for sun_path (the
-// test's TempDir can exceed the 108-byte limit).
+// SocketPath returns a fresh address for a bus, removed when the test
+// ends: a short socket path on Unix, a named pipe on Windows
+// (busaddr.Temp).
 func SocketPath(t testing.TB) string {
-	dir, err := os.MkdirTemp("", "sb")
+	addr, cleanup, err := busaddr.Temp()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return filepath.Join(dir, "bus.sock")
+	t.Cleanup(cleanup)
+	return addr
 }
 
 // Start runs a server with DefaultConfig on a temporary socket, adjusted
@@ -87,3 +91,36 @@ func (s *Buffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TempDir is t.TempDir for tests that also run under Wine. At the end of
+// the test Go removes t.TempDir with os.RemoveAll, which on Windows
+// deletes through FileDispositionInformationEx; Wine 8 does not implement
+// it and the test fails with "Invalid function". os.Remove of each entry
+// works there as on Windows and Unix, so TempDir removes the directory
+// that way first.
+func TempDir(t testing.TB) string {
+	dir := t.TempDir()
+	t.Cleanup(func() { removeAll(dir) })
+	return dir
+}
+
+// removeAll removes dir and what is inside it, deepest entries first.
+func removeAll(dir string) {
+	var paths []string
+	filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err == nil {
+			paths = append(paths, p)
+		}
+		return nil
+	})
+	for i := len(paths) - 1; i >= 0; i-- {
+		os.Remove(paths[i])
+	}
+}
+
+// IgnoreWinio is the goleak option every test binary's TestMain passes:
+// on Windows go-winio starts one goroutine per process
+// (ioCompletionProcessor) the first time a pipe is used, and by design it
+// runs until the process exits. It is ignored by that function's name
+// and nothing else; on Unix it never exists.
+var IgnoreWinio = goleak.IgnoreAnyFunction("github.com/Microsoft/go-winio.ioCompletionProcessor")

@@ -4,13 +4,16 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/statebus/statebus/internal/bustest"
 )
 
 func TestLoadPrecedence(t *testing.T) {
-	dir := t.TempDir()
+	dir := bustest.TempDir(t)
 	t.Setenv("TMPDIR", dir)
 	file := filepath.Join(dir, "appsettings.json")
 	os.WriteFile(file, []byte(`{
@@ -28,7 +31,11 @@ func TestLoadPrecedence(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := s.Server
-	if s.PipeName != "FromFile" || c.SocketPath != filepath.Join(dir, "CoreFxPipe_FromFile") ||
+	wantPath := filepath.Join(dir, "CoreFxPipe_FromFile")
+	if runtime.GOOS == "windows" {
+		wantPath = `\\.\pipe\FromFile`
+	}
+	if s.PipeName != "FromFile" || c.SocketPath != wantPath ||
 		c.MaxConnections != 8 || c.HealthCheckInterval != 3*time.Second || c.SocketMode != 0o600 ||
 		c.MaxQueueEvents != 99 || c.HandshakeTimeout != 2500*time.Millisecond ||
 		c.SlowConsumerTimeout != 500*time.Millisecond || s.LogLevels["statebus.server"] != slog.LevelWarn ||
@@ -44,14 +51,18 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Server.SocketPath != "/tmp/CoreFxPipe_XStateNet.MessageBus" || s.Server.MaxConnections != 100 ||
+	want := "/tmp/CoreFxPipe_XStateNet.MessageBus"
+	if runtime.GOOS == "windows" {
+		want = `\\.\pipe\XStateNet.MessageBus`
+	}
+	if s.Server.SocketPath != want || s.Server.MaxConnections != 100 ||
 		s.HTTPAddr != "127.0.0.1:9555" || s.LogFormat != "" || s.LogLevels["statebus.daemon"] != slog.LevelInfo {
 		t.Fatalf("defaults %+v", s)
 	}
 }
 
 func TestHTTPAndLogLevelOverrides(t *testing.T) {
-	dir := t.TempDir()
+	dir := bustest.TempDir(t)
 	file := filepath.Join(dir, "appsettings.json")
 	os.WriteFile(file, []byte(`{"Logging": {"LogLevel": {"Default": "Warning", "statebus.server": "Error"}},
 	  "MessageBus": {"Http": "127.0.0.1:9999"}}`), 0o644)
@@ -95,7 +106,7 @@ func TestHTTPAndLogLevelOverrides(t *testing.T) {
 }
 
 func TestLoadErrors(t *testing.T) {
-	dir := t.TempDir()
+	dir := bustest.TempDir(t)
 	bad := filepath.Join(dir, "bad.json")
 	os.WriteFile(bad, []byte(`{"MessageBus": {"MaxConnections": "many"}}`), 0o644)
 	pat := filepath.Join(dir, "pat.json")
@@ -121,6 +132,9 @@ func TestLoadErrors(t *testing.T) {
 // TestPackagedConfig: the default config make install puts in
 // /etc/statebus loads and says what the unit files assume.
 func TestPackagedConfig(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Unix only: packaging/ is the Linux package (systemd units, a socket under /run)")
+	}
 	s, err := Load([]string{"--config", "../../packaging/appsettings.json"}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +146,7 @@ func TestPackagedConfig(t *testing.T) {
 }
 
 func TestLoadRoutes(t *testing.T) {
-	dir := t.TempDir()
+	dir := bustest.TempDir(t)
 	ok := filepath.Join(dir, "ok.json")
 	os.WriteFile(ok, []byte(`{"MessageBus": {"Routes": [
 	  {"Match": {"EventName": "ORDER_*"}, "Action": "copy", "To": "audit"},

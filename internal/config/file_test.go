@@ -3,14 +3,17 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/statebus/statebus/internal/bustest"
 )
 
 func load(t *testing.T, text string) (*Settings, error) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "appsettings.json")
+	path := filepath.Join(bustest.TempDir(t), "appsettings.json")
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +41,11 @@ func TestDotNetFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Server.SocketPath != "/tmp/a//b/*c*/.sock" || s.Server.MaxConnections != 5 ||
+	wantPath := "/tmp/a//b/*c*/.sock"
+	if runtime.GOOS == "windows" {
+		wantPath = `\\.\pipe\/tmp/a//b/*c*/.sock`
+	}
+	if s.Server.SocketPath != wantPath || s.Server.MaxConnections != 5 ||
 		s.Server.SlowConsumerTimeout != 2500*time.Millisecond || !s.HTTPMachines || s.HTTPAddr != "" ||
 		len(s.Server.Access.AllowUIDs) != 2 || len(s.UnknownKeys) != 0 {
 		t.Fatalf("loaded %+v", s)

@@ -3,10 +3,13 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,7 +24,7 @@ import (
 	"github.com/statebus/statebus/protocol"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, bustest.IgnoreWinio) }
 
 // start runs a real server on a temporary socket and the API on a free
 // loopback port.
@@ -304,7 +307,11 @@ func TestStartBusyAddress(t *testing.T) {
 	m := NewMetrics()
 	_, err := New(nil, m, nil).Start(addr)
 	want := fmt.Sprintf("cannot serve the monitoring endpoint on %s: ", addr)
-	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "address already in use") {
+	inUse := error(syscall.EADDRINUSE)
+	if runtime.GOOS == "windows" {
+		inUse = syscall.Errno(10048) // WSAEADDRINUSE
+	}
+	if err == nil || !strings.HasPrefix(err.Error(), want) || !errors.Is(err, inUse) {
 		t.Fatalf("second listener on %s: %v", addr, err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/statebus/statebus/internal/bustest"
 )
 
 func TestLevels(t *testing.T) {
@@ -144,7 +146,7 @@ func TestJournalOutput(t *testing.T) {
 	// JOURNAL_STREAM inherited by a process whose stderr is elsewhere (a
 	// shell started from a unit, its output to a file or a pipe): not the
 	// journal.
-	other, err := os.CreateTemp(t.TempDir(), "log")
+	other, err := os.CreateTemp(bustest.TempDir(t), "log")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,12 +11,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/busaddr"
 	"github.com/statebus/statebus/internal/server"
 	"github.com/statebus/statebus/protocol"
 )
@@ -50,10 +50,10 @@ type Report struct {
 	Checks []Check `json:"checks"`
 }
 
-// Run starts a bus on a temporary socket, runs every check against it
-// with real clients, prints a ✓/✗ line per check and a summary to w (or
-// one JSON Report), shuts the bus down and removes the socket's
-// directory. It reports whether every check passed.
+// Run starts a bus on a temporary socket (a named pipe on Windows), runs
+// every check against it with real clients, prints a ✓/✗ line per check
+// and a summary to w (or one JSON Report), shuts the bus down and removes
+// the socket's directory. It reports whether every check passed.
 func Run(ctx context.Context, w io.Writer, opts Options) bool {
 	if opts.Messages <= 0 {
 		opts.Messages = 10_000
@@ -115,12 +115,12 @@ var errNoBus = errors.New("skipped: the bus did not start")
 // suite is the state the checks share: the bus and two clients, a and b,
 // that live from registration to the error-text checks.
 type suite struct {
-	opts   Options
-	dir    string
-	socket string
-	srv    *server.Server
-	bus    []statebus.Option
-	a, b   *statebus.Client
+	opts         Options
+	socket       string
+	removeSocket func() // what busaddr.Temp left behind
+	srv          *server.Server
+	bus          []statebus.Option
+	a, b         *statebus.Client
 }
 
 type check struct {
@@ -146,14 +146,11 @@ func (s *suite) checks() []check {
 }
 
 func (s *suite) start(ctx context.Context) (string, error) {
-	// os.MkdirTemp("", ...) rather than a test's TempDir: Unix socket
-	// paths must stay under 108 bytes.
-	dir, err := os.MkdirTemp("", "sbst")
+	socket, cleanup, err := busaddr.Temp()
 	if err != nil {
-		return "", fmt.Errorf("cannot create a temporary directory: %w", err)
+		return "", fmt.Errorf("cannot make a temporary %s: %w", busaddr.Noun, err)
 	}
-	s.dir = dir
-	s.socket = filepath.Join(dir, "bus.sock")
+	s.socket, s.removeSocket = socket, cleanup
 	cfg := server.DefaultConfig()
 	cfg.SocketPath = s.socket
 	cfg.SocketMode = 0o600
@@ -432,10 +429,10 @@ func (s *suite) shutdown(ctx context.Context) (string, error) {
 	if srv.Health().IsHealthy {
 		return "", errors.New("the bus still reports healthy after Shutdown")
 	}
-	if _, err := os.Lstat(s.socket); !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("socket %s still exists after Shutdown", s.socket)
+	if !busaddr.Gone(s.socket) {
+		return "", fmt.Errorf("%s %s still exists after Shutdown", busaddr.Noun, s.socket)
 	}
-	return "bus stopped and socket removed", nil
+	return "bus stopped and " + busaddr.Noun + " removed", nil
 }
 
 // cleanup releases whatever the checks left behind, even when one failed
@@ -451,8 +448,8 @@ func (s *suite) cleanup() {
 		s.srv.Shutdown(ctx)
 		cancel()
 	}
-	if s.dir != "" {
-		os.RemoveAll(s.dir)
+	if s.removeSocket != nil {
+		s.removeSocket()
 	}
 }
 

@@ -11,10 +11,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/busaddr"
 	"github.com/statebus/statebus/internal/bustest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, bustest.IgnoreWinio) }
 
 func TestRunPasses(t *testing.T) {
 	var out bytes.Buffer
@@ -30,7 +31,7 @@ func TestRunPasses(t *testing.T) {
 		"✓ broadcast (5 clients): 20/20 messages delivered\n",
 		"✓ stress (2,000 events): 2,000/2,000 delivered in order",
 		"✓ health connection count: ConnectionCount 0 -> 3 -> 0",
-		"✓ shutdown: bus stopped and socket removed\n",
+		"✓ shutdown: bus stopped and " + busaddr.Noun + " removed\n",
 		"✓ 12/12 checks passed\n",
 	} {
 		if !strings.Contains(text, want) {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statebus/statebus/internal/busaddr"
 	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/internal/server"
 )
@@ -262,7 +263,7 @@ func TestOneResponsePerRequest(t *testing.T) {
 func TestShutdownRacesHandshake(t *testing.T) {
 	for i := range 100 {
 		srv := bustest.Start(t, func(c *server.Config) { c.HandshakeTimeout = time.Hour })
-		c, err := net.Dial("unix", srv.Addr())
+		c, err := busaddr.Dial(context.Background(), srv.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -314,7 +315,7 @@ func TestRefusalWarningsRateLimited(t *testing.T) {
 	})
 	dialRaw(t, srv).connect("a")
 	for range 200 {
-		c, err := net.Dial("unix", srv.Addr())
+		c, err := busaddr.Dial(context.Background(), srv.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}

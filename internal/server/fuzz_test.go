@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statebus/statebus/internal/busaddr"
 	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/internal/server"
 	"github.com/statebus/statebus/protocol"
@@ -45,7 +47,7 @@ func FuzzConn(f *testing.F) {
 		c.HandshakeTimeout = 5 * time.Second
 	})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c, err := net.Dial("unix", srv.Addr())
+		c, err := busaddr.Dial(context.Background(), srv.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +105,7 @@ func FuzzConn(f *testing.F) {
 			}
 		}
 		// Everyone else is unaffected: a fresh connection still works.
-		p, err := net.Dial("unix", srv.Addr())
+		p, err := busaddr.Dial(context.Background(), srv.Addr())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/statebus/statebus/internal/busaddr"
 	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/internal/server"
 )
@@ -45,7 +46,7 @@ func TestStaleSocketReplaced(t *testing.T) {
 	ln.SetUnlinkOnClose(false)
 	ln.Close()
 	srv := bustest.Start(t, func(c *server.Config) { c.SocketPath = path; c.SocketMode = 0o600 })
-	c, err := net.Dial("unix", srv.Addr())
+	c, err := busaddr.Dial(context.Background(), srv.Addr())
 	if err != nil {
 		t.Fatalf("stale socket not replaced: %v", err)
 	}
@@ -89,7 +90,7 @@ func TestShutdownFlushesAndCloses(t *testing.T) {
 	if srv.Health().IsHealthy {
 		t.Fatal("healthy after shutdown")
 	}
-	if _, err := net.Dial("unix", srv.Addr()); err == nil {
+	if _, err := busaddr.Dial(context.Background(), srv.Addr()); err == nil {
 		t.Fatal("still accepting after shutdown")
 	}
 }

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"context"
 	"net"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/statebus/statebus/internal/busaddr"
 )
 
 // stop is the connection's one stop path: once it ran, nothing the reader
@@ -14,25 +16,40 @@ import (
 // whole HandshakeTimeout.
 func TestStopBeforeReaderStarts(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.SocketPath = filepath.Join(t.TempDir(), "s")
+	path, cleanup, err := busaddr.Temp()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	cfg.SocketPath = path
 	cfg.HandshakeTimeout = time.Hour
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("unix", cfg.SocketPath)
+	ln, err := Listen(cfg.SocketPath, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	for _, register := range []bool{false, true} {
-		client, err := net.Dial("unix", cfg.SocketPath)
+		// Accept while dialing: a named pipe has no backlog, a client
+		// waits for the server's next Accept.
+		accepted := make(chan net.Conn, 1)
+		go func() {
+			nc, err := ln.Accept()
+			if err != nil {
+				t.Error(err)
+			}
+			accepted <- nc
+		}()
+		client, err := busaddr.Dial(context.Background(), cfg.SocketPath)
 		if err != nil {
 			t.Fatal(err)
 		}
-		nc, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
+		nc := <-accepted
+		if nc == nil {
+			t.FailNow()
 		}
 		if register {
 			client.Write([]byte(`{"Type":3,"Payload":"m"}` + "\n"))

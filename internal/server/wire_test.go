@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/statebus/statebus/internal/busaddr"
 	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/internal/router"
 	"github.com/statebus/statebus/internal/server"
@@ -27,7 +28,7 @@ func TestMain(m *testing.M) {
 		accessChild()
 		return
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, bustest.IgnoreWinio)
 }
 
 // raw is a client that talks bytes exactly as the .NET client does: a UTF-8
@@ -41,7 +42,7 @@ type raw struct {
 
 func dialRaw(t *testing.T, srv *server.Server) *raw {
 	t.Helper()
-	c, err := net.Dial("unix", srv.Addr())
+	c, err := busaddr.Dial(context.Background(), srv.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +299,7 @@ func TestConnectionStorm(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := net.Dial("unix", srv.Addr())
+			c, err := busaddr.Dial(context.Background(), srv.Addr())
 			if err != nil {
 				return // the backlog overflowed: also a refusal, by the kernel
 			}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/statebus/statebus/internal/bustest"
 )
 
 // When SYSTEMD_TEST_CHILD is set the test binary is a socket-activated
@@ -36,7 +38,7 @@ func TestMain(m *testing.M) {
 		c.Close()
 		os.Exit(0)
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, bustest.IgnoreWinio)
 }
 
 func errString(err error) string {
