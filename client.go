@@ -166,6 +166,9 @@ func dial(ctx context.Context, id string, opts []Option) (*Client, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.disp = newDispatcher(c)
+	for _, install := range o.handlers {
+		install(c)
+	}
 	if err := c.establish(ctx, 0); err != nil {
 		c.closeWith(err, false)
 		var de *DialError

@@ -29,6 +29,7 @@ type options struct {
 	pendingBytes  int
 	serverUIDs    []int
 	err           error // a bad setting, reported by Dial
+	handlers      []func(*Client) // WithHandler, WithRequestHandler: installed before Dial registers
 
 	reconnect     bool
 	waitReconnect bool

@@ -268,13 +268,15 @@ func (o *Orchestrator) dial(ctx context.Context, h *hosted) (*statebus.Client, e
 				h.reconnected.Store(true) // the new registry entry has no state
 				o.noteState(h)
 			}
-		}))
+		}),
+		// In place before the id is registered: nothing sent the moment it
+		// appears is missed.
+		statebus.WithHandler("*", func(e statebus.Event) { o.fromBus(h, e) }),
+		statebus.WithRequestHandler("*", func(ctx context.Context, e statebus.Event) (any, error) { return o.requestFromBus(ctx, h, e), nil }))
 	c, err := statebus.Dial(ctx, h.id, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: registering %s on the bus: %w", h.id, err)
 	}
-	c.OnEvent("*", func(e statebus.Event) { o.fromBus(h, e) })
-	c.HandleRequest("*", func(ctx context.Context, e statebus.Event) (any, error) { return o.requestFromBus(ctx, h, e), nil })
 	return c, nil
 }
 
