@@ -28,7 +28,7 @@ type options struct {
 	pendingMsgs   int
 	pendingBytes  int
 	serverUIDs    []int
-	err           error // a bad setting, reported by Dial
+	err           error           // a bad setting, reported by Dial
 	handlers      []func(*Client) // WithHandler, WithRequestHandler: installed before Dial registers
 
 	reconnect     bool
