@@ -18,7 +18,9 @@
 // Actions send through the orchestrator: a machine's Scope.Send,
 // SendSelf and SendAfter (XStateNet's RequestSend, RequestSelfSend and
 // delayed send) are delivered once the transition that made them has
-// completed, as posts from that machine.
+// completed, as posts from that machine. An action must not call the
+// orchestrator's Send: it runs in its machine's mailbox loop, which would
+// then wait for itself (or for a machine that waits for it).
 //
 // # Send and Post
 //
