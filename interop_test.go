@@ -23,19 +23,7 @@ import (
 // sends a BOM, one JSON object per line. It pings a Go client, which
 // answers PONG, and sends to a machine that does not exist.
 func TestDotNetInterop(t *testing.T) {
-	mcs, err := exec.LookPath("mcs")
-	if err != nil {
-		t.Skipf("mcs not found: install mono-mcs mono-runtime libmono-system-core4.0-cil to run the .NET interop test")
-	}
-	mono, err := exec.LookPath("mono")
-	if err != nil {
-		t.Skipf("mono not found: install mono-runtime to run the .NET interop test")
-	}
-	exe := filepath.Join(bustest.TempDir(t), "InteropClient.exe")
-	build := exec.CommandContext(ctx(t), mcs, "-out:"+exe, "-r:System.Core.dll", "testdata/dotnet/InteropClient.cs")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("mcs: %v\n%s", err, out)
-	}
+	mono, exe := bustest.DotNetClient(t, ".")
 
 	t.Run("AbsolutePath", func(t *testing.T) {
 		srv := bustest.Start(t, nil)

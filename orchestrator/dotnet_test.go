@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -21,19 +20,8 @@ import (
 // machine hosted by an orchestrator: it sends PING and prints the PONG
 // the machine's action sent back.
 func TestDotNetInterop(t *testing.T) {
-	mcs, err := exec.LookPath("mcs")
-	if err != nil {
-		t.Skip("mcs not found: install mono-mcs mono-runtime libmono-system-core4.0-cil to run the .NET interop test")
-	}
-	mono, err := exec.LookPath("mono")
-	if err != nil {
-		t.Skip("mono not found: install mono-runtime to run the .NET interop test")
-	}
 	ctx := ctxT(t)
-	exe := filepath.Join(t.TempDir(), "InteropClient.exe")
-	if out, err := exec.CommandContext(ctx, mcs, "-out:"+exe, "-r:System.Core.dll", "../testdata/dotnet/InteropClient.cs").CombinedOutput(); err != nil {
-		t.Fatalf("mcs: %v\n%s", err, out)
-	}
+	mono, exe := bustest.DotNetClient(t, "..")
 	srv := bustest.Start(t, nil)
 	o := newOrch(t, orchestrator.WithBus(statebus.WithPipeName(srv.Addr())))
 	if err := o.Register(ctx, "go-machine", load(t, "pong.json", pongImpl)); err != nil {
