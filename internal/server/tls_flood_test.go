@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"strconv"
@@ -137,4 +138,40 @@ func TestTLSHandshakeFlood(t *testing.T) {
 	// And the registered clients are untouched.
 	local.send(`{"Type":2,"Payload":{"SourceMachineId":"local","TargetMachineId":"good","EventName":"PONG","Payload":1}}`)
 	good.expect(`{"Success":true,"Data":{"SourceMachineId":"local","TargetMachineId":"good","EventName":"PONG","Payload":1},"Error":null}`)
+}
+
+// TestShutdownWithHandshakesInFlight: Shutdown does not wait out the
+// handshake timeout of connections that never finish their handshake; it
+// closes them, and those already served, at once.
+func TestShutdownWithHandshakesInFlight(t *testing.T) {
+	pki := bustest.NewPKI(t)
+	cfg := server.DefaultConfig()
+	cfg.SocketPath = bustest.SocketPath(t)
+	cfg.HealthCheckInterval = 0
+	cfg.HandshakeTimeout = time.Minute
+	cfg.TLS = server.TLSConfig{Listen: "127.0.0.1:0", Cert: pki.ServerCert, Key: pki.ServerKey, ClientCA: pki.CAFile,
+		MaxHandshakes: 8, MaxHandshakesPerAddress: 8}
+	srv, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := srv.TLSAddr().String()
+	silent := dialFrom(t, "127.0.0.1", addr)
+	served := dialRawTLS(t, addr, pki.ClientTLS(t, "gw", bustest.CertOptions{})).connect("served")
+	bustest.Eventually(t, 5*time.Second, func() bool { return srv.Stats().TLSHandshakesInFlight == 1 }, "the silent connection is not in flight")
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Shutdown took %v", d)
+	}
+	if !closedWithin(silent, time.Second) || !closedWithin(served.c, time.Second) {
+		t.Fatal("a connection outlived Shutdown")
+	}
 }
