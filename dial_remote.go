@@ -151,6 +151,11 @@ func (c *Client) dialServer(ctx context.Context) (net.Conn, error) {
 	if err := tc.HandshakeContext(ctx); err != nil {
 		nc.Close()
 		var ve *tls.CertificateVerificationError
+		var fe *remote.CertFileError
+		if errors.As(err, &fe) {
+			// Not a DialError: a reconnecting client reports it.
+			return nil, fmt.Errorf("statebus: connecting to %s: %w", t.name, fe.Err)
+		}
 		if errors.As(err, &ve) {
 			return nil, fmt.Errorf("%w: refusing server at %s: its certificate is not trusted (%v); "+
 				"give the CA that signs it with WithTLSFiles, WithTLSConfig or STATEBUS_TLS_CA (statebus: --tls-ca)",

@@ -252,3 +252,68 @@ func TestPlainTCPClient(t *testing.T) {
 		t.Fatalf("server uid check: %v", err)
 	}
 }
+
+// TestTLSClientCertificateRenewed: the client reads its certificate files
+// at each reconnection: files that cannot be read are reported to the
+// error handler (and retried), and a renewed certificate is the one the
+// next connection presents.
+func TestTLSClientCertificateRenewed(t *testing.T) {
+	pki := bustest.NewPKI(t)
+	path := bustest.SocketPath(t)
+	srv := startTLS(t, pki, path, "127.0.0.1:0")
+	addr := srv.TLSAddr().String()
+	dir := t.TempDir()
+	certFile, keyFile := dir+"/me.pem", dir+"/me-key.pem"
+	install := func(cn string) {
+		c, k := pki.Client(t, cn, bustest.CertOptions{})
+		for from, to := range map[string]string{c: certFile, k: keyFile} {
+			data, err := os.ReadFile(from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(to, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	install("first")
+	reported := make(chan error, 10)
+	c, err := statebus.Dial(ctx(t), "renewing", statebus.WithURL("tls://"+addr), statebus.WithTLSFiles(pki.CAFile, certFile, keyFile),
+		statebus.WithReconnectBackoff(time.Millisecond, 20*time.Millisecond),
+		statebus.WithErrorHandler(func(err error) {
+			select {
+			case reported <- err:
+			default:
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	certOf := func(srv *server.Server) string {
+		for _, m := range srv.MachineInfos() {
+			if m.MachineID == "renewing" {
+				return m.PeerCert
+			}
+		}
+		return ""
+	}
+	if got := certOf(srv); got != "CN=first" {
+		t.Fatalf("registered with %q", got)
+	}
+
+	os.Remove(certFile)
+	srv.Shutdown(context.Background())
+	srv = startTLS(t, pki, path, addr)
+	select {
+	case err := <-reported:
+		if !strings.Contains(err.Error(), "cannot load the client certificate "+certFile) {
+			t.Fatalf("reported %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a missing certificate file was not reported")
+	}
+	install("second")
+	bustest.Eventually(t, 10*time.Second, func() bool { return certOf(srv) == "CN=second" },
+		"the renewed certificate was not used: %q", certOf(srv))
+}

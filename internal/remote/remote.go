@@ -145,12 +145,19 @@ func ClientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
 	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
-			return nil, fmt.Errorf("cannot load the client certificate %s with key %s: %w", certFile, keyFile, err)
+			return nil, &CertFileError{fmt.Errorf("cannot load the client certificate %s with key %s: %w", certFile, keyFile, err)}
 		}
 		return &cert, nil
 	}
 	return cfg, nil
 }
+
+// CertFileError is a handshake's failure to read the client's own
+// certificate files: the client's problem, not the network's.
+type CertFileError struct{ Err error }
+
+func (e *CertFileError) Error() string { return e.Err.Error() }
+func (e *CertFileError) Unwrap() error { return e.Err }
 
 // Conn is a TLS connection whose Close closes the TCP connection at once.
 // tls.Conn's Close first sends a close_notify alert and may wait up to 5
