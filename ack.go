@@ -21,7 +21,7 @@ type Ack struct {
 // acknowledgement: which machine the event actually reached, or for a
 // broadcast how many did (possibly 0).
 func (c *Client) SendEventAck(ctx context.Context, target, name string, payload any, opts ...SendOption) (Ack, error) {
-	data, err := c.send(ctx, target, name, payload, sendAckData, opts)
+	data, err := c.send(ctx, c.id, target, name, payload, sendAckData, opts)
 	if err != nil {
 		return Ack{}, err
 	}

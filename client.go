@@ -44,6 +44,14 @@
 // the default socket lives in world-writable /tmp, where anyone could bind
 // it first. Linux, macOS and FreeBSD check; Windows does not.
 //
+// # Several ids on one connection
+//
+// Register adds a further machine id to the client's connection, as an
+// Identity with handlers, groups and a state of its own, which sends as
+// its id: one connection (one of the service's MaxConnections) serves up
+// to the service's MaxIdsPerConnection ids (64 by default). A
+// reconnection registers them all again, in order. See docs/client.md.
+//
 // # Remote services
 //
 // WithURL("tls://host:9556") reaches a statebusd on another host over
@@ -125,6 +133,12 @@ type Client struct {
 	err     error         // why the client is Closed
 	groups  []string      // the groups to be a member of
 	watches []*watchSpec  // the watches to have installed
+	state   string        // the state to have in the registry (SetState)
+	idents  []*Identity   // the further ids to hold (Register), in order
+
+	// routes maps the ids in idents to them, for the reader; nil when
+	// there are none. Replaced, never changed, under mu.
+	routes atomic.Pointer[map[string]*Identity]
 }
 
 // Dial connects to the service, checks that it is served by a trusted
@@ -165,7 +179,7 @@ func dial(ctx context.Context, id string, opts []Option) (*Client, error) {
 		stopped: make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.disp = newDispatcher(c)
+	c.disp = newDispatcher(c, id)
 	for _, install := range o.handlers {
 		install(c)
 	}
@@ -293,53 +307,80 @@ func (c *Client) closedErr() error {
 // membership stays recorded (the service may have made it): LeaveGroup
 // undoes it.
 func (c *Client) JoinGroup(ctx context.Context, group string) error {
+	return c.joinGroup(ctx, nil, group)
+}
+
+// LeaveGroup ends the client's membership of group.
+func (c *Client) LeaveGroup(ctx context.Context, group string) error {
+	return c.leaveGroup(ctx, nil, group)
+}
+
+// idOf returns the machine id of x, the client's own for nil.
+func (c *Client) idOf(x *Identity) string {
+	if x == nil {
+		return c.id
+	}
+	return x.id
+}
+
+// groupsOf returns the recorded groups of x (the client's for nil); c.mu
+// is held.
+func (c *Client) groupsOf(x *Identity) *[]string {
+	if x == nil {
+		return &c.groups
+	}
+	return &x.groups
+}
+
+func (c *Client) joinGroup(ctx context.Context, x *Identity, group string) error {
 	if err := c.acquire(ctx, true); err != nil {
 		return err
 	}
 	defer c.release()
 	c.mu.Lock()
 	s := c.cur
-	added := !slices.Contains(c.groups, group)
+	gs := c.groupsOf(x)
+	added := !slices.Contains(*gs, group)
 	if added {
-		c.groups = append(c.groups, group)
+		*gs = append(*gs, group)
 	}
 	c.mu.Unlock()
 	if s == nil {
 		return nil // reconnecting: the handshake joins
 	}
-	err := s.groupCall(ctx, protocol.JoinGroup, group)
+	err := s.groupCall(ctx, protocol.JoinGroup, group, c.idOf(x))
 	switch {
 	case errors.Is(err, ErrNotConnected):
 		return nil // the connection was lost: the next one joins
 	case refused(err) && added:
-		c.forgetGroup(group)
+		c.forgetGroup(x, group)
 	}
 	return err
 }
 
-// LeaveGroup ends the client's membership of group.
-func (c *Client) LeaveGroup(ctx context.Context, group string) error {
+func (c *Client) leaveGroup(ctx context.Context, x *Identity, group string) error {
 	if err := c.acquire(ctx, true); err != nil {
 		return err
 	}
 	defer c.release()
-	c.forgetGroup(group)
+	c.forgetGroup(x, group)
 	c.mu.Lock()
 	s := c.cur
 	c.mu.Unlock()
 	if s == nil {
 		return nil // reconnecting: the new connection will not join
 	}
-	err := s.groupCall(ctx, protocol.LeaveGroup, group)
+	err := s.groupCall(ctx, protocol.LeaveGroup, group, c.idOf(x))
 	if errors.Is(err, ErrNotConnected) {
 		return nil
 	}
 	return err
 }
 
-func (c *Client) forgetGroup(group string) {
+func (c *Client) forgetGroup(x *Identity, group string) {
 	c.mu.Lock()
-	c.groups = slices.DeleteFunc(c.groups, func(g string) bool { return g == group })
+	gs := c.groupsOf(x)
+	*gs = slices.DeleteFunc(*gs, func(g string) bool { return g == group })
 	c.mu.Unlock()
 }
 
@@ -368,6 +409,14 @@ func (c *Client) closeWith(cause error, unregister bool) {
 		return
 	}
 	if s != nil && unregister && c.id != "" && !s.unregistered.Load() {
+		c.mu.Lock()
+		idents := slices.Clone(c.idents)
+		c.mu.Unlock()
+		for _, x := range idents {
+			// The service answers in order: the answer to the client's
+			// own id's below comes once these are free too.
+			s.post(protocol.AppendMachineRequest(nil, protocol.Unregister, 0, x.id))
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), min(c.opt.dialTimeout, time.Second))
 		seq := c.seq.Add(1)
 		s.call(ctx, seq, protocol.AppendMachineRequest(nil, protocol.Unregister, seq, c.id), false)
@@ -437,10 +486,22 @@ func (c *Client) drain(ctx context.Context, s *session) error {
 	c.mu.Lock()
 	groups := slices.Clone(c.groups)
 	watches := slices.Clone(c.watches)
+	idents := slices.Clone(c.idents)
+	igroups := make([][]string, len(idents))
+	for i, x := range idents {
+		igroups[i] = slices.Clone(x.groups)
+	}
 	c.mu.Unlock()
 	for _, g := range groups {
-		if err := s.groupCall(ctx, protocol.LeaveGroup, g); err != nil && !refused(err) {
+		if err := s.groupCall(ctx, protocol.LeaveGroup, g, c.id); err != nil && !refused(err) {
 			return err
+		}
+	}
+	for i, x := range idents {
+		for _, g := range igroups[i] {
+			if err := s.groupCall(ctx, protocol.LeaveGroup, g, x.id); err != nil && !refused(err) {
+				return err
+			}
 		}
 	}
 	for _, ws := range watches {
@@ -448,18 +509,38 @@ func (c *Client) drain(ctx context.Context, s *session) error {
 			return err
 		}
 	}
-	if err := c.disp.barrier(ctx); err != nil {
+	if err := c.barriers(ctx, idents); err != nil {
 		return err
 	}
 	if c.id != "" {
+		for _, x := range idents {
+			seq := c.seq.Add(1)
+			if _, err := s.call(ctx, seq, protocol.AppendMachineRequest(nil, protocol.Unregister, seq, x.id), false); err != nil {
+				return err
+			}
+		}
 		seq := c.seq.Add(1)
 		if _, err := s.call(ctx, seq, protocol.AppendMachineRequest(nil, protocol.Unregister, seq, c.id), false); err != nil {
 			return err
 		}
 		s.unregistered.Store(true)
-		if err := c.disp.barrier(ctx); err != nil {
+		if err := c.barriers(ctx, idents); err != nil {
 			return err
 		}
 	}
 	return s.waitIdle(ctx)
+}
+
+// barriers waits until the client's handlers and those of idents have run
+// everything queued before the call.
+func (c *Client) barriers(ctx context.Context, idents []*Identity) error {
+	if err := c.disp.barrier(ctx); err != nil {
+		return err
+	}
+	for _, x := range idents {
+		if err := x.disp.barrier(ctx); err != nil && err != ErrClosed {
+			return err
+		}
+	}
+	return nil
 }

@@ -20,6 +20,8 @@ import (
 // there are at most a handful of them at a time.
 type dispatcher struct {
 	c        *Client
+	id       string      // the machine id whose events it runs: the client's, or an Identity's
+	discard  atomic.Bool // closed with discard: what is left of a batch is dropped too
 	handlers atomic.Pointer[map[string][]*Handler]
 	requests atomic.Pointer[map[string]RequestHandler]
 	hmu      sync.Mutex // serializes handler changes
@@ -77,9 +79,10 @@ type control struct {
 // error (a *ResponderError there). ctx carries the caller's deadline.
 type RequestHandler func(ctx context.Context, e Event) (any, error)
 
-func newDispatcher(c *Client) *dispatcher {
+func newDispatcher(c *Client, id string) *dispatcher {
 	d := &dispatcher{
 		c:        c,
+		id:       id,
 		waiters:  make(map[string][]chan Event),
 		maxMsgs:  c.opt.pendingMsgs,
 		maxBytes: c.opt.pendingBytes,
@@ -255,12 +258,16 @@ func (d *dispatcher) barrier(ctx context.Context) error {
 // queued events and errors are dropped first (control items stay, and
 // barriers are released).
 func (d *dispatcher) close(discard bool) {
+	var reqs []*request
 	d.mu.Lock()
 	if discard {
+		d.discard.Store(true)
 		kept := d.queue[:0]
 		for _, it := range d.queue {
 			if it.ctl != nil {
 				kept = append(kept, it)
+			} else if it.req != nil {
+				reqs = append(reqs, it.req)
 			}
 		}
 		clear(d.queue[len(kept):])
@@ -269,6 +276,9 @@ func (d *dispatcher) close(discard bool) {
 	d.closed = true
 	d.mu.Unlock()
 	d.wakeLoop()
+	for _, rq := range reqs {
+		rq.s.reply(rq.replyTo, nil, "No responder: "+d.id+" stopped before handling the request")
+	}
 }
 
 // Pending counts that the loop has finished with are given back in
@@ -334,6 +344,11 @@ func (d *dispatcher) dispatch(it *item) {
 	case it.ctl != nil:
 		d.control(it.ctl)
 		return
+	case d.discard.Load(): // closed: what was left of the batch is dropped
+		if it.req != nil {
+			it.req.s.reply(it.req.replyTo, nil, "No responder: "+d.id+" stopped before handling the request")
+		}
+		return
 	case it.err != nil:
 		if h := d.c.opt.errorHandler; h != nil {
 			h(it.err)
@@ -386,7 +401,7 @@ func (d *dispatcher) control(ctl *control) {
 		d.reportQueued = false
 		d.lastReport = time.Now()
 		total := d.dropped.Load()
-		err := &SlowConsumerError{ID: d.c.id, Dropped: total - d.reported, Total: total, MaxEvents: d.maxMsgs, MaxBytes: d.maxBytes}
+		err := &SlowConsumerError{ID: d.id, Dropped: total - d.reported, Total: total, MaxEvents: d.maxMsgs, MaxBytes: d.maxBytes}
 		d.reported = total
 		d.mu.Unlock()
 		if h := d.c.opt.errorHandler; h != nil {

@@ -56,7 +56,7 @@ const (
 // reconnects it fails at once with ErrNotConnected, or waits for the
 // reconnection up to ctx's deadline with WithWaitForReconnect.
 func (c *Client) SendEvent(ctx context.Context, target, name string, payload any, opts ...SendOption) error {
-	_, err := c.send(ctx, target, name, payload, sendAck, opts)
+	_, err := c.send(ctx, c.id, target, name, payload, sendAck, opts)
 	return err
 }
 
@@ -65,7 +65,7 @@ func (c *Client) SendEvent(ctx context.Context, target, name string, payload any
 // acknowledgement. Refusals by the service go to the handler given with
 // WithErrorHandler.
 func (c *Client) PostEvent(ctx context.Context, target, name string, payload any, opts ...SendOption) error {
-	_, err := c.send(ctx, target, name, payload, sendPost, opts)
+	_, err := c.send(ctx, c.id, target, name, payload, sendPost, opts)
 	return err
 }
 
@@ -79,16 +79,17 @@ func (c *Client) PostEvent(ctx context.Context, target, name string, payload any
 // replying, fails at once with ErrNoResponder; an error the handler
 // returned comes back as a *ResponderError (ErrResponder) with its text.
 func (c *Client) Request(ctx context.Context, target, name string, payload any, opts ...SendOption) (Event, error) {
-	data, err := c.send(ctx, target, name, payload, sendReq, opts)
+	data, err := c.send(ctx, c.id, target, name, payload, sendReq, opts)
 	if err != nil {
 		return Event{}, err
 	}
 	return Event{Target: c.id, Name: name, Payload: data}, nil
 }
 
-// send writes one SendEvent line and, unless it is a post, waits for its
-// response (the reply's Data for a request).
-func (c *Client) send(ctx context.Context, target, name string, payload any, k sendKind, opts []SendOption) ([]byte, error) {
+// send writes one SendEvent line from src (the client's id or one of its
+// identities') and, unless it is a post, waits for its response (the
+// reply's Data for a request).
+func (c *Client) send(ctx context.Context, src, target, name string, payload any, k sendKind, opts []SendOption) ([]byte, error) {
 	var o protocol.SendOptions
 	if len(opts) > 0 {
 		// Options get a copy: taking a local's address would move it to
@@ -117,7 +118,7 @@ func (c *Client) send(ctx context.Context, target, name string, payload any, k s
 		if err != nil {
 			return nil, err
 		}
-		data, err := s.send(ctx, target, name, p, k, o)
+		data, err := s.send(ctx, src, target, name, p, k, o)
 		if u, ok := err.(unsent); ok {
 			if c.opt.waitReconnect && ctx.Err() == nil {
 				continue // s ended before the line was taken: wait for the next one
@@ -137,13 +138,13 @@ type unsent struct{ error }
 const lineOverhead = 200
 
 // send writes a SendEvent line on s and waits for its response.
-func (s *session) send(ctx context.Context, target, name string, p []byte, k sendKind, o protocol.SendOptions) ([]byte, error) {
+func (s *session) send(ctx context.Context, src, target, name string, p []byte, k sendKind, o protocol.SendOptions) ([]byte, error) {
 	c := s.c
 	max := s.maxMessage.Load()
-	if n := len(p) + len(target) + len(name) + len(c.id); int64(n) > max {
+	if n := len(p) + len(target) + len(name) + len(src); int64(n) > max {
 		return nil, tooLarge(name, target, true, n, max)
 	}
-	b, err := s.q.begin(len(p)+len(target)+len(name)+len(c.id)+lineOverhead, ctx.Done())
+	b, err := s.q.begin(len(p)+len(target)+len(name)+len(src)+lineOverhead, ctx.Done())
 	if err != nil {
 		if err == errQueueClosed {
 			return nil, unsent{s.writeFailed(ctx, err)}
@@ -154,7 +155,7 @@ func (s *session) send(ctx context.Context, target, name string, p []byte, k sen
 	if k != sendPost {
 		o.ID = c.seq.Add(1)
 	}
-	line := protocol.AppendSendEvent(b, c.id, target, name, p, time.Now(), o)
+	line := protocol.AppendSendEvent(b, src, target, name, p, time.Now(), o)
 	size := len(line) - start
 	if int64(size-1) > max {
 		s.q.abandon()

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,12 +119,7 @@ func (c *Client) establish(ctx context.Context, attempt int) error {
 func (s *session) handshake(ctx context.Context, attempt int) error {
 	c := s.c
 	if c.id != "" {
-		seq := c.seq.Add(1)
-		if _, err := s.call(ctx, seq, protocol.AppendRegister(nil, seq, c.id, c.opt.processName, os.Getpid(), time.Now()), false); err != nil {
-			return err
-		}
-		seq = c.seq.Add(1)
-		if _, err := s.call(ctx, seq, protocol.AppendMachineRequest(nil, protocol.Subscribe, seq, c.id), false); err != nil {
+		if _, err := s.registerID(ctx, c.id); err != nil {
 			return err
 		}
 	}
@@ -134,14 +130,30 @@ func (s *session) handshake(ctx context.Context, attempt int) error {
 	c.mu.Lock()
 	groups := append([]string(nil), c.groups...)
 	watches := append([]*watchSpec(nil), c.watches...)
+	state := c.state
+	idents := make([]identSetup, len(c.idents))
+	for i, x := range c.idents {
+		idents[i] = identSetup{x, slices.Clone(x.groups), x.state}
+	}
 	c.mu.Unlock()
-	for _, g := range groups {
-		if err := s.groupCall(ctx, protocol.JoinGroup, g); err != nil {
+	for _, is := range idents {
+		if _, err := s.registerID(ctx, is.x.id); err != nil {
 			if !refused(err) {
 				return err
 			}
-			c.forgetGroup(g)
-			c.disp.enqueue(item{err: fmt.Errorf("statebus: joining group %q again after reconnecting: %w", g, err)})
+			c.forget(is.x, fmt.Errorf("statebus: registering %q again after reconnecting: %w; it is no longer held", is.x.id, err))
+			c.disp.enqueue(item{err: is.x.Err()})
+		}
+	}
+	if err := s.setUp(ctx, nil, groups, state); err != nil {
+		return err
+	}
+	for _, is := range idents {
+		if is.x.Err() != nil {
+			continue
+		}
+		if err := s.setUp(ctx, is.x, is.groups, is.state); err != nil {
+			return err
 		}
 	}
 	for _, ws := range watches {
@@ -169,6 +181,40 @@ func (s *session) handshake(ctx context.Context, attempt int) error {
 	return fmt.Errorf("%w: connection to %s lost during the handshake", ErrNotConnected, c.path)
 }
 
+// identSetup is what a handshake sets up for an identity.
+type identSetup struct {
+	x      *Identity
+	groups []string
+	state  string
+}
+
+// setUp sets the state of x (the client's own id for nil) and joins its
+// groups again on a new connection. What the service refuses now is
+// reported and forgotten; any other error fails the handshake.
+func (s *session) setUp(ctx context.Context, x *Identity, groups []string, state string) error {
+	c := s.c
+	id := c.idOf(x)
+	if state != "" {
+		seq := c.seq.Add(1)
+		if _, err := s.call(ctx, seq, protocol.AppendSetState(nil, seq, id, state), false); err != nil {
+			if !refused(err) {
+				return err
+			}
+			c.disp.enqueue(item{err: fmt.Errorf("statebus: setting the state of %q again after reconnecting: %w", id, err)})
+		}
+	}
+	for _, g := range groups {
+		if err := s.groupCall(ctx, protocol.JoinGroup, g, id); err != nil {
+			if !refused(err) {
+				return err
+			}
+			c.forgetGroup(x, g)
+			c.disp.enqueue(item{err: fmt.Errorf("statebus: joining group %q as %q again after reconnecting: %w", g, id, err)})
+		}
+	}
+	return nil
+}
+
 // refused reports whether err is the service's answer (it refused), as
 // opposed to a lost connection or an expired context.
 func refused(err error) bool {
@@ -176,10 +222,9 @@ func refused(err error) bool {
 	return errors.As(err, &pe)
 }
 
-func (s *session) groupCall(ctx context.Context, t protocol.MessageType, group string) error {
-	c := s.c
-	seq := c.seq.Add(1)
-	_, err := s.call(ctx, seq, appendGroup(nil, t, seq, group, c.id), false)
+func (s *session) groupCall(ctx context.Context, t protocol.MessageType, group, id string) error {
+	seq := s.c.seq.Add(1)
+	_, err := s.call(ctx, seq, appendGroup(nil, t, seq, group, id), false)
 	return err
 }
 
@@ -364,6 +409,10 @@ func (s *session) readLoop() {
 		if !r.IsEvent {
 			continue // an acknowledgement of a PostEvent
 		}
+		d := c.disp
+		if r.For != nil || c.routes.Load() != nil {
+			d = s.dispatcherFor(&r)
+		}
 		it := item{ev: s.makeEvent(&r.Event)}
 		switch {
 		case r.ReplyTo != 0:
@@ -376,9 +425,18 @@ func (s *session) readLoop() {
 				continue // stopped
 			}
 		}
-		if c.disp.enqueue(it) && it.req != nil {
+		if it.watch != nil {
+			d = c.disp // a watch is the client's, whatever it copies
+		}
+		if d == nil {
+			if it.req != nil { // for an id this client no longer holds
+				s.reply(r.ReplyTo, nil, "No handler for request "+it.ev.Name+": "+string(r.For)+" is no longer registered on this connection")
+			}
+			continue
+		}
+		if d.enqueue(it) && it.req != nil {
 			s.reply(r.ReplyTo, nil, fmt.Sprintf("Request dropped: %s's handlers are not keeping up (pending limits %d events, %d bytes)",
-				c.id, c.opt.pendingMsgs, c.opt.pendingBytes))
+				d.id, c.opt.pendingMsgs, c.opt.pendingBytes))
 		}
 	}
 }

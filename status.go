@@ -108,6 +108,10 @@ func (c *Client) setStatus(to Status, s *session, cause error, attempt int) bool
 		close(c.done)
 		c.cancel()
 		c.disp.close(s == nil) // Close and Drain drop what is queued; a loss lets it run
+		for _, x := range c.idents {
+			x.disp.close(s == nil)
+			x.end()
+		}
 	}
 	return true
 }

@@ -382,6 +382,9 @@ type Response struct {
 	// Watch is set on a copy of an event sent by a Watch filter: the
 	// filter's WatchId.
 	Watch uint64
+	// For is the raw "For" string (quotes included), nil when absent: on
+	// a connection that holds several ids, the one a delivery is for.
+	For []byte
 }
 
 // DecodeResponse decodes a line the service wrote.
@@ -426,6 +429,10 @@ func DecodeResponse(line []byte, r *Response) error {
 		case "Deadline":
 			if it.Kind == '"' {
 				r.Deadline = it.raw(&s)
+			}
+		case "For":
+			if it.Kind == '"' {
+				r.For = it.raw(&s)
 			}
 		}
 	}

@@ -192,6 +192,17 @@ func AppendRequestDelivery(b, event []byte, replyTo uint64, deadline time.Time) 
 	return append(b, '}', '\n')
 }
 
+// AppendFor adds the "For" member (a statebus extension) to the delivery
+// line at the end of b, which ends in "}\n": the id, among those the
+// receiving connection holds, that the event is for. The service adds it
+// on connections that hold more than one id, where TargetMachineId ("*",
+// "@group", a redirected id) does not always say.
+func AppendFor(b []byte, id string) []byte {
+	b = append(b[:len(b)-2], `,"For":`...)
+	b = AppendString(b, id)
+	return append(b, '}', '\n')
+}
+
 // AppendWatchCopy appends the copy of an event sent to a watcher: the
 // event as its sender wrote it, with the watch's id.
 func AppendWatchCopy(b, event []byte, watchID uint64) []byte {

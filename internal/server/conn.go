@@ -60,6 +60,10 @@ type conn struct {
 	// remoteOut counts its requests waiting for replies from other
 	// daemons (federation), also against MaxPendingRequests.
 	remoteOut atomic.Int64
+	// multi is set once the connection holds a second id, before that id
+	// is routable: from then on every delivery to it says which of its ids
+	// it is for ("For"). Senders read it; it is never cleared.
+	multi atomic.Bool
 
 	// Owned by the reader goroutine.
 	greeted      bool                   // the handshake is done: it registered or asked a question
@@ -390,6 +394,7 @@ func (c *conn) register(r *protocol.Request) error {
 		if err := c.mayHold(id); err != nil {
 			return err
 		}
+		c.noteSecond()
 		if c.srv.fed != nil {
 			if err := c.claim(id, reg.ProcessName); err != nil {
 				return err
@@ -418,6 +423,7 @@ func (c *conn) subscribe(r *protocol.Request) error {
 		if err := c.mayHold(id); err != nil {
 			return err
 		}
+		c.noteSecond()
 		if c.srv.fed != nil {
 			if err := c.claim(id, ""); err != nil {
 				return err
@@ -467,6 +473,32 @@ func (c *conn) mayHold(id string) error {
 		return limitErr(max, "machine ids per connection (MaxIdsPerConnection); unregister one first")
 	}
 	return nil
+}
+
+// noteSecond marks c as holding several ids when it is about to take a
+// new one next to another, before the new one is routable (the router's
+// lock orders this store before any sender's lookup of it).
+func (c *conn) noteSecond() {
+	if len(c.ids) > 0 && !c.multi.Load() {
+		c.multi.Store(true)
+	}
+}
+
+// addressed adds "For" to the delivery line at the end of b when multi
+// (the target's multi, read once per line): which of its ids it is for.
+func addressed(b []byte, multi bool, tid string) []byte {
+	if !multi {
+		return b
+	}
+	return protocol.AppendFor(b, tid)
+}
+
+// forBytes is what "For" adds to a line for tid.
+func forBytes(multi bool, tid string) int {
+	if !multi {
+		return 0
+	}
+	return len(tid) + 16
 }
 
 // maxRequestIDBytes bounds a request's "Id", which the service keeps with
@@ -677,7 +709,8 @@ var noDeadline time.Time
 // queue fails at once.
 func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, mode deliveryMode, token uint64, deadline time.Time, wait bool) error {
 	s := c.srv
-	n := len(r.Payload) + protocol.DeliveryOverhead + 64 + RecordBytes
+	multi := target.multi.Load()
+	n := len(r.Payload) + protocol.DeliveryOverhead + 64 + RecordBytes + forBytes(multi, tid)
 	var b []byte
 	var err error
 	pri := outqPriority(r)
@@ -705,6 +738,7 @@ func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, mode de
 	} else {
 		b = protocol.AppendDelivery(b, r.Payload)
 	}
+	b = addressed(b, multi, tid)
 	if c.sample++; c.sample%64 == 0 && s.cfg.OnRouteLatency != nil {
 		d.queuedAt = time.Now().UnixNano()
 	}

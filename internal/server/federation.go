@@ -218,7 +218,8 @@ func (s *Server) remoteOutcome(o *remoteOrigin, tid string, err error) {
 // to the sending daemon once written.
 func (s *Server) enqueueRemote(route router.Route[*conn], m *federation.Msg, o *remoteOrigin, wait bool) error {
 	q := route.Owner.q
-	n := len(m.Payload) + protocol.DeliveryOverhead + 64 + RecordBytes
+	multi := route.Owner.multi.Load()
+	n := len(m.Payload) + protocol.DeliveryOverhead + 64 + RecordBytes + forBytes(multi, route.ID)
 	pri := outq.Priority(m.Priority)
 	var b []byte
 	var err error
@@ -230,7 +231,7 @@ func (s *Server) enqueueRemote(route router.Route[*conn], m *federation.Msg, o *
 	if err != nil {
 		return err
 	}
-	q.CommitRec(protocol.AppendDelivery(b, m.Payload),
+	q.CommitRec(addressed(protocol.AppendDelivery(b, m.Payload), multi, route.ID),
 		delivery{target: route.ID, remote: o, noAck: m.Flags&federation.FlagNoAck != 0})
 	return nil
 }
@@ -308,12 +309,13 @@ func (s *Server) remoteBroadcast(m *federation.Msg) {
 		if t.ID == m.Source {
 			continue
 		}
-		b, err := t.Owner.q.TryBegin(outq.Priority(m.Priority), size)
+		multi := t.Owner.multi.Load()
+		b, err := t.Owner.q.TryBegin(outq.Priority(m.Priority), size+forBytes(multi, t.ID))
 		if err != nil {
 			s.countRefusal(protocol.ErrSlowConsumer, 1)
 			continue
 		}
-		t.Owner.q.CommitRec(protocol.AppendDelivery(b, m.Payload), delivery{target: t.ID, broadcast: true})
+		t.Owner.q.CommitRec(addressed(protocol.AppendDelivery(b, m.Payload), multi, t.ID), delivery{target: t.ID, broadcast: true})
 		n++
 	}
 	s.fed.Answer(m.From, &federation.Msg{Kind: federation.KindCount, Seq: m.Seq, N: int64(n)})
@@ -390,7 +392,8 @@ func (s *Server) remoteRequest(m *federation.Msg) {
 		s.answer(o, federation.KindError, protocol.ErrNoResponder.New(route.ID+" disconnected").Text, nil)
 		return
 	}
-	size := len(m.Payload) + protocol.DeliveryOverhead + 64 + RecordBytes
+	multi := target.multi.Load()
+	size := len(m.Payload) + protocol.DeliveryOverhead + 64 + RecordBytes + forBytes(multi, route.ID)
 	b, err := target.q.TryBegin(outq.Priority(m.Priority), size)
 	if err != nil {
 		if target.takePending(token) != nil {
@@ -398,7 +401,7 @@ func (s *Server) remoteRequest(m *federation.Msg) {
 		}
 		return
 	}
-	target.q.CommitRec(protocol.AppendRequestDelivery(b, m.Payload, token, sent),
+	target.q.CommitRec(addressed(protocol.AppendRequestDelivery(b, m.Payload, token, sent), multi, route.ID),
 		delivery{target: route.ID, noAck: true, request: true})
 }
 
