@@ -24,8 +24,11 @@ func BenchmarkUnicast(b *testing.B) {
 		b.Fatalf("payload is %d bytes", len(payload128))
 	}
 	srv := bustest.Start(b, nil)
-	a := dial(b, srv, "sender")
-	r := dial(b, srv, "receiver")
+	benchUnicast(b, dial(b, srv, "sender"), dial(b, srv, "receiver"))
+}
+
+// benchUnicast is BenchmarkUnicast from a to r, wherever they connect.
+func benchUnicast(b *testing.B, a, r *statebus.Client) {
 	var got atomic.Int64
 	done := make(chan struct{})
 	n := int64(b.N)
@@ -40,7 +43,7 @@ func BenchmarkUnicast(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for range b.N {
-		if err := a.PostEvent(ctx, "receiver", "E", payload128); err != nil {
+		if err := a.PostEvent(ctx, r.ID(), "E", payload128); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -94,8 +97,11 @@ func BenchmarkRoundTrip(b *testing.B) {
 // one at a time: the caller's Request returns the responder's reply.
 func BenchmarkRequest(b *testing.B) {
 	srv := bustest.Start(b, nil)
-	a := dial(b, srv, "caller")
-	r := dial(b, srv, "svc")
+	benchRequest(b, dial(b, srv, "caller"), dial(b, srv, "svc"))
+}
+
+// benchRequest is BenchmarkRequest from a to r, wherever they connect.
+func benchRequest(b *testing.B, a, r *statebus.Client) {
 	r.HandleRequest("Q", func(_ context.Context, e statebus.Event) (any, error) { return e.Payload, nil })
 	ctx := context.Background()
 	lat := make([]time.Duration, 0, b.N)
@@ -103,7 +109,7 @@ func BenchmarkRequest(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		if _, err := a.Request(ctx, "svc", "Q", payload128); err != nil {
+		if _, err := a.Request(ctx, r.ID(), "Q", payload128); err != nil {
 			b.Fatal(err)
 		}
 		lat = append(lat, time.Since(start))
