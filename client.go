@@ -180,6 +180,7 @@ func dial(ctx context.Context, id string, opts []Option) (*Client, error) {
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.disp = newDispatcher(c, id)
+	c.disp.onErr = o.errorHandler
 	for _, install := range o.handlers {
 		install(c)
 	}
@@ -195,7 +196,23 @@ func dial(ctx context.Context, id string, opts []Option) (*Client, error) {
 	return c, nil
 }
 
-// ID returns the machine id the client is registered as.
+// Connect connects to the service without a machine id of its own: the
+// client holds only the ids it registers (Register), each an Identity,
+// and reconnects as one made by Dial does, registering them all again.
+// Having no id, it cannot send, set a state or join a group itself: its
+// identities do. A connection that holds no id at all is still served
+// (the client tells the service it is not a stray connection).
+// Package orchestrator hosts its machines on clients made so.
+func Connect(ctx context.Context, opts ...Option) (*Client, error) {
+	return dial(ctx, "", append(slices.Clip(opts), func(o *options) { o.holder = true }))
+}
+
+// errNoID is the error of a call that needs the client's own id on a
+// client made by Connect.
+var errNoID = errors.New("statebus: this client has no machine id of its own (it was made by Connect): act through one of its identities (Register)")
+
+// ID returns the machine id the client is registered as ("" for one made
+// by Connect).
 func (c *Client) ID() string { return c.id }
 
 // Dropped returns how many events were dropped because the client's
@@ -323,6 +340,14 @@ func (c *Client) idOf(x *Identity) string {
 	return x.id
 }
 
+// dispOf returns the dispatcher of x, the client's for nil.
+func (c *Client) dispOf(x *Identity) *dispatcher {
+	if x == nil {
+		return c.disp
+	}
+	return x.disp
+}
+
 // groupsOf returns the recorded groups of x (the client's for nil); c.mu
 // is held.
 func (c *Client) groupsOf(x *Identity) *[]string {
@@ -333,6 +358,9 @@ func (c *Client) groupsOf(x *Identity) *[]string {
 }
 
 func (c *Client) joinGroup(ctx context.Context, x *Identity, group string) error {
+	if c.idOf(x) == "" {
+		return errNoID
+	}
 	if err := c.acquire(ctx, true); err != nil {
 		return err
 	}
@@ -408,19 +436,28 @@ func (c *Client) closeWith(cause error, unregister bool) {
 		<-c.stopped
 		return
 	}
-	if s != nil && unregister && c.id != "" && !s.unregistered.Load() {
+	if s != nil && unregister && (c.id != "" || c.opt.holder) && !s.unregistered.Load() {
 		c.mu.Lock()
-		idents := slices.Clone(c.idents)
-		c.mu.Unlock()
-		for _, x := range idents {
-			// The service answers in order: the answer to the client's
-			// own id's below comes once these are free too.
-			s.post(protocol.AppendMachineRequest(nil, protocol.Unregister, 0, x.id))
+		ids := make([]string, 0, len(c.idents)+1)
+		for _, x := range c.idents {
+			ids = append(ids, x.id)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), min(c.opt.dialTimeout, time.Second))
-		seq := c.seq.Add(1)
-		s.call(ctx, seq, protocol.AppendMachineRequest(nil, protocol.Unregister, seq, c.id), false)
-		cancel()
+		c.mu.Unlock()
+		if c.id != "" {
+			ids = append(ids, c.id)
+		}
+		for i, id := range ids {
+			if i < len(ids)-1 {
+				// The service answers in order: the answer to the last
+				// comes once these are free too.
+				s.post(protocol.AppendMachineRequest(nil, protocol.Unregister, 0, id))
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), min(c.opt.dialTimeout, time.Second))
+			seq := c.seq.Add(1)
+			s.call(ctx, seq, protocol.AppendMachineRequest(nil, protocol.Unregister, seq, id), false)
+			cancel()
+		}
 	}
 	if s != nil {
 		s.shutdown(ErrClosed)
@@ -512,16 +549,18 @@ func (c *Client) drain(ctx context.Context, s *session) error {
 	if err := c.barriers(ctx, idents); err != nil {
 		return err
 	}
-	if c.id != "" {
+	if c.id != "" || c.opt.holder {
 		for _, x := range idents {
 			seq := c.seq.Add(1)
 			if _, err := s.call(ctx, seq, protocol.AppendMachineRequest(nil, protocol.Unregister, seq, x.id), false); err != nil {
 				return err
 			}
 		}
-		seq := c.seq.Add(1)
-		if _, err := s.call(ctx, seq, protocol.AppendMachineRequest(nil, protocol.Unregister, seq, c.id), false); err != nil {
-			return err
+		if c.id != "" {
+			seq := c.seq.Add(1)
+			if _, err := s.call(ctx, seq, protocol.AppendMachineRequest(nil, protocol.Unregister, seq, c.id), false); err != nil {
+				return err
+			}
 		}
 		s.unregistered.Store(true)
 		if err := c.barriers(ctx, idents); err != nil {

@@ -22,6 +22,7 @@ type dispatcher struct {
 	c        *Client
 	id       string      // the machine id whose events it runs: the client's, or an Identity's
 	discard  atomic.Bool // closed with discard: what is left of a batch is dropped too
+	onErr    func(error) // where errors go; nil: nowhere. Set before the first item.
 	handlers atomic.Pointer[map[string][]*Handler]
 	requests atomic.Pointer[map[string]RequestHandler]
 	hmu      sync.Mutex // serializes handler changes
@@ -350,8 +351,8 @@ func (d *dispatcher) dispatch(it *item) {
 		}
 		return
 	case it.err != nil:
-		if h := d.c.opt.errorHandler; h != nil {
-			h(it.err)
+		if d.onErr != nil {
+			d.onErr(it.err)
 		}
 		return
 	case it.req != nil:
@@ -404,8 +405,8 @@ func (d *dispatcher) control(ctl *control) {
 		err := &SlowConsumerError{ID: d.id, Dropped: total - d.reported, Total: total, MaxEvents: d.maxMsgs, MaxBytes: d.maxBytes}
 		d.reported = total
 		d.mu.Unlock()
-		if h := d.c.opt.errorHandler; h != nil {
-			h(err)
+		if d.onErr != nil {
+			d.onErr(err)
 		}
 	}
 }

@@ -54,6 +54,19 @@ func IdentityHandler(name string, h Handler) IdentityOption {
 	return func(x *Identity) { x.OnEvent(name, h) }
 }
 
+// IdentityErrorHandler receives the errors that belong to the identity:
+// the service's refusal of an event it posted (PostEvent; on a connection
+// that holds several ids the service names the id a refused event was
+// sent as), a *SlowConsumerError when its handlers fall behind, a group or
+// state the service refused to set up again after a reconnection. It runs
+// on the identity's dispatch goroutine, in order with its handlers.
+// Without it they go to the client's error handler (WithErrorHandler),
+// prefixed with the id. What nobody can tell the sender of (a post that
+// failed after it was queued for its target) goes to the client's.
+func IdentityErrorHandler(h func(error)) IdentityOption {
+	return func(x *Identity) { x.disp.onErr = h }
+}
+
 // IdentityRequestHandler sets the handler for the identity's requests
 // named name before its id is registered, as WithRequestHandler does for
 // the client's.
@@ -80,11 +93,14 @@ func (c *Client) Register(ctx context.Context, id string, opts ...IdentityOption
 	if err := protocol.ValidateID([]byte(id)); err != nil {
 		return nil, fmt.Errorf("statebus: %w", err)
 	}
-	if c.id == "" {
-		return nil, errors.New("statebus: this connection holds no machine id; Dial one with an id to register more")
+	if c.id == "" && !c.opt.holder {
+		return nil, errors.New("statebus: this connection is a tool's (Health, Machines): Dial or Connect a client to register ids")
 	}
 	x := &Identity{c: c, id: id, done: make(chan struct{})}
 	x.disp = newDispatcher(c, id)
+	if h := c.opt.errorHandler; h != nil {
+		x.disp.onErr = func(err error) { h(fmt.Errorf("statebus: as %q: %w", id, err)) }
+	}
 	for _, f := range opts {
 		f(x)
 	}
@@ -133,7 +149,7 @@ func (c *Client) register(ctx context.Context, x *Identity) (*Identity, error) {
 	}
 	switch {
 	case errors.Is(err, ErrLimit):
-		return nil, fmt.Errorf("statebus: cannot register %q on the connection of %q: %w; Dial another Client for more ids (or raise the service's MaxIdsPerConnection)", x.id, c.id, err)
+		return nil, fmt.Errorf("statebus: cannot register %q on this client's connection: %w; Dial (or Connect) another Client for more ids, or raise the service's MaxIdsPerConnection", x.id, err)
 	case errors.Is(err, ErrIDInUse):
 		return nil, fmt.Errorf("statebus: cannot register %q: %w (another connection holds it; it is free once that one unregisters it or disconnects)", x.id, err)
 	}
@@ -240,6 +256,29 @@ func (s *session) dispatcherFor(r *protocol.Response) *dispatcher {
 		return c.disp
 	}
 	return nil
+}
+
+// errorDispatcher returns the dispatcher an error from the service goes
+// to: that of the id the service names (forID, the raw "For"; it names
+// the id a refused event was sent as on a connection that holds several),
+// or, when it names none, the client's, or the only identity of a client
+// without an id of its own (Connect), whose connection has no other.
+func (c *Client) errorDispatcher(forID []byte) *dispatcher {
+	if forID != nil {
+		s := session{c: c}
+		if d := s.dispatcherFor(&protocol.Response{For: forID}); d != nil {
+			return d
+		}
+		return c.disp
+	}
+	if c.id == "" {
+		if m := c.routes.Load(); m != nil && len(*m) == 1 {
+			for _, x := range *m {
+				return x.disp
+			}
+		}
+	}
+	return c.disp
 }
 
 // Unregister gives the id back to the service and stops holding it: once

@@ -49,8 +49,10 @@ func (r *recorder) len() int {
 func TestIdentities(t *testing.T) {
 	srv := bustest.Start(t, nil)
 	var main, rb, rc recorder
-	c := dial(t, srv, "host", statebus.WithHandler("*", main.handle))
+	clientErrs, bErrs := make(chan error, 10), make(chan error, 10)
+	c := dial(t, srv, "host", statebus.WithHandler("*", main.handle), statebus.WithErrorHandler(func(err error) { clientErrs <- err }))
 	b, err := c.Register(ctx(t), "b", statebus.IdentityHandler("*", rb.handle),
+		statebus.IdentityErrorHandler(func(err error) { bErrs <- err }),
 		statebus.IdentityRequestHandler("Q", func(_ context.Context, e statebus.Event) (any, error) { return "b answers " + e.Name, nil }))
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +116,21 @@ func TestIdentities(t *testing.T) {
 	if e := <-got; e.Source != "c" {
 		t.Fatalf("source %q, want c", e.Source)
 	}
+	// A refused post goes to the error handler of the id that sent it:
+	// b's own, or the client's, naming c.
+	b.PostEvent(ctx(t), "nobody", "E", nil)
+	if err := <-bErrs; !errors.Is(err, statebus.ErrTargetNotConnected) {
+		t.Fatalf("b's error handler got %v", err)
+	}
+	d.PostEvent(ctx(t), "nobody", "E", nil)
+	if err := <-clientErrs; !errors.Is(err, statebus.ErrTargetNotConnected) || !strings.HasPrefix(err.Error(), `statebus: as "c": `) {
+		t.Fatalf("the client's error handler got %v", err)
+	}
+	select {
+	case err := <-clientErrs:
+		t.Fatalf("the client's error handler also got %v", err)
+	default:
+	}
 	c.SetState(ctx(t), "#host.idle")
 	b.SetState(ctx(t), "#b.busy")
 	if err := d.SetState(ctx(t), "#c.done"); err != nil {
@@ -165,7 +182,7 @@ func TestIdentityRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := c.Register(ctx(t), "e")
-	if !errors.Is(err, statebus.ErrLimit) || !strings.Contains(err.Error(), "Dial another Client for more ids") {
+	if !errors.Is(err, statebus.ErrLimit) || !strings.Contains(err.Error(), "Dial (or Connect) another Client for more ids") {
 		t.Fatalf("past the limit: %v", err)
 	}
 	t.Log(err)
@@ -308,5 +325,55 @@ func TestIdentityReconnect(t *testing.T) {
 		default:
 			t.Fatalf("%s: Done not closed after the client's Close", x.ID())
 		}
+	}
+}
+
+// TestConnectWithoutID: a client without an id of its own holds only identities;
+// with none it is not hung up on as a stray connection; it reconnects and
+// registers its identities again; it cannot send itself.
+func TestConnectWithoutID(t *testing.T) {
+	path := bustest.SocketPath(t)
+	start := func() *server.Server {
+		return bustest.Start(t, func(c *server.Config) { c.SocketPath = path; c.HandshakeTimeout = 100 * time.Millisecond })
+	}
+	srv := start()
+	changes := make(chan statebus.StatusChange, 10)
+	c, err := statebus.Connect(ctx(t), statebus.WithPipeName(srv.Addr()),
+		statebus.WithReconnectBackoff(time.Millisecond, 20*time.Millisecond),
+		statebus.WithStatusHandler(func(sc statebus.StatusChange) { changes <- sc }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	<-changes // connecting -> connected
+	select {
+	case sc := <-changes:
+		t.Fatalf("a client with no id yet: %+v", sc)
+	case <-time.After(500 * time.Millisecond): // 5 times the handshake timeout
+	}
+	if err := c.SendEvent(ctx(t), "x", "E", nil); err == nil || !strings.Contains(err.Error(), "no machine id of its own") {
+		t.Fatalf("send from the id-less client: %v", err)
+	}
+	got := make(chan string, 2)
+	for _, id := range []string{"p", "q"} {
+		if _, err := c.Register(ctx(t), id, statebus.IdentityHandler("E", func(e statebus.Event) { got <- id + "<-" + e.Source })); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv.Shutdown(context.Background())
+	srv = start()
+	probe := dial(t, srv, "probe")
+	bustest.Eventually(t, 10*time.Second, func() bool { return states(t, probe) == "p= probe= q=" }, "registry %s", states(t, probe))
+	for _, id := range []string{"p", "q"} {
+		if err := probe.SendEvent(ctx(t), id, "E", nil); err != nil {
+			t.Fatal(err)
+		}
+		if g := <-got; g != id+"<-probe" {
+			t.Fatalf("got %s", g)
+		}
+	}
+	c.Close()
+	if s := states(t, probe); s != "probe=" {
+		t.Fatalf("after Close: %s", s)
 	}
 }

@@ -30,6 +30,7 @@ type options struct {
 	serverUIDs    []int
 	err           error           // a bad setting, reported by Dial
 	handlers      []func(*Client) // WithHandler, WithRequestHandler: installed before Dial registers
+	holder        bool            // Connect: no id of its own, only identities; reconnects
 
 	reconnect     bool
 	waitReconnect bool

@@ -100,6 +100,9 @@ func (c *Client) send(ctx context.Context, src, target, name string, payload any
 		}
 		o.Priority = string(so.priority)
 	}
+	if src == "" {
+		return nil, errNoID
+	}
 	p, err := encodePayload(payload)
 	if err != nil {
 		return nil, err

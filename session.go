@@ -136,6 +136,14 @@ func (s *session) handshake(ctx context.Context, attempt int) error {
 		idents[i] = identSetup{x, slices.Clone(x.groups), x.state}
 	}
 	c.mu.Unlock()
+	if c.id == "" && c.opt.holder && len(idents) == 0 {
+		// No id to register: a question tells the service this is no
+		// stray connection, which it would hang up on.
+		seq := c.seq.Add(1)
+		if _, err := s.call(ctx, seq, fmt.Appendf(nil, `{"Type":%d,"Id":%d}`+"\n", int(protocol.Health), seq), false); err != nil {
+			return err
+		}
+	}
 	for _, is := range idents {
 		if _, err := s.registerID(ctx, is.x.id); err != nil {
 			if !refused(err) {
@@ -200,7 +208,7 @@ func (s *session) setUp(ctx context.Context, x *Identity, groups []string, state
 			if !refused(err) {
 				return err
 			}
-			c.disp.enqueue(item{err: fmt.Errorf("statebus: setting the state of %q again after reconnecting: %w", id, err)})
+			c.dispOf(x).enqueue(item{err: fmt.Errorf("statebus: setting the state of %q again after reconnecting: %w", id, err)})
 		}
 	}
 	for _, g := range groups {
@@ -209,7 +217,7 @@ func (s *session) setUp(ctx context.Context, x *Identity, groups []string, state
 				return err
 			}
 			c.forgetGroup(x, g)
-			c.disp.enqueue(item{err: fmt.Errorf("statebus: joining group %q as %q again after reconnecting: %w", g, id, err)})
+			c.dispOf(x).enqueue(item{err: fmt.Errorf("statebus: joining group %q as %q again after reconnecting: %w", g, id, err)})
 		}
 	}
 	return nil
@@ -403,7 +411,7 @@ func (s *session) readLoop() {
 		}
 		if !r.Success {
 			last = r.Error
-			s.uncalledError(r.Error)
+			s.uncalledError(r.Error, r.For)
 			continue
 		}
 		if !r.IsEvent {
@@ -445,7 +453,7 @@ func (s *session) readLoop() {
 // too long for the service are refused so, the call that wrote one is
 // failed here (every pending call with a line over the limit), and later
 // lines are checked against the service's limit before they are written.
-func (s *session) uncalledError(text string) {
+func (s *session) uncalledError(text string, forID []byte) {
 	err := protocol.ParseError(text)
 	if errors.Is(err, protocol.ErrTooLarge) {
 		digits := strings.TrimSuffix(strings.TrimPrefix(text, protocol.ErrTooLarge.Prefix), " bytes")
@@ -471,7 +479,7 @@ func (s *session) uncalledError(text string) {
 			}
 		}
 	}
-	s.c.disp.enqueue(item{err: err})
+	s.c.errorDispatcher(forID).enqueue(item{err: err})
 }
 
 // complete hands a response to the call waiting for it.
@@ -573,7 +581,7 @@ func (s *session) end(cause error) {
 		c := s.c
 		c.mu.Lock()
 		s.over = true
-		if c.status == Connected && c.opt.reconnect && c.id != "" {
+		if c.status == Connected && c.opt.reconnect && (c.id != "" || c.opt.holder) {
 			c.setStatus(Reconnecting, s, cause, 0)
 		} else if c.setStatus(Closed, s, closedByLoss(cause), 0) {
 			go c.finish(s)

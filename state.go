@@ -29,6 +29,9 @@ func (c *Client) setState(ctx context.Context, x *Identity, state string) error 
 	if len(state) > MaxStateBytes {
 		return fmt.Errorf("statebus: a state is at most %d bytes, %q is %d", MaxStateBytes, state[:32]+"...", len(state))
 	}
+	if c.idOf(x) == "" {
+		return errNoID
+	}
 	c.mu.Lock()
 	s := c.cur
 	prev := c.record(x, s != nil, state)

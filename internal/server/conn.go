@@ -368,6 +368,14 @@ func (c *conn) handle(line []byte) {
 		err = c.setState(r)
 	}
 	if err != nil {
+		if r.Type == protocol.SendEvent && r.ID == nil && c.multi.Load() {
+			if id := c.held(r.Event.Source); id != "" {
+				// Which of its ids sent it: a refused post has no Id
+				// to say.
+				c.replyErrorFor(err, id)
+				return
+			}
+		}
 		c.replyError(err, r.ID)
 	}
 }
@@ -848,6 +856,17 @@ func (c *conn) reply(data, id []byte) {
 		return
 	}
 	c.q.Commit(protocol.AppendOK(b, data, id))
+}
+
+// replyErrorFor queues the refusal of an event without an Id sent as
+// source, on a connection that holds several ids: "For" names it.
+func (c *conn) replyErrorFor(err error, source string) {
+	c.srv.countRefusal(err, 1)
+	b, qerr := c.q.BeginNoWait()
+	if qerr != nil {
+		return
+	}
+	c.q.Commit(protocol.AppendFor(protocol.AppendError(b, protocol.Wire(err).Text, nil), source))
 }
 
 // replyError queues an error response.

@@ -50,6 +50,11 @@ func TestWireDeliveryFor(t *testing.T) {
 	ev = `{"SourceMachineId":"solo","TargetMachineId":"@g","EventName":"Q"}`
 	single.send(`{"Type":2,"Request":true,"Payload":` + ev + `}`)
 	m.expectMatch(`\{"Success":true,"Data":` + regexp.QuoteMeta(ev) + `,"Error":null,"ReplyTo":\d+,"For":"b"\}`)
+	// A refused event names the id that sent it: a post has no Id.
+	m.send(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"b","TargetMachineId":"nobody","EventName":"E"}}`)
+	m.expect(`{"Success":false,"Data":null,"Error":"Target machine not connected: nobody","For":"b"}`)
+	single.send(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"solo","TargetMachineId":"nobody","EventName":"E"}}`)
+	single.expect(`{"Success":false,"Data":null,"Error":"Target machine not connected: nobody"}`)
 	// The single-id connection sees the broadcast of a multi-id one as
 	// always: no "For".
 	ev = `{"SourceMachineId":"a","TargetMachineId":"*","EventName":"ALL"}`
