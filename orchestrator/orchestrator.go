@@ -3,7 +3,8 @@
 //
 // It owns three things: machine hosting (each machine registered here is
 // started, fed and stopped by the orchestrator, and registered on the bus
-// under its id with a statebus client of its own); mailboxes (every event to
+// under its id, on a bus connection it shares with up to 63 other machines
+// of this process); mailboxes (every event to
 // a machine, whatever sent it, waits in that machine's mailbox and is
 // processed one at a time, in arrival order); and addressing (Send and Post
 // deliver to a machine of this process directly and to any other through the
@@ -54,8 +55,9 @@
 //     waits for another's mailbox, so two machines that fill each other's
 //     cannot deadlock;
 //   - an event or request from the bus waits for room (up to the request's
-//     deadline), holding up that machine's client: further events wait in
-//     the client's pending queue, whose limit (statebus.WithPendingLimits)
+//     deadline), holding up that machine's bus identity (not the other
+//     machines on its connection): further events for it wait in its
+//     pending queue, whose limit (statebus.WithPendingLimits, per machine)
 //     then drops them and reports a *statebus.SlowConsumerError;
 //   - the machine's own events beyond their share are dropped and reported.
 //
@@ -72,8 +74,22 @@
 //
 // Close is the one stop path: it stops every mailbox (a Send waiting on one
 // fails with ErrClosed), every machine (timers and services are cancelled),
-// every bus client (the ids are unregistered) and the state reporter, and
-// returns when their goroutines are done.
+// every bus connection (the ids are unregistered) and the state reporter,
+// and returns when their goroutines are done.
+//
+// # Bus connections
+//
+// With WithBus the machines share connections: each connection is a
+// statebus client without an id of its own (statebus.Connect) that holds
+// up to WithMachinesPerConnection machine ids (64, the service's default
+// MaxIdsPerConnection), each a statebus.Identity with its own handlers,
+// state and sends. The orchestrator opens another connection when every
+// one is full, and closes one when its last machine leaves. So hosting
+// machines costs the service one connection per 64 (against its
+// MaxConnections and MaxConnectionsPerUid), not one per machine. Each
+// machine's events and requests reach only its mailbox, on a dispatch
+// goroutine of its own: a machine whose mailbox is full holds up only its
+// own events, never the others' on the connection.
 package orchestrator
 
 import (
@@ -97,16 +113,17 @@ type Option func(*config)
 type config struct {
 	bus          bool
 	busOpts      []statebus.Option
+	perConn      int
 	mailbox      int
 	sendTimeout  time.Duration
 	errorHandler func(error)
 }
 
-// WithBus registers each machine on the bus, under its id, with a
-// statebus client of its own made with opts (statebus.WithPipeName, ...),
-// so that other processes can reach it and the machines can reach theirs.
-// Without it the orchestrator is local: a target it does not host is not
-// connected.
+// WithBus registers each machine on the bus, under its id, on bus
+// connections shared by up to WithMachinesPerConnection machines, made
+// with opts (statebus.WithPipeName, ...), so that other processes can
+// reach it and the machines can reach theirs. Without it the orchestrator
+// is local: a target it does not host is not connected.
 func WithBus(opts ...statebus.Option) Option {
 	return func(c *config) { c.bus, c.busOpts = true, opts }
 }
@@ -165,6 +182,10 @@ type Orchestrator struct {
 
 	report chan struct{} // 1 slot: some machine's state is to be reported
 	wg     sync.WaitGroup
+
+	bmu         sync.Mutex
+	conns       []*busConn // the bus connections (bmu)
+	connsClosed bool       // Close closed them; no more open (bmu)
 }
 
 // hosted is one machine and what serves it.
@@ -172,19 +193,19 @@ type hosted struct {
 	id     string
 	m      *statechart.Machine
 	mb     *mailbox
-	client *statebus.Client // nil without WithBus
-	done   chan struct{}    // closed when the mailbox loop has stopped
-	ctx    context.Context  // ends when the machine stops: its bus calls
+	ident  *statebus.Identity // its id on the bus; nil without WithBus
+	conn   *busConn           // the connection that holds ident
+	done   chan struct{}      // closed when the mailbox loop has stopped
+	ctx    context.Context    // ends when the machine stops: its bus calls
 	cancel context.CancelFunc
 
-	dirty       atomic.Bool // the state changed since it was reported
-	reconnected atomic.Bool // the client reconnected since the last report
-	reported    string      // the reporter's: the state the registry has
+	dirty    atomic.Bool // the state changed since it was reported
+	reported string      // the reporter's: the state the registry has
 }
 
 // New returns an orchestrator with no machines.
 func New(opts ...Option) *Orchestrator {
-	cfg := config{mailbox: 1024, sendTimeout: 5 * time.Second}
+	cfg := config{mailbox: 1024, sendTimeout: 5 * time.Second, perConn: DefaultMachinesPerConnection}
 	for _, f := range opts {
 		f(&cfg)
 	}
@@ -221,12 +242,10 @@ func (o *Orchestrator) Register(ctx context.Context, id string, def *statechart.
 	// once the id is registered waits behind it.
 	h.mb.put(ctx, item{ev: statechart.Event{Name: startEvent}, own: true}, false)
 	if o.cfg.bus {
-		c, err := o.dial(ctx, h)
-		if err != nil {
+		if err := o.attach(ctx, h); err != nil {
 			h.cancel()
 			return err
 		}
-		h.client = c
 	}
 	o.mu.Lock()
 	var err error
@@ -239,9 +258,7 @@ func (o *Orchestrator) Register(ctx context.Context, id string, def *statechart.
 	if err != nil {
 		o.mu.Unlock()
 		h.cancel()
-		if h.client != nil {
-			h.client.Close()
-		}
+		o.detach(h)
 		return err
 	}
 	o.machines[id] = h
@@ -251,7 +268,7 @@ func (o *Orchestrator) Register(ctx context.Context, id string, def *statechart.
 	o.mu.Unlock()
 	if err := <-started; err != nil {
 		o.remove(h)
-		o.stop(h)
+		o.stop(h, true)
 		return fmt.Errorf("orchestrator: starting %s: %w", id, err)
 	}
 	return nil
@@ -259,28 +276,6 @@ func (o *Orchestrator) Register(ctx context.Context, id string, def *statechart.
 
 // startEvent marks the mailbox's first item: start the machine.
 const startEvent = "\x00start"
-
-// dial registers h on the bus, with handlers that put what arrives in its
-// mailbox.
-func (o *Orchestrator) dial(ctx context.Context, h *hosted) (*statebus.Client, error) {
-	opts := append(slices.Clip(o.cfg.busOpts),
-		statebus.WithErrorHandler(func(err error) { o.fail(fmt.Errorf("orchestrator: %s on the bus: %w", h.id, err)) }),
-		statebus.WithStatusHandler(func(sc statebus.StatusChange) {
-			if sc.To == statebus.Connected && sc.From == statebus.Reconnecting {
-				h.reconnected.Store(true) // the new registry entry has no state
-				o.noteState(h)
-			}
-		}),
-		// In place before the id is registered: nothing sent the moment it
-		// appears is missed.
-		statebus.WithHandler("*", func(e statebus.Event) { o.fromBus(h, e) }),
-		statebus.WithRequestHandler("*", func(ctx context.Context, e statebus.Event) (any, error) { return o.requestFromBus(ctx, h, e), nil }))
-	c, err := statebus.Dial(ctx, h.id, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("orchestrator: registering %s on the bus: %w", h.id, err)
-	}
-	return c, nil
-}
 
 // loop is h's mailbox loop: it starts the machine, then hands it each
 // event in turn.
@@ -324,7 +319,7 @@ func (o *Orchestrator) Unregister(id string) error {
 		return fmt.Errorf("orchestrator: %s is not registered here", id)
 	}
 	o.remove(h)
-	o.stop(h)
+	o.stop(h, true)
 	return nil
 }
 
@@ -339,9 +334,9 @@ func (o *Orchestrator) remove(h *hosted) {
 
 // stop closes h's mailbox (failing the Sends waiting in it), lets the
 // event being processed finish (its sends are delivered; after a second
-// its bus calls are cancelled), stops the machine and closes its client,
-// which writes what is queued for at most a second.
-func (o *Orchestrator) stop(h *hosted) {
+// its bus calls are cancelled), stops the machine and, with detach, takes
+// its id off the bus (Close closes the connections instead).
+func (o *Orchestrator) stop(h *hosted, detach bool) {
 	for _, it := range h.mb.close() {
 		if it.reply != nil {
 			it.reply <- failed(it.id, ErrClosed)
@@ -352,8 +347,8 @@ func (o *Orchestrator) stop(h *hosted) {
 	grace.Stop()
 	h.cancel()
 	h.m.Stop()
-	if h.client != nil {
-		h.client.Close()
+	if detach {
+		o.detach(h)
 	}
 }
 
@@ -376,10 +371,11 @@ func (o *Orchestrator) Close() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			o.stop(h)
+			o.stop(h, false)
 		}()
 	}
 	wg.Wait()
+	o.closeConns()
 	o.cancel()
 	o.wg.Wait()
 	return nil

@@ -42,18 +42,15 @@ func (o *Orchestrator) reportLoop() {
 		}
 		o.mu.RUnlock()
 		for _, h := range hs {
-			if !h.dirty.Swap(false) || h.client == nil {
+			if !h.dirty.Swap(false) || h.ident == nil {
 				continue
-			}
-			if h.reconnected.Swap(false) {
-				h.reported = "" // the new registry entry has none
 			}
 			st := registryState(h.m.State())
 			if st == h.reported {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(h.ctx, o.cfg.sendTimeout)
-			err := h.client.SetState(ctx, st)
+			err := h.ident.SetState(ctx, st)
 			cancel()
 			switch {
 			case err == nil:

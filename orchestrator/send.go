@@ -126,9 +126,9 @@ func (o *Orchestrator) Post(ctx context.Context, from, to, event string, data an
 	return c.PostEvent(ctx, to, event, data)
 }
 
-// sender returns the client to send from from to a machine of another
-// process; without the bus, there is none: notHere.
-func (o *Orchestrator) sender(from, to string, notHere error) (*statebus.Client, error) {
+// sender returns the bus identity to send from from to a machine of
+// another process; without the bus, there is none: notHere.
+func (o *Orchestrator) sender(from, to string, notHere error) (*statebus.Identity, error) {
 	if !o.cfg.bus {
 		return nil, notHere
 	}
@@ -136,7 +136,7 @@ func (o *Orchestrator) sender(from, to string, notHere error) (*statebus.Client,
 	if h == nil {
 		return nil, fmt.Errorf("orchestrator: %s is not hosted here and not by this orchestrator, so it cannot send to %s on the bus: send from a machine registered here", from, to)
 	}
-	return h.client, nil
+	return h.ident, nil
 }
 
 // target returns the machine to hosted here, nil if it is not, or
@@ -166,7 +166,7 @@ func (o *Orchestrator) dispatch(src *hosted, out statechart.Outgoing) {
 		}
 		return
 	}
-	if src.client == nil {
+	if src.ident == nil {
 		o.fail(fmt.Errorf("orchestrator: %s's %s was not delivered: %w", src.id, out.Event.Name, protocol.ErrTargetNotConnected.New(out.To)))
 		return
 	}
@@ -174,7 +174,7 @@ func (o *Orchestrator) dispatch(src *hosted, out statechart.Outgoing) {
 	if out.Event.Data != nil {
 		data = out.Event.Data
 	}
-	if err := src.client.PostEvent(src.ctx, out.To, out.Event.Name, data); err != nil && src.ctx.Err() == nil {
+	if err := src.ident.PostEvent(src.ctx, out.To, out.Event.Name, data); err != nil && src.ctx.Err() == nil {
 		o.fail(fmt.Errorf("orchestrator: %s's %s to %s was not sent: %w", src.id, out.Event.Name, out.To, err))
 	}
 }
