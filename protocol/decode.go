@@ -193,6 +193,9 @@ type Registration struct {
 	ProcessID   int64
 	// RegisteredAt is the raw value the client claimed, if any.
 	RegisteredAt []byte
+	// Durable ("Durable":true, a statebus extension) declares the id's
+	// mailbox durable (see docs/durability.md).
+	Durable bool
 }
 
 // DecodeRegistration decodes a Register payload.
@@ -222,6 +225,8 @@ func DecodeRegistration(payload []byte, reg *Registration) error {
 			reg.ProcessID, _ = strconv.ParseInt(string(it.raw(&s)), 10, 64)
 		case it.is("RegisteredAt"):
 			reg.RegisteredAt = it.raw(&s)
+		case it.is("Durable"):
+			reg.Durable = it.Kind == 't'
 		}
 	}
 	if err := s.finish(); err != nil {
@@ -385,6 +390,12 @@ type Response struct {
 	// For is the raw "For" string (quotes included), nil when absent: on
 	// a connection that holds several ids, the one a delivery is for.
 	For []byte
+	// Sequence and Mailbox are set on the delivery of a durable
+	// mailbox's event; Rewound on the first one handed over again after
+	// a refusal.
+	Sequence uint64
+	Mailbox  []byte
+	Rewound  bool
 }
 
 // DecodeResponse decodes a line the service wrote.
@@ -426,6 +437,14 @@ func DecodeResponse(line []byte, r *Response) error {
 			r.ReplyTo, _ = strconv.ParseUint(string(it.raw(&s)), 10, 64)
 		case "Watch":
 			r.Watch, _ = strconv.ParseUint(string(it.raw(&s)), 10, 64)
+		case "Sequence":
+			r.Sequence, _ = strconv.ParseUint(string(it.raw(&s)), 10, 64)
+		case "Mailbox":
+			if it.Kind == '"' {
+				r.Mailbox = it.raw(&s)
+			}
+		case "Rewound":
+			r.Rewound = it.Kind == 't'
 		case "Deadline":
 			if it.Kind == '"' {
 				r.Deadline = it.raw(&s)

@@ -75,6 +75,9 @@ type Rule struct {
 	// patterns decide (a group name must match one of them); when both are
 	// empty the user may join any group.
 	Join []string `json:"Join"`
+	// Durable lists the machine ids the user may declare durable (their
+	// events are stored on disk: docs/durability.md). Empty: none.
+	Durable []string `json:"Durable"`
 }
 
 // Peer is who is at the other end of a connection: a local process, known
@@ -181,7 +184,7 @@ func New(p Policy, serviceUID, socketGID int) (*Checker, error) {
 	}
 	for i := range p.Rules {
 		r := &p.Rules[i]
-		for _, pat := range slices.Concat(r.Register, r.SendTo, r.Join) {
+		for _, pat := range slices.Concat(r.Register, r.SendTo, r.Join, r.Durable) {
 			if _, err := path.Match(pat, ""); err != nil {
 				return nil, fmt.Errorf("access rule for %s: bad pattern %q", r.who(), pat)
 			}
@@ -327,6 +330,17 @@ func (r *Rule) MayJoin(group string) error {
 		return nil
 	}
 	return protocol.ErrAccessDenied.New(r.who() + " may not join group " + group)
+}
+
+// MayDeclareDurable returns nil if the rule lets its user declare id
+// durable: unrestricted users may, restricted ones only for ids matching
+// their Durable patterns (none when it has none), since a durable mailbox
+// holds disk space after its connection ends.
+func (r *Rule) MayDeclareDurable(id string) error {
+	if r == nil || (len(r.Durable) > 0 && matchAny(r.Durable, id)) {
+		return nil
+	}
+	return protocol.ErrAccessDenied.New("uid " + strconv.Itoa(r.UID) + " may not declare " + id + " durable")
 }
 
 // MaySee reports whether the rule lets its user see id in the registry:

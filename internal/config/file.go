@@ -177,7 +177,7 @@ func (f *File) apply(s *Settings) ([]UnknownKey, error) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys) // errors and warnings in a stable order
-	known := []string{"Access", "Routes"}
+	known := []string{"Access", "Routes", "Durable"}
 	for _, st := range settings {
 		known = append(known, st.key)
 	}
@@ -201,6 +201,13 @@ func (f *File) apply(s *Settings) ([]UnknownKey, error) {
 				return nil, fieldError("MessageBus:Routes", err)
 			}
 			s.Server.Routes = r
+			continue
+		case strings.EqualFold(k, "Durable"):
+			var p []string
+			if err := json.Unmarshal(raw, &p); err != nil {
+				return nil, fieldError("MessageBus:Durable", err)
+			}
+			s.Server.Durable.Patterns = p
 			continue
 		}
 		i := slices.IndexFunc(settings, func(st setting) bool { return strings.EqualFold(st.key, k) })

@@ -82,6 +82,10 @@ func kind(key string) string {
 		return "url,..."
 	case strings.HasPrefix(key, "Cluster"):
 		return "string"
+	case key == "DurableDir":
+		return "path"
+	case key == "DurableSync":
+		return "always|interval"
 	}
 	return "int"
 }

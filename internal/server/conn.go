@@ -77,6 +77,7 @@ type conn struct {
 	targets      []router.Route[*conn]  // scratch for broadcast
 	watched      []*router.Watch[*conn] // scratch for watch copies
 	copies       []string               // scratch for routing rules
+	durSubs      []*durSub              // durable mailboxes it receives
 	req          protocol.Request
 }
 
@@ -187,6 +188,7 @@ func (c *conn) serve() {
 	if s.fed != nil {
 		s.releaseIDs(c.ids)
 	}
+	c.detachDurable("")
 	s.watches.RemoveAll(c, c.watchIDs)
 	if s.fed != nil {
 		for _, id := range c.watchIDs {
@@ -366,6 +368,12 @@ func (c *conn) handle(line []byte) {
 		err = c.watch(r)
 	case protocol.SetState:
 		err = c.setState(r)
+	case protocol.Ack:
+		err = c.ack(r)
+	case protocol.Replay:
+		err = c.replay(r)
+	case protocol.DeadLetters:
+		err = c.deadLetters(r)
 	}
 	if err != nil {
 		if r.Type == protocol.SendEvent && r.ID == nil && c.multi.Load() {
@@ -415,6 +423,11 @@ func (c *conn) register(r *protocol.Request) error {
 		return err
 	}
 	c.hold(id)
+	if reg.Durable {
+		if err := c.declareDurable(id); err != nil {
+			return err
+		}
+	}
 	c.srv.log.Debug("registered", "machine", id, "conn", c.id, "pid", c.pid)
 	c.reply(protocol.AppendMachineTime(nil, reg.MachineID, "RegisteredAt", info.RegisteredAt), r.ID)
 	return nil
@@ -443,6 +456,7 @@ func (c *conn) subscribe(r *protocol.Request) error {
 		return err
 	}
 	c.hold(id)
+	c.attachDurable(id)
 	c.srv.log.Debug("subscribed", "machine", id, "conn", c.id)
 	c.reply(protocol.AppendMachineTime(nil, b, "SubscribedAt", now), r.ID)
 	return nil
@@ -461,6 +475,7 @@ func (c *conn) unregister(r *protocol.Request) error {
 	if c.srv.fed != nil && c.held(b) != "" {
 		c.srv.fed.Release(string(b))
 	}
+	c.detachDurable(string(b))
 	c.release(string(b))
 	c.reply(nil, r.ID)
 	return nil
@@ -671,6 +686,15 @@ func (c *conn) route(r *protocol.Request) error {
 	}
 	if len(ev.Target) == 1 && ev.Target[0] == '*' {
 		return c.broadcast(r)
+	}
+	if c.srv.dur != nil {
+		mb, err := c.srv.durableMailbox(ev.Target)
+		if err != nil {
+			return durErr(err)
+		}
+		if mb != nil {
+			return c.store(mb, r)
+		}
 	}
 	route, ok := c.srv.routes.Lookup(ev.Target)
 	if !ok {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/statebus/statebus/internal/access"
+	"github.com/statebus/statebus/internal/durable"
 	"github.com/statebus/statebus/internal/federation"
 	"github.com/statebus/statebus/internal/remote"
 	"github.com/statebus/statebus/internal/router"
@@ -111,6 +112,8 @@ type Config struct {
 	// socket.
 	// It is called from connection writers and must be quick.
 	OnRouteLatency func(time.Duration)
+	// Durable turns on durable mailboxes: see DurableConfig.
+	Durable DurableConfig
 	// Logger receives the service's logs. Nil discards them.
 	Logger *slog.Logger
 	// Federation, when set, makes this daemon a member of a federation
@@ -144,6 +147,7 @@ func DefaultConfig() Config {
 		IdleWarning:             5 * time.Minute,
 		ShutdownTimeout:         5 * time.Second,
 		TLS:                     TLSConfig{MaxHandshakes: 64, MaxHandshakesPerAddress: 8},
+		Durable:                 DurableConfig{Store: durable.DefaultConfig("")},
 	}
 }
 
@@ -217,6 +221,7 @@ type Server struct {
 	rules      atomic.Pointer[router.Rules] // nil: no rules
 	fed        *federation.Node             // nil: federation off
 	fedMu      fedState
+	dur        *durStore // nil: durability off
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -276,6 +281,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if err := s.SetRoutes(cfg.Routes); err != nil {
+		return nil, err
+	}
+	if err := s.openDurable(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -548,6 +556,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.ownsSocket {
 		removeSocket(s.cfg.SocketPath, s.sockInfo)
 		s.ownsSocket = false
+	}
+	if s.dur != nil {
+		s.dur.Close()
 	}
 	if err == nil {
 		err = s.serveErr
