@@ -15,6 +15,11 @@ type Ack struct {
 	// Recipients is how many machines got a fan-out event ("*",
 	// "@group:*"); nil for an event to one machine.
 	Recipients *int `json:"Recipients,omitempty"`
+	// Stored says the target is durable: the event was stored in its
+	// mailbox as Sequence (on stable storage under the service's default
+	// DurableSync), not yet delivered (docs/durability.md).
+	Stored   bool   `json:"Stored,omitempty"`
+	Sequence uint64 `json:"Sequence,omitempty"`
 }
 
 // SendEventAck is SendEvent that also returns the service's

@@ -88,6 +88,10 @@ type Event struct {
 	Payload json.RawMessage `json:"Payload"`
 	// Timestamp is when the sender sent it (zero if it gave none).
 	Timestamp time.Time `json:"Timestamp"`
+	// Sequence is the event's number in this client's durable mailbox
+	// (WithDurable); 0 for other events.
+	Sequence uint64 `json:"-"`
+	durGen   uint64 // the durable generation it was received in
 }
 
 // Decode unmarshals the payload into v.
@@ -139,6 +143,9 @@ type Client struct {
 	// routes maps the ids in idents to them, for the reader; nil when
 	// there are none. Replaced, never changed, under mu.
 	routes atomic.Pointer[map[string]*Identity]
+
+	dur    durState    // WithDurable: what was handled and acknowledged
+	ackDue atomic.Bool // the dispatcher has an acknowledgement to write
 }
 
 // Dial connects to the service, checks that it is served by a trusted
@@ -227,7 +234,9 @@ func (c *Client) Pending() (events, bytes int) { return c.disp.pending() }
 // handlers for one name run in the order they were added. Handlers are
 // kept across reconnects. The returned function removes h.
 func (c *Client) OnEvent(name string, h Handler) (remove func()) {
-	return c.disp.add(name, h)
+	remove = c.disp.add(name, h)
+	c.handlerAdded()
+	return remove
 }
 
 // WaitForEvent returns the next event named name ("*" for any) that

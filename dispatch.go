@@ -319,10 +319,12 @@ func (d *dispatcher) loop() {
 			*it = item{} // what ran is not held until the batch ends
 			if msgs == releaseEvery {
 				d.release(msgs, bytes)
+				d.c.flushAck()
 				msgs, bytes = 0, 0
 			}
 		}
 		d.release(msgs, bytes)
+		d.c.flushAck()
 		if cap(batch) > keepItems {
 			batch = nil // a burst's queue goes back to the garbage collector
 		}
@@ -365,11 +367,17 @@ func (d *dispatcher) dispatch(it *item) {
 		return
 	}
 	hm := *d.handlers.Load()
+	if it.ev.Sequence != 0 && !d.c.runnable(&it.ev, len(hm[it.ev.Name])+len(hm["*"]) > 0) {
+		return // a durable event that comes again
+	}
 	for _, h := range hm[it.ev.Name] {
 		(*h)(it.ev)
 	}
 	for _, h := range hm["*"] {
 		(*h)(it.ev)
+	}
+	if it.ev.Sequence != 0 {
+		d.c.handled(it.ev.Sequence)
 	}
 	if d.nwaiters.Load() == 0 {
 		return

@@ -161,7 +161,11 @@ func (c *Client) register(ctx context.Context, x *Identity) (*Identity, error) {
 func (s *session) registerID(ctx context.Context, id string) (registered bool, err error) {
 	c := s.c
 	seq := c.seq.Add(1)
-	if _, err := s.call(ctx, seq, protocol.AppendRegister(nil, seq, id, c.opt.processName, os.Getpid(), time.Now()), false); err != nil {
+	reg := protocol.AppendRegister
+	if c.opt.durable && id == c.id {
+		reg = protocol.AppendRegisterDurable // WithDurable
+	}
+	if _, err := s.call(ctx, seq, reg(nil, seq, id, c.opt.processName, os.Getpid(), time.Now()), false); err != nil {
 		return false, err
 	}
 	seq = c.seq.Add(1)

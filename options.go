@@ -34,6 +34,8 @@ type options struct {
 
 	reconnect     bool
 	waitReconnect bool
+	durable       bool // WithDurable
+	manualAck     bool // WithManualAck
 	backoffMin    time.Duration
 	backoffMax    time.Duration
 }

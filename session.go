@@ -119,6 +119,9 @@ func (c *Client) establish(ctx context.Context, attempt int) error {
 func (s *session) handshake(ctx context.Context, attempt int) error {
 	c := s.c
 	if c.id != "" {
+		if c.opt.durable {
+			c.dur.newSession()
+		}
 		if _, err := s.registerID(ctx, c.id); err != nil {
 			return err
 		}
@@ -421,7 +424,20 @@ func (s *session) readLoop() {
 		if r.For != nil || c.routes.Load() != nil {
 			d = s.dispatcherFor(&r)
 		}
+		// A durable mailbox's event for the client's own id (WithDurable).
+		durable := r.Sequence != 0 && c.opt.durable && d == c.disp
+		if durable {
+			if ok, reack := c.dur.accept(r.Sequence, r.Rewound); !ok {
+				if reack != 0 {
+					c.writeAck(reack, "", false)
+				}
+				continue // handled already, or before a refusal's redelivery
+			}
+		}
 		it := item{ev: s.makeEvent(&r.Event)}
+		if durable {
+			it.ev.Sequence, it.ev.durGen = r.Sequence, c.dur.stamp()
+		}
 		switch {
 		case r.ReplyTo != 0:
 			it.req = &request{s: s, replyTo: r.ReplyTo}
@@ -442,7 +458,12 @@ func (s *session) readLoop() {
 			}
 			continue
 		}
-		if d.enqueue(it) && it.req != nil {
+		dropped := d.enqueue(it)
+		if dropped && it.ev.Sequence != 0 {
+			c.rewind(it.ev.Sequence) // the service hands it over again
+			continue
+		}
+		if dropped && it.req != nil {
 			s.reply(r.ReplyTo, nil, fmt.Sprintf("Request dropped: %s's handlers are not keeping up (pending limits %d events, %d bytes)",
 				d.id, c.opt.pendingMsgs, c.opt.pendingBytes))
 		}

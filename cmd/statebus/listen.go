@@ -45,6 +45,7 @@ statebus listen monitor --watch 'SourceMachineId=sensor-*,TargetMachineId=contro
 		return err
 	})
 	reconnect := f.Bool("reconnect", true, "reconnect when the connection to statebusd is lost; false: exit 1")
+	durable := f.Bool("durable", false, "declare ID durable: events sent to it are stored until printed (docs/durability.md)")
 	pos, code, ok := f.parse(args, 1, 1)
 	if !ok {
 		return code
@@ -59,7 +60,11 @@ statebus listen monitor --watch 'SourceMachineId=sensor-*,TargetMachineId=contro
 			status.check(true, "reconnected to %s as %s (attempt %d)", f.socket(), id, sc.Attempt)
 		}
 	}
-	c, err := statebus.Dial(ctx, id, append(f.bus(), statebus.WithReconnect(*reconnect), statebus.WithStatusHandler(onStatus))...)
+	opts := append(f.bus(), statebus.WithReconnect(*reconnect), statebus.WithStatusHandler(onStatus))
+	if *durable {
+		opts = append(opts, statebus.WithDurable())
+	}
+	c, err := statebus.Dial(ctx, id, opts...)
 	if err != nil {
 		return failure(e, f, err)
 	}

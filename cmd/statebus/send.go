@@ -167,6 +167,8 @@ func diagnoseNoAck(c *statebus.Client, target, event string, waited time.Duratio
 // ackText says where the service delivered an event sent to target.
 func ackText(target string, ack statebus.Ack) string {
 	switch {
+	case ack.Stored:
+		return fmt.Sprintf("stored for %s (durable mailbox, sequence %d)", ack.Target, ack.Sequence)
 	case ack.Recipients != nil && *ack.Recipients == 0:
 		return fmt.Sprintf("reached no one: no other machine is subscribed for %s", target)
 	case ack.Recipients != nil:

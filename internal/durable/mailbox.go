@@ -31,8 +31,8 @@ type Mailbox[T any] struct {
 	pend      []byte // records appended, not yet written
 	pendTags  []T
 	pendN     int
-	flyN      int   // events in the round being written
-	flyBytes  int64 // their bytes
+	flyN      int       // events in the round being written
+	flyBytes  int64     // their bytes
 	inDirty   bool      // in the store's dirty list
 	stateDirt bool      // acked (or the declaration) changed since written
 	deadPend  []deadJob // refused events on their way to the dead letters
