@@ -123,8 +123,10 @@ func (s *Store[T]) scan(ctx context.Context, st jetstream.Stream, headersOnly bo
 	if err != nil {
 		return fmt.Errorf("durable: cannot read the store: %w", err)
 	}
-	// Stop at the last sequence, or when a fetch finds nothing more: the
-	// stream's state may name a last message that recovery cut off.
+	// Stop at the last sequence or once the stream's message count was
+	// read: after a torn tail was cut, the state may still name a last
+	// sequence that is gone (sequences are not reused).
+	stalled := time.Now()
 	for {
 		b, err := c.Fetch(1000, jetstream.FetchMaxWait(100*time.Millisecond))
 		if err != nil {
@@ -147,8 +149,10 @@ func (s *Store[T]) scan(ctx context.Context, st jetstream.Stream, headersOnly bo
 		if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
 			return fmt.Errorf("durable: cannot read the store: %w", err)
 		}
-		if got == 0 {
-			return nil
+		if got > 0 {
+			stalled = time.Now()
+		} else if time.Since(stalled) > 30*time.Second {
+			return fmt.Errorf("durable: reading the store %s stalled after %d of %d messages", st.CachedInfo().Config.Name, seen, want)
 		}
 	}
 }
