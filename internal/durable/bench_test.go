@@ -115,3 +115,32 @@ func dialB(b *testing.B, srv *server.Server, id string, durable bool) net.Conn {
 	}
 	return c
 }
+
+// BenchmarkDurableOneAtATime: one event in flight: the time from writing
+// an event to reading its "Stored" acknowledgement when nothing queues
+// ahead of it (about one flush), p50 and p99.
+func BenchmarkDurableOneAtATime(b *testing.B) {
+	for _, pol := range []durable.SyncPolicy{durable.SyncAlways, durable.SyncInterval} {
+		b.Run(string(pol), func(b *testing.B) {
+			srv := startDurableB(b, func(c *server.Config) { c.Durable.Store.Sync = pol })
+			dialB(b, srv, "ctl", true)
+			send := dialB(b, srv, "src", false)
+			line := []byte(`{"Type":2,"Payload":{"SourceMachineId":"src","TargetMachineId":"ctl","EventName":"E","Payload":"` + strings.Repeat("x", 100) + `"}}` + "\n")
+			r := bufio.NewReader(send)
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				t := time.Now()
+				send.Write(line)
+				l, err := r.ReadString('\n')
+				if err != nil || !strings.Contains(l, `"Stored":true`) {
+					b.Fatalf("%q %v", l, err)
+				}
+				lat = append(lat, time.Since(t))
+			}
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -165,7 +166,7 @@ func recordsPayload(body []byte) int {
 // publish writes the round: every message is sent before any
 // acknowledgement is awaited, so the engine works on them back to back.
 func (s *Store[T]) publish(writes []write[T]) {
-	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, engineTimeout)
 	defer cancel()
 	for i := range writes {
 		w := &writes[i]
@@ -205,7 +206,7 @@ func (s *Store[T]) publish(writes []write[T]) {
 		case err := <-f.Err():
 			return nil, err
 		case <-ctx.Done():
-			return nil, errors.New("no answer from the storage engine within 30s")
+			return nil, errNoAnswer
 		}
 	}
 	for i := range writes {
@@ -218,7 +219,7 @@ func (s *Store[T]) publish(writes []write[T]) {
 			}
 		}
 		if w.err != nil && w.n > 0 {
-			w.err = storeErr(w.err)
+			w.err = s.failed(w.err)
 			s.ctr.Failed.Add(uint64(w.n))
 			s.log.Warn("durable store: write failed", "mailbox", w.mb.id, "events", w.n, "err", w.err)
 		}
@@ -237,12 +238,34 @@ func (s *Store[T]) publish(writes []write[T]) {
 	}
 }
 
-func storeErr(err error) error {
+// engineTimeout bounds the wait for the engine's answer to a write.
+const engineTimeout = 10 * time.Second
+
+var errNoAnswer = errors.New("the storage engine did not answer within " + engineTimeout.String())
+
+// failed turns a failed write into the error senders see. JetStream
+// stops writing to a stream after a write error (a full disk): it no
+// longer answers. Then the store is broken until statebusd restarts, and
+// every later append fails at once with the same error.
+func (s *Store[T]) failed(err error) error {
 	var se *StoreError
 	if errors.As(err, &se) {
 		return err
 	}
-	return &StoreError{err}
+	if !errors.Is(err, errNoAnswer) {
+		return &StoreError{Err: err}
+	}
+	if free, ok := freeBytes(s.cfg.Dir); ok && free < uint64(s.cfg.MaxBatchBytes)+1<<20 {
+		err = fmt.Errorf("the disk holding %s is full: %d bytes free", s.cfg.Dir, free)
+	}
+	se = &StoreError{Err: err, Restart: true}
+	s.mu.Lock()
+	if s.broken == nil {
+		s.broken = se
+		s.log.Error("durable store: the storage engine stopped storing; no durable event is accepted until statebusd restarts", "dir", s.cfg.Dir, "err", err)
+	}
+	s.mu.Unlock()
+	return se
 }
 
 // purge is a mailbox's events to delete: every message on subject below

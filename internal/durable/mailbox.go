@@ -141,6 +141,11 @@ func (s *Store[T]) Append(mb *Mailbox[T], event []byte, tag T, stop <-chan struc
 			s.mu.Unlock()
 			return ErrClosed
 		}
+		if s.broken != nil {
+			s.mu.Unlock()
+			s.ctr.Failed.Add(1)
+			return s.broken
+		}
 		if s.pendBytes == 0 || s.pendBytes+need <= s.cfg.MaxPendingBytes {
 			break
 		}

@@ -164,9 +164,17 @@ func (e *FullError) Error() string { return e.Text }
 
 // StoreError wraps a failure of the storage engine to store events
 // (disk full, I/O error): nothing of the failed write was acknowledged.
-type StoreError struct{ Err error }
+// With Restart the engine stopped storing and statebusd must be
+// restarted once the disk is fixed.
+type StoreError struct {
+	Err     error
+	Restart bool
+}
 
 func (e *StoreError) Error() string {
+	if e.Restart {
+		return "durable store cannot store the event (" + e.Err.Error() + "); free disk space or check the store's disk, then restart statebusd and send again"
+	}
 	return "durable store cannot store the event (" + e.Err.Error() + "); free disk space or check the store's disk, then send again"
 }
 func (e *StoreError) Unwrap() error { return e.Err }
@@ -227,6 +235,7 @@ type Store[T any] struct {
 	perUID    map[int]int
 	dead      []deadLetter
 	closed    bool
+	broken    error         // the engine stopped storing: appends fail at once
 	stop      chan struct{} // closed by Close: the janitor and pumps stop
 	wg        sync.WaitGroup
 

@@ -1,0 +1,127 @@
+package durable_test
+
+import (
+	"bufio"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/durable"
+	"github.com/statebus/statebus/internal/server"
+)
+
+// TestDiskFull runs the store on a 2 MiB tmpfs (root only): senders get
+// "Not stored: ... no space left on device ..." and nothing that was
+// acknowledged is lost; once the file system has room again (it is
+// made larger) and statebusd restarts, every acknowledged event reads
+// back intact and new events are stored.
+func TestDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	store := dir + "/store"
+	sock := bustest.SocketPath(t)
+	start := func() *server.Server {
+		cfg := server.DefaultConfig()
+		cfg.SocketPath = sock
+		cfg.HealthCheckInterval = 0
+		cfg.Durable.Store = durable.DefaultConfig(store)
+		cfg.Durable.Store.MaxStoreBytes = 64 << 20 // more than the disk has
+		cfg.Durable.Patterns = []string{"ctl"}
+		cfg.Logger = slog.New(slog.NewTextHandler(tlog{t}, nil))
+		srv, err := server.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return srv
+	}
+	srv := start()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, `{"Type":0,"Payload":{"MachineId":"src"}}`+"\n")
+	r := bufio.NewReader(c)
+	r.ReadString('\n')
+	big := strings.Repeat("x", 16<<10)
+	acked := map[int]bool{}
+	var refusal string
+	for i := 0; i < 1000 && refusal == ""; i++ {
+		fmt.Fprintf(c, `{"Type":2,"Id":%d,"Payload":{"SourceMachineId":"src","TargetMachineId":"ctl","EventName":"E","Payload":"%d%s"}}`+"\n", i, i, big)
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+		if strings.Contains(l, `"Stored":true`) {
+			acked[i] = true
+		} else {
+			refusal = l
+		}
+	}
+	if refusal == "" {
+		t.Fatal("1000 events of 16 KiB fit a 2 MiB file system")
+	}
+	t.Logf("%d events stored, then: %s", len(acked), refusal)
+	if !strings.Contains(refusal, `"Error":"Not stored: durable store cannot store the event (the disk holding `+store+` is full: `) ||
+		!strings.Contains(refusal, "free disk space or check the store's disk, then restart statebusd and send again") {
+		t.Fatalf("refusal does not say what happened and what to do: %s", refusal)
+	}
+	// Later events are refused at once, with the same text.
+	t0 := time.Now()
+	fmt.Fprintf(c, `{"Type":2,"Id":"late","Payload":{"SourceMachineId":"src","TargetMachineId":"ctl","EventName":"E","Payload":1}}`+"\n")
+	l, err := r.ReadString('\n')
+	if err != nil || !strings.Contains(l, "is full: ") || time.Since(t0) > 5*time.Second {
+		t.Fatalf("after the disk filled: %q %v after %v", l, err, time.Since(t0))
+	}
+	c.Close()
+	srv.Shutdown(t.Context())
+
+	if out, err := exec.Command("mount", "-o", "remount,size=64m", dir).CombinedOutput(); err != nil {
+		t.Fatalf("remount: %v %s", err, out)
+	}
+	srv = start()
+	defer srv.Shutdown(t.Context())
+	mb := srv.Durable().Lookup([]byte("ctl"))
+	if mb == nil {
+		t.Fatal("mailbox lost")
+	}
+	evs, _, err := srv.Durable().Read(mb, 1, time.Time{}, 1000, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) < len(acked) {
+		t.Fatalf("%d events read back, %d were acknowledged", len(evs), len(acked))
+	}
+	for i, e := range evs {
+		want := fmt.Sprintf(`"%d%s"`, i, big)
+		if !strings.Contains(string(e.Event), `"Payload":`+want) {
+			t.Fatalf("event %d corrupt: %.80s", i+1, e.Event)
+		}
+	}
+	// New events are stored again.
+	c2 := dialRaw(t, srv)
+	c2.send(`{"Type":0,"Payload":{"MachineId":"src"}}`)
+	c2.read()
+	c2.send(`{"Type":2,"Payload":{"SourceMachineId":"src","TargetMachineId":"ctl","EventName":"E","Payload":"after"}}`)
+	c2.expectMatch(`\{"Success":true,"Data":\{"Delivered":false,"TargetMachineId":"ctl","Stored":true,"Sequence":\d+\},"Error":null\}`)
+}
+
+type tlog struct{ t *testing.T }
+
+func (w tlog) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
