@@ -227,3 +227,110 @@ func TestDurableKilled(t *testing.T) {
 		t.Fatalf("%d acknowledged events were not delivered", missing)
 	}
 }
+
+// runDurableReceiver is the child process of TestDurableReceiverKilled:
+// it receives $STATEBUSD_TEST_DURABLE_RECEIVER's events with manual
+// acknowledgements, prints "handling N" before and "acked N" after each,
+// and never returns from the handler of sequence $STATEBUSD_TEST_BLOCK_AT.
+func runDurableReceiver() {
+	path, id := os.Getenv("STATEBUSD_TEST_PIPE"), os.Getenv("STATEBUSD_TEST_DURABLE_RECEIVER")
+	blockAt, _ := strconv.ParseUint(os.Getenv("STATEBUSD_TEST_BLOCK_AT"), 10, 64)
+	c, err := statebus.Dial(context.Background(), id, statebus.WithPipeName(path), statebus.WithManualAck())
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	c.OnEvent("E", func(e statebus.Event) {
+		fmt.Printf("handling %d %s\n", e.Sequence, e.Payload)
+		if e.Sequence == blockAt {
+			select {} // killed in here
+		}
+		c.Ack(e.Sequence)
+		fmt.Printf("acked %d\n", e.Sequence)
+	})
+	select {}
+}
+
+// TestDurableReceiverKilled: a receiver process is SIGKILLed in the middle
+// of a handler; a new receiver process gets the mailbox's events again
+// from the one after the last it acknowledged, the interrupted one
+// first, in order, and none it acknowledged.
+func TestDurableReceiverKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	dir := shortDir(t)
+	path := filepath.Join(dir, "bus.sock")
+	startDurable(t, path, dir)
+	snd := &rawSender{acked: map[int]bool{}}
+	snd.run(t, path, "src", "ctl-w", 1, 101)
+	if snd.count() != 100 {
+		t.Fatalf("%d of 100 stored: %v", snd.count(), snd.bad)
+	}
+	receiver := func(blockAt int) (*exec.Cmd, *bufio.Scanner) {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "STATEBUSD_TEST_PIPE="+path, "STATEBUSD_TEST_DURABLE_RECEIVER=ctl-w",
+			"STATEBUSD_TEST_BLOCK_AT="+strconv.Itoa(blockAt))
+		out, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd, bufio.NewScanner(out)
+	}
+	first, sc := receiver(40)
+	var firstOut []string
+	for sc.Scan() && sc.Text() != "handling 40 40" {
+		firstOut = append(firstOut, sc.Text())
+	}
+	// Mid-handler of 40: its acknowledgements of 1 to 39 reach the
+	// service (the process is alive, its writer runs); then it is killed.
+	acked := 0
+	deadline := time.Now().Add(20 * time.Second)
+	for acked != 39 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the service recorded %d acknowledged, want 39; the receiver printed %q", acked, firstOut)
+		}
+		acked = acknowledged(t, path, "ctl-w")
+		time.Sleep(5 * time.Millisecond)
+	}
+	first.Process.Signal(syscall.SIGKILL)
+	first.Wait()
+
+	_, sc = receiver(0)
+	want := acked + 1
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, "handling ") {
+			continue
+		}
+		if l != fmt.Sprintf("handling %d %d", want, want) {
+			t.Fatalf("second receiver: %q, want handling %d", l, want)
+		}
+		if want == 100 {
+			break
+		}
+		want++
+	}
+	t.Logf("the first receiver was killed in the handler of 40 with 1 to %d acknowledged; the second got %d to 100, in order, first", acked, acked+1)
+}
+
+// acknowledged asks the service (Replay) for the last sequence mailbox id
+// has acknowledged.
+func acknowledged(t *testing.T, path, id string) int {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, `{"Type":109,"Id":1,"Payload":{"MachineId":%q,"Limit":1}}`+"\n", id)
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	const key = `"Acknowledged":`
+	i := strings.Index(line, key)
+	if i < 0 {
+		t.Fatalf("Replay: %s", line)
+	}
+	rest := line[i+len(key):]
+	n, _ := strconv.Atoi(rest[:strings.IndexAny(rest, ",}")])
+	return n
+}

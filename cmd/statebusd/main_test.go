@@ -48,6 +48,10 @@ func TestMain(m *testing.M) {
 		runTestClient()
 		return
 	}
+	if os.Getenv("STATEBUSD_TEST_DURABLE_RECEIVER") != "" {
+		runDurableReceiver()
+		return
+	}
 	// Children start from a known environment: no monitoring port unless
 	// a test asks for one (two tests must not race for 9555), and none of
 	// systemd's variables the test runner may have been started with.

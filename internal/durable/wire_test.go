@@ -133,7 +133,7 @@ func TestWireDurable(t *testing.T) {
 	// Replay from a sequence.
 	b.send(`{"Type":109,"Id":7,"Payload":{"MachineId":"ctl","FromSequence":3,"Limit":1}}`)
 	b.expectMatch(`\{"Success":true,"Data":\{"MachineId":"ctl","Events":\[\{"Sequence":3,"StoredAt":"[^"]+","Event":` +
-		regexp.QuoteMeta(event("a", "ctl", 3)) + `\}\],"Next":4\},"Error":null,"Id":7\}`)
+		regexp.QuoteMeta(event("a", "ctl", 3)) + `\}\],"Next":4,"FirstSequence":1,"LastSequence":4,"Acknowledged":3\},"Error":null,"Id":7\}`)
 
 	// A plain id: the original protocol's bytes.
 	a.send(`{"Type":2,"Payload":{"SourceMachineId":"ctl","TargetMachineId":"a","EventName":"X"}}`)

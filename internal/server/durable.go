@@ -279,6 +279,9 @@ type replayData struct {
 	Events    []replayEvent
 	// Next is the sequence to ask for to read on.
 	Next uint64
+	// The mailbox now: its first and last stored sequence and the last
+	// one its receiver acknowledged.
+	FirstSequence, LastSequence, Acknowledged uint64
 }
 
 type replayEvent struct {
@@ -309,7 +312,9 @@ func (c *conn) replay(r *protocol.Request) error {
 	if err != nil {
 		return protocol.ErrNotStored.New("cannot read the mailbox: " + err.Error())
 	}
-	d := replayData{MachineID: mb.ID(), Events: make([]replayEvent, len(evs)), Next: next}
+	info := c.srv.dur.Info(mb)
+	d := replayData{MachineID: mb.ID(), Events: make([]replayEvent, len(evs)), Next: next,
+		FirstSequence: info.FirstSequence, LastSequence: info.LastSequence, Acknowledged: info.Acknowledged}
 	for i, e := range evs {
 		d.Events[i] = replayEvent{Sequence: e.Sequence, StoredAt: e.StoredAt, Event: e.Event}
 	}
