@@ -175,6 +175,11 @@ func TestDurableHostile(t *testing.T) {
 	a := dialRaw(t, srv).connect("a", false)
 	a.send(`{"Type":0,"Payload":{"MachineId":"theirs","Durable":true}}`)
 	a.expect(`{"Success":false,"Data":null,"Error":"Access denied: uid ` + strconv.Itoa(uid) + ` may not declare theirs durable"}`)
+	for _, m := range srv.Machines() {
+		if m.MachineID == "theirs" {
+			t.Fatal("a refused durable declaration left the id registered")
+		}
+	}
 	m := dialRaw(t, srv).connect("mine-1", true)
 	a.send(`{"Type":109,"Payload":{"MachineId":"mine-1"}}`)
 	a.expect(`{"Success":false,"Data":null,"Error":"Access denied: uid ` + strconv.Itoa(uid) + ` may not read the mailbox of mine-1"}`)

@@ -404,6 +404,11 @@ func (c *conn) register(r *protocol.Request) error {
 	if len(reg.ProcessName) > protocol.MaxIDBytes {
 		return errLongProcessName // the registry keeps it, for as long as the id lives
 	}
+	if reg.Durable {
+		if err := c.mayDeclareDurable(string(reg.MachineID)); err != nil {
+			return err
+		}
+	}
 	id := c.held(reg.MachineID)
 	if id == "" {
 		id = string(reg.MachineID)
@@ -425,6 +430,7 @@ func (c *conn) register(r *protocol.Request) error {
 	c.hold(id)
 	if reg.Durable {
 		if err := c.declareDurable(id); err != nil {
+			c.undoRegister(id)
 			return err
 		}
 	}

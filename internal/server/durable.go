@@ -151,12 +151,12 @@ type durSub struct {
 // up to SlowConsumerTimeout (the pump tries again after that).
 func (d *durSub) Deliver(mailbox string, seq uint64, event []byte, rewound bool) error {
 	c := d.c
-	n := len(event) + len(mailbox) + protocol.DurableDeliveryOverhead
+	n := len(event) + 2*len(mailbox) + protocol.DurableDeliveryOverhead + 16
 	b, err := c.q.BeginPri(outq.Normal, n, c.srv.cfg.SlowConsumerTimeout, c.quit)
 	if err != nil {
 		return err
 	}
-	c.q.Commit(protocol.AppendDurableDelivery(b, event, mailbox, seq, rewound))
+	c.q.Commit(addressed(protocol.AppendDurableDelivery(b, event, mailbox, seq, rewound), c.multi.Load(), mailbox))
 	return nil
 }
 
@@ -201,17 +201,32 @@ func (c *conn) detachDurable(id string) {
 	c.durSubs = c.durSubs[:k]
 }
 
-// declareDurable makes id's mailbox durable for c, if its access rule
-// allows.
-func (c *conn) declareDurable(id string) error {
-	s := c.srv
-	if s.dur == nil {
+// mayDeclareDurable checks, before id is registered, that c may declare
+// it durable: durability is on and c's access rule allows it.
+func (c *conn) mayDeclareDurable(id string) error {
+	if c.srv.dur == nil {
 		return protocol.ErrNotStored.New("durable mailboxes are off on this service (no MessageBus:DurableDir)")
 	}
 	if err := c.rule.MayDeclareDurable(id); err != nil {
 		c.denied(err)
 		return err
 	}
+	return nil
+}
+
+// undoRegister takes back a registration of id that Register could not
+// complete (its mailbox could not be made).
+func (c *conn) undoRegister(id string) {
+	if left, err := c.srv.routes.Unregister(c, id); err == nil {
+		c.memberships -= left
+	}
+	c.release(id)
+}
+
+// declareDurable makes id's mailbox durable for c (mayDeclareDurable
+// allowed it).
+func (c *conn) declareDurable(id string) error {
+	s := c.srv
 	owner := -1
 	if s.uidLimited(c.uid) {
 		owner = c.uid
