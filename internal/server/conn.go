@@ -79,6 +79,9 @@ type conn struct {
 	copies       []string               // scratch for routing rules
 	durSubs      []*durSub              // durable mailboxes it receives
 	req          protocol.Request
+
+	tailed []*router.Watch[TailSink] // scratch for the tap's tail (reader)
+	tapSeq uint32                    // counts events for the tap's sampling (reader)
 }
 
 // delivery is the record queued with each event line. When the line has
@@ -652,6 +655,9 @@ func (c *conn) sendEvent(r *protocol.Request) error {
 	err := c.route(r)
 	if err == nil {
 		c.copyToWatchers(r)
+		if t := c.srv.tap.Load(); t != nil {
+			c.tapped(t, r)
+		}
 		if c.srv.fed != nil {
 			c.watchRemote(r)
 		}

@@ -219,6 +219,7 @@ type Server struct {
 	ownsSocket bool // Start created the socket file, so Shutdown removes it
 	access     atomic.Pointer[access.Checker]
 	rules      atomic.Pointer[router.Rules] // nil: no rules
+	tap        atomic.Pointer[Tap]          // nil: no dashboard open
 	fed        *federation.Node             // nil: federation off
 	fedMu      fedState
 	dur        *durStore // nil: durability off
