@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/statebus/statebus/internal/config"
+	"github.com/statebus/statebus/internal/dashboard"
 	"github.com/statebus/statebus/internal/federation"
 	"github.com/statebus/statebus/internal/httpapi"
 	"github.com/statebus/statebus/internal/logging"
@@ -145,6 +146,8 @@ func start(st *config.Settings, args []string, getenv func(string) string, stder
 		}
 		d.api = httpapi.New(d.srv, metrics, logs.Logger(logging.HTTP))
 		d.api.PublishMachines = st.HTTPMachines
+		dash := dashboard.New(d.srv, dashboard.Options{Machines: st.HTTPMachines, Token: st.DashboardToken})
+		d.api.Mount("/dashboard/", "the live web page: machines, events, traffic, overload", dash, dash.Close)
 		addr, err := d.api.Start(st.HTTPAddr)
 		switch {
 		case err != nil && !st.HTTPConfigured:

@@ -46,7 +46,8 @@ type Settings struct {
 	// warning, so that the endpoint never stops a bus started with
 	// defaults (two buses on one host, or another program on the port).
 	HTTPConfigured bool
-	// HTTPMachines publishes the registry on the endpoint's /machines.
+	// HTTPMachines publishes the registry on the endpoint's /machines,
+	// and the machines, traffic and event tail on its /dashboard/.
 	HTTPMachines bool
 	Version      bool
 	// SelfTest asks statebusd to run the standalone self-test (a bus of
@@ -58,6 +59,8 @@ type Settings struct {
 	// UnknownKeys are the config file's MessageBus keys that name no
 	// setting, for statebusd to warn about once it logs.
 	UnknownKeys []UnknownKey
+	// DashboardToken, when set, is the secret the dashboard asks for.
+	DashboardToken string
 }
 
 // setting is one configurable value: its key in the file's MessageBus
@@ -114,6 +117,8 @@ var settings = []setting{
 			s.HTTPMachines = b
 			return err
 		}},
+	{"DashboardToken", "STATEBUS_DASHBOARD_TOKEN", "dashboard-token", "a secret the monitoring endpoint's /dashboard/ asks for (open /dashboard/?token=...); prefer the environment or the file, which ps does not show (default none)",
+		func(s *Settings, v string) error { s.DashboardToken = v; return nil }},
 	{"ShutdownTimeoutSeconds", "STATEBUS_SHUTDOWN_TIMEOUT_SECONDS", "shutdown-timeout", "seconds to flush queued events on shutdown (default 5)",
 		secondsSetting(func(s *Settings, d time.Duration) { s.Server.ShutdownTimeout = d })},
 	{"TlsListen", "STATEBUS_TLS_LISTEN", "tls-listen", "address to serve remote clients on with mutual TLS, e.g. 0.0.0.0:9556; needs TlsCert, TlsKey and TlsClientCa; see docs/remote.md (default off)",
@@ -142,7 +147,7 @@ var settings = []setting{
 			s.Server.PlainTCP = v
 			return nil
 		}},
-	{"Http", "STATEBUS_HTTP", "http", "monitoring endpoint address (/healthz, /status, /machines, /metrics); \"\" or off disables, port 0 picks one (default " + DefaultHTTPAddr + ")",
+	{"Http", "STATEBUS_HTTP", "http", "monitoring endpoint address (/healthz, /status, /machines, /metrics, /dashboard/); \"\" or off disables, port 0 picks one (default " + DefaultHTTPAddr + ")",
 		func(s *Settings, v string) error {
 			if strings.EqualFold(v, "off") {
 				v = ""

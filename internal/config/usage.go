@@ -66,6 +66,8 @@ func kind(key string) string {
 		return "bool"
 	case key == "Http":
 		return "host:port|off"
+	case key == "DashboardToken":
+		return "string"
 	case key == "PipeName":
 		return "name|path"
 	case key == "TlsListen" || key == "PlainTcp":

@@ -34,7 +34,8 @@ func TestUsageDefaults(t *testing.T) {
 			continue
 		}
 		s.HTTPConfigured = false
-		if !reflect.DeepEqual(s.Server, base.Server) || s.HTTPAddr != base.HTTPAddr || s.HTTPMachines != base.HTTPMachines {
+		if !reflect.DeepEqual(s.Server, base.Server) || s.HTTPAddr != base.HTTPAddr || s.HTTPMachines != base.HTTPMachines ||
+			s.DashboardToken != base.DashboardToken {
 			t.Errorf("--%s: help says the default is %s, but Load's default differs", st.flag, m[1])
 		}
 		if !strings.Contains(help.String(), "--"+st.flag+" "+kind(st.key)+"\n") {

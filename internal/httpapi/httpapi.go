@@ -8,6 +8,7 @@
 //	GET /machines  the registry, as the Machines request returns it, only
 //	               when PublishMachines is set (403 otherwise)
 //	GET /metrics   Prometheus text exposition
+//	GET /dashboard/  the live web page (package dashboard), when mounted
 package httpapi
 
 import (
@@ -36,11 +37,13 @@ type API struct {
 	// Start.
 	PublishMachines bool
 
-	srv *server.Server
-	src source // srv, but a test's fake can stand in for /status
-	log *slog.Logger
-	mux *http.ServeMux
-	hs  *http.Server
+	srv   *server.Server
+	src   source // srv, but a test's fake can stand in for /status
+	log   *slog.Logger
+	mux   *http.ServeMux
+	hs    *http.Server
+	stops []func()
+	help  []string // index lines of mounted handlers
 }
 
 // New returns the endpoints for srv, with metrics (already watching srv)
@@ -64,6 +67,18 @@ func New(srv *server.Server, metrics *Metrics, log *slog.Logger) *API {
 			ErrorHandling: promhttp.ContinueOnError,
 		})))
 	return a
+}
+
+// Mount serves GET requests under path (say "/dashboard/") with h, and
+// lists path with help on the index. stop, if not nil, runs when Shutdown
+// begins: it must end h's streams, which Shutdown would otherwise wait
+// for. Mount before Start.
+func (a *API) Mount(path, help string, h http.Handler, stop func()) {
+	a.mux.Handle("GET "+path, h)
+	a.help = append(a.help, fmt.Sprintf("%-10s %s\n", path, help))
+	if stop != nil {
+		a.stops = append(a.stops, stop)
+	}
 }
 
 // ServeHTTP serves one request.
@@ -103,6 +118,9 @@ func (a *API) Start(addr string) (net.Addr, error) {
 func (a *API) Shutdown(ctx context.Context) error {
 	if a.hs == nil {
 		return nil
+	}
+	for _, stop := range a.stops {
+		stop()
 	}
 	return a.hs.Shutdown(ctx)
 }
@@ -181,6 +199,9 @@ func (a *API) index(w http.ResponseWriter, r *http.Request) {
 		"/status    health, uptime, peak connections, counters (JSON)\n"+
 		"/machines  registered machines (JSON), if MessageBus:HttpMachines is set\n"+
 		"/metrics   Prometheus metrics\n")
+	for _, h := range a.help {
+		fmt.Fprint(w, h)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
