@@ -25,6 +25,18 @@
 #              (statebus: Client.Request to a HandleRequest responder,
 #              the protocol's request/reply, one request in flight)
 #
+#
+# Cross-daemon rows (CLUSTER=1, the default; CLUSTER=0 skips them): a
+# cluster of 3 nats-server nodes with JetStream on 127.0.0.1 (routes) and
+# two statebusd in federation (Cluster external), d1 on node 1 and d2 on
+# node 2. statebus: publishers/requesters on d1, subscribers/responders on
+# d2 (statebus bench --sub-pipe-name); NATS: nats bench publishers/
+# requesters on node 1, subscribers/service on node 2, the same hop.
+#   cluster unicast  1 -> 1 across, CLUSTER_MSGS messages: delivered msgs/s
+#                    (statebus: each event acknowledged by d2 to d1 once
+#                    written to the subscriber's socket)
+#   cluster reqrep   CLUSTER_RTTS round trips across, one at a time
+#
 # With BASELINE=<git revision>, statebus and statebusd are also built from
 # that revision (a temporary git worktree) and run beside the current ones
 # in every run, and a second table compares the two: before and after a
@@ -42,6 +54,9 @@ MSGS=${MSGS:-1000000}
 FANOUT_MSGS=${FANOUT_MSGS:-1000000}
 FANOUT=${FANOUT:-5}
 RTTS=${RTTS:-100000}
+CLUSTER=${CLUSTER:-1}
+CLUSTER_MSGS=${CLUSTER_MSGS:-200000}
+CLUSTER_RTTS=${CLUSTER_RTTS:-20000}
 SIZE=128
 STEP_TIMEOUT=${STEP_TIMEOUT:-300} # seconds, any one benchmark run
 NATS_SERVER_VERSION=v2.15.2
@@ -74,10 +89,10 @@ die() {
 # bounded runs a command for at most STEP_TIMEOUT seconds.
 bounded() { timeout --kill-after=10 "$STEP_TIMEOUT" "$@"; }
 
-# waitfor polls a shell condition up to 15 s.
+# waitfor polls a shell condition up to $2 seconds (default 15).
 waitfor() {
 	local i
-	for i in $(seq 150); do
+	for i in $(seq $((${2:-15} * 10))); do
 		if eval "$1"; then return 0; fi
 		sleep 0.1
 	done
@@ -130,11 +145,52 @@ if [[ -n $BASELINE ]]; then
 	waitfor "[[ -S '$tmp/base.sock' ]]"
 fi
 
-# natssubs prints how many subscriptions match subject $1.
-natssubs() { curl -fsS "http://127.0.0.1:$mport/subsz?subs=1&test=$1" | grep -oE '"total": *[0-9]+' | grep -oE '[0-9]+$'; }
+# natssubs prints how many subscriptions match subject $1 (on the server
+# whose monitoring port is $2, default the single one).
+natssubs() { curl -fsS "http://127.0.0.1:${2:-$mport}/subsz?subs=1&test=$1" | grep -oE '"total": *[0-9]+' | grep -oE '[0-9]+$'; }
+
+# routed reports whether the server whose monitoring port is $2 has
+# interest in subject $1 from its routes (a subscriber on another node).
+routed() { curl -fsS "http://127.0.0.1:$2/routez?subs=1" | grep -q "\"$1\""; }
+
+if [[ $CLUSTER == 1 ]]; then
+	log "starting a 3-node nats-server cluster with JetStream and two statebusd in federation"
+	# A JetStream cluster needs its routes configured: choose the route
+	# ports first (ports nothing answers on a moment ago).
+	cport=() cmport=() rport=() croutes=""
+	for i in 1 2 3; do
+		while :; do
+			rport[i]=$((20000 + RANDOM % 40000))
+			(exec 3<>"/dev/tcp/127.0.0.1/${rport[i]}") 2>/dev/null || break
+		done
+		croutes+="${croutes:+,}nats://127.0.0.1:${rport[i]}"
+	done
+	for i in 1 2 3; do
+		"$bin/nats-server" -a 127.0.0.1 -p -1 -m -1 -n "c$i" -js -sd "$tmp/js$i" \
+			--cluster_name sbcmp --cluster "nats://127.0.0.1:${rport[i]}" --routes "$croutes" >"$tmp/c$i.log" 2>&1 &
+		pids+=($!)
+	done
+	for i in 1 2 3; do
+		waitfor "grep -q 'Server is ready' '$tmp/c$i.log'"
+		cport[i]=$(sed -n 's/.*Listening for client connections on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/c$i.log")
+		cmport[i]=$(sed -n 's/.*Starting http monitor on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/c$i.log")
+		[[ -n ${cport[i]} && -n ${cmport[i]} ]] || die "cannot find cluster node $i's ports in its log"
+	done
+	waitfor "[[ \$(curl -fsS http://127.0.0.1:${cmport[1]}/routez | grep -c '\"rid\"') -ge 2 ]]"
+	for i in 1 2; do
+		"$bin/statebusd" --pipe-name "$tmp/d$i.sock" --http '' --health-interval 0 --log-level warn \
+			--cluster external --cluster-name sbcmp --cluster-node "d$i" --cluster-replicas 3 \
+			--cluster-urls "nats://127.0.0.1:${cport[i]}" >"$tmp/d$i.log" 2>&1 &
+		pids+=($!)
+	done
+	# The daemons start serving once JetStream elected its leaders and
+	# the ownership buckets exist.
+	waitfor "[[ -S '$tmp/d1.sock' && -S '$tmp/d2.sock' ]]" 90 || true
+fi
 
 # Results, one value per run.
 declare -a sb_uni nats_uni sb_fan nats_fan sb_rr nats_rr sb_p50 nats_p50 sb_p99 nats_p99
+declare -a sbc_uni natsc_uni sbc_rr natsc_rr sbc_p50 natsc_p50 sbc_p99 natsc_p99
 
 sb_bench() { # out args...
 	local out=$1
@@ -148,16 +204,45 @@ sb_bench() { # out args...
 base_bench() { SB_BIN=$bin/base SB_SOCK=$tmp/base.sock sb_bench "$@"; }
 declare -a base_uni base_fan base_rr base_p50 base_p99
 
+# nats_pubsub runs nats bench sub and pub; with NATS_SUB/NATS_PUB (the
+# nats command for each) and NATS_MPORT (the publisher's server's
+# monitoring port) they run on different servers of a cluster (then with
+# one subscriber: the route carries one interest for all).
 nats_pubsub() { # out subject subs msgs
 	local out=$1 subj=$2 subs=$3 msgs=$4 sp
-	timeout --kill-after=10 "$STEP_TIMEOUT" "${nats[@]}" bench sub "$subj" --clients "$subs" --msgs "$msgs" \
+	local -a nsub=("${nats[@]}") npub=("${nats[@]}")
+	[[ -z ${NATS_SUB:-} ]] || read -ra nsub <<<"$NATS_SUB"
+	[[ -z ${NATS_PUB:-} ]] || read -ra npub <<<"$NATS_PUB"
+	timeout --kill-after=10 "$STEP_TIMEOUT" "${nsub[@]}" bench sub "$subj" --clients "$subs" --msgs "$msgs" \
 		--size "${SIZE}B" --no-progress >"$out" 2>&1 &
 	sp=$!
 	pids+=("$sp")
-	waitfor "[[ \$(natssubs $subj) -ge $subs ]]"
-	bounded "${nats[@]}" bench pub "$subj" --msgs "$msgs" --size "${SIZE}B" --no-progress >"$out.pub" 2>&1 ||
+	if [[ -n ${NATS_MPORT:-} ]]; then
+		waitfor "routed $subj $NATS_MPORT"
+	else
+		waitfor "[[ \$(natssubs $subj) -ge $subs ]]"
+	fi
+	bounded "${npub[@]}" bench pub "$subj" --msgs "$msgs" --size "${SIZE}B" --no-progress >"$out.pub" 2>&1 ||
 		die "nats bench pub failed: $(cat "$out.pub")"
 	wait "$sp" || die "nats bench sub failed (did NATS drop messages to a slow consumer?): $(tail -5 "$out")"
+}
+
+# nats_service runs nats bench service serve (with NATS_SUB's command)
+# and, once shell condition $4 holds, service request (NATS_PUB's).
+nats_service() { # out subject round-trips ready-condition
+	local out=$1 subj=$2 rtts=$3 serve
+	local -a nsub=("${nats[@]}") npub=("${nats[@]}")
+	[[ -z ${NATS_SUB:-} ]] || read -ra nsub <<<"$NATS_SUB"
+	[[ -z ${NATS_PUB:-} ]] || read -ra npub <<<"$NATS_PUB"
+	timeout --kill-after=10 "$STEP_TIMEOUT" "${nsub[@]}" bench service serve "$subj" --size "${SIZE}B" \
+		--no-progress >"$tmp/serve.out" 2>&1 &
+	serve=$!
+	pids+=("$serve")
+	waitfor "$4"
+	bounded "${npub[@]}" bench service request "$subj" --msgs "$rtts" --size "${SIZE}B" --no-progress >"$out" 2>&1 ||
+		die "nats bench service request failed: $(cat "$out")"
+	kill "$serve" 2>/dev/null || true
+	wait "$serve" 2>/dev/null || true
 }
 
 for run in $(seq "$RUNS"); do
@@ -189,18 +274,30 @@ for run in $(seq "$RUNS"); do
 	sb_rr+=("$(jnum msgs_per_sec "$tmp/sb.json")")
 	sb_p50+=("$(jnum p50 "$tmp/sb.json")")
 	sb_p99+=("$(jnum p99 "$tmp/sb.json")")
-	timeout --kill-after=10 "$STEP_TIMEOUT" "${nats[@]}" bench service serve "rr$run" --size "${SIZE}B" \
-		--no-progress >"$tmp/serve.out" 2>&1 &
-	serve=$!
-	pids+=("$serve")
-	waitfor "[[ \$(natssubs rr$run) -ge 1 ]]"
-	bounded "${nats[@]}" bench service request "rr$run" --msgs "$RTTS" --size "${SIZE}B" --no-progress >"$tmp/nats.out" 2>&1 ||
-		die "nats bench service request failed: $(cat "$tmp/nats.out")"
-	kill "$serve" 2>/dev/null || true
-	wait "$serve" 2>/dev/null || true
+	nats_service "$tmp/nats.out" "rr$run" "$RTTS" "[[ \$(natssubs rr$run) -ge 1 ]]"
 	nats_rr+=("$(natsnum 'requester stats:' "$tmp/nats.out")")
 	nats_p50+=("$(natsnum 'P50:' "$tmp/nats.out")")
 	nats_p99+=("$(natsnum 'P99:' "$tmp/nats.out")")
+
+	if [[ $CLUSTER == 1 ]]; then
+		n1="$bin/nats --no-context -s nats://127.0.0.1:${cport[1]}"
+		n2="$bin/nats --no-context -s nats://127.0.0.1:${cport[2]}"
+		log "run $run/$RUNS: across daemons: unicast 1->1, $CLUSTER_MSGS messages"
+		SB_SOCK=$tmp/d1.sock sb_bench "$tmp/sb.json" --sub-pipe-name "$tmp/d2.sock" --mode unicast --pubs 1 --subs 1 --msgs "$CLUSTER_MSGS"
+		sbc_uni+=("$(jnum msgs_per_sec "$tmp/sb.json")")
+		NATS_SUB=$n2 NATS_PUB=$n1 NATS_MPORT=${cmport[1]} nats_pubsub "$tmp/nats.out" "cuni$run" 1 "$CLUSTER_MSGS"
+		natsc_uni+=("$(natsnum 'subscriber stats:' "$tmp/nats.out")")
+
+		log "run $run/$RUNS: across daemons: request/reply, $CLUSTER_RTTS round trips"
+		SB_SOCK=$tmp/d1.sock sb_bench "$tmp/sb.json" --sub-pipe-name "$tmp/d2.sock" --mode reqrep --pubs 1 --subs 1 --msgs "$CLUSTER_RTTS"
+		sbc_rr+=("$(jnum msgs_per_sec "$tmp/sb.json")")
+		sbc_p50+=("$(jnum p50 "$tmp/sb.json")")
+		sbc_p99+=("$(jnum p99 "$tmp/sb.json")")
+		NATS_SUB=$n2 NATS_PUB=$n1 nats_service "$tmp/nats.out" "crr$run" "$CLUSTER_RTTS" "routed crr$run ${cmport[1]}"
+		natsc_rr+=("$(natsnum 'requester stats:' "$tmp/nats.out")")
+		natsc_p50+=("$(natsnum 'P50:' "$tmp/nats.out")")
+		natsc_p99+=("$(natsnum 'P99:' "$tmp/nats.out")")
+	fi
 done
 
 # row prints a table row from the runs of both: label, statebus median,
@@ -227,6 +324,12 @@ row "broadcast 1->$FANOUT, $(num %d "$FANOUT_MSGS") msgs: delivered msgs/s" "%.0
 row "request/reply, $(num %d "$RTTS") round trips: round trips/s" "%.0f" sb_rr nats_rr
 row "request/reply round trip p50 (µs)" "%.1f" sb_p50 nats_p50
 row "request/reply round trip p99 (µs)" "%.1f" sb_p99 nats_p99
+if [[ $CLUSTER == 1 ]]; then
+	row "across daemons (3-node NATS cluster): unicast 1->1, $(num %d "$CLUSTER_MSGS") msgs: delivered msgs/s" "%.0f" sbc_uni natsc_uni
+	row "across daemons: request/reply, $(num %d "$CLUSTER_RTTS") round trips: round trips/s" "%.0f" sbc_rr natsc_rr
+	row "across daemons: request/reply round trip p50 (µs)" "%.1f" sbc_p50 natsc_p50
+	row "across daemons: request/reply round trip p99 (µs)" "%.1f" sbc_p99 natsc_p99
+fi
 if [[ -n $BASELINE ]]; then
 	echo
 	echo "statebus $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?') vs statebus $BASELINE, the same runs"

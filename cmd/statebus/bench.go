@@ -60,6 +60,7 @@ const benchExample = `statebus bench --inproc --pubs 1 --subs 1 --msgs 1000000 -
 statebus bench --inproc --transport tls --mode reqrep --msgs 100000
 statebus bench --mode broadcast --subs 5 --msgs 200000 --json
 statebus bench --mode reqrep --msgs 100000 --pipe-name /tmp/bus.sock
+statebus bench --pipe-name /run/a.sock --sub-pipe-name /run/b.sock --msgs 100000
 statebus bench --url tls://bus.example.org:9556 --tls-ca ca.pem --tls-cert me.pem --tls-key me-key.pem`
 
 // Bounds on a run, so a typo cannot ask for a week or a gigabyte per client.
@@ -75,6 +76,7 @@ type benchConfig struct {
 	pubs, subs, size   int
 	msgs               int64
 	pipeName           string
+	subPipe            string // --sub-pipe-name: the receivers' statebusd
 	serverUID          serverUID
 	remote             remoteFlags
 	transport          string // of --inproc: unix, tls or tcp
@@ -212,6 +214,7 @@ func benchParse(e *env, args []string) (cfg benchConfig, code int, ok bool) {
 	fs.IntVar(&cfg.subs, "subs", 1, "subscribers (responders in reqrep), each on its own connection")
 	fs.Int64Var(&cfg.msgs, "msgs", 100_000, "events published in all (round trips in reqrep), split over the publishers")
 	fs.IntVar(&cfg.size, "size", 128, fmt.Sprintf("payload bytes per event (at least %d: the send time)", benchMinSize))
+	fs.StringVar(&cfg.subPipe, "sub-pipe-name", "", "subscribers (responders in reqrep) connect to this statebusd instead: with a federation (Cluster) of two daemons, measures events and round trips across daemons")
 	fs.BoolVar(&cfg.inproc, "inproc", false, "start a statebusd in this process on a temporary socket (no daemon needed)")
 	fs.StringVar(&cfg.transport, "transport", "unix", "with --inproc, what the clients connect over: unix, tls (mutual TLS on 127.0.0.1, with certificates made for the run) or tcp (plain TCP on 127.0.0.1)")
 	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Minute, "give up after this long, connecting included")
@@ -262,6 +265,8 @@ func benchParse(e *env, args []string) (cfg benchConfig, code int, ok bool) {
 		switch {
 		case (f.Name == "pipe-name" || f.Name == "url") && cfg.inproc:
 			err = fmt.Errorf("--inproc and --%s exclude each other", f.Name)
+		case f.Name == "sub-pipe-name" && cfg.inproc:
+			err = errors.New("--inproc and --sub-pipe-name exclude each other")
 		case f.Name == "transport" && !cfg.inproc:
 			err = errors.New("--transport is for --inproc; to reach a running statebusd over TLS, give --url")
 		}
@@ -405,7 +410,11 @@ func benchDial(ctx context.Context, cfg benchConfig) (pubs, subs []*benchClient,
 		if (role == "sub") != (cfg.mode == "reqrep") { // a receiver
 			b.hist = benchHistogram()
 		}
-		c, err := statebus.Dial(ctx, fmt.Sprintf("%s-%s-%d", run, role, i), append(slices.Clip(cfg.bus),
+		bus := cfg.bus
+		if role == "sub" && cfg.subPipe != "" {
+			bus = append(slices.Clip(bus), statebus.WithPipeName(cfg.subPipe))
+		}
+		c, err := statebus.Dial(ctx, fmt.Sprintf("%s-%s-%d", run, role, i), append(slices.Clip(bus),
 			statebus.WithProcessName("statebus bench"),
 			statebus.WithErrorHandler(b.fail),
 			// A run measures one connection per client: a reconnection

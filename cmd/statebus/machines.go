@@ -77,7 +77,7 @@ statebus machines --json | jq -r '.[].MachineId'`)
 			uid = fmt.Sprint(m.PeerUID)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s", m.MachineID, m.ProcessID, kpid, uid,
-			orDash(m.ProcessName), m.RegisteredAt.Local().Format("2006-01-02 15:04:05"), age(now.Sub(m.ConnectedAt)))
+			orDash(m.ProcessName), m.RegisteredAt.Local().Format("2006-01-02 15:04:05"), connectedFor(now, m.ConnectedAt))
 		if remote {
 			fmt.Fprintf(tw, "\t%s", remotePeer(m))
 		}
@@ -110,6 +110,15 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// connectedFor is how long a connection has been up, "-" when the service
+// does not know (an id on another daemon of a federation that did not say).
+func connectedFor(now, at time.Time) string {
+	if at.IsZero() {
+		return "-"
+	}
+	return age(now.Sub(at))
 }
 
 // age formats a duration for people: 350ms, 42s, 3m12s, 5h3m.

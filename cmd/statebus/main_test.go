@@ -12,13 +12,15 @@ import (
 
 	"github.com/statebus/statebus"
 	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/fedtest"
 )
 
 func TestMain(m *testing.M) {
 	if path := os.Getenv(bustest.ImpostorEnv); path != "" {
 		os.Exit(bustest.RunImpostor(path)) // a child of TestServerUID
 	}
-	goleak.VerifyTestMain(m, bustest.IgnoreWinio)
+	// machines_fed_test.go runs nats-server nodes.
+	goleak.VerifyTestMain(m, append([]goleak.Option{bustest.IgnoreWinio}, fedtest.LeakOptions...)...)
 }
 
 // syncBuffer is written by commands' event handlers while the test reads

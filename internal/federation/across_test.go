@@ -41,6 +41,33 @@ func TestFederationAcrossDaemons(t *testing.T) {
 		}
 	})
 
+	// PostEvent asks for no acknowledgement; the receiving daemon still
+	// tells the sending one each was written, so nothing waits for the
+	// ack timeout (which would end in a false "Failed to deliver").
+	t.Run("post", func(t *testing.T) {
+		const n = 500
+		var posted atomic.Int64
+		postee := dial(t, ds[1], "postee")
+		postee.OnEvent("posted", func(statebus.Event) { posted.Add(1) })
+		acked := ds[0].node.Metrics.Acked.Load()
+		ctx, cancel := ctx10()
+		defer cancel()
+		for i := range n {
+			if err := sender.PostEvent(ctx, "postee", "posted", i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		bustest.Eventually(t, 4*time.Second, func() bool { return posted.Load() == n }, "postee got %d of %d posts", posted.Load(), n)
+		bustest.Eventually(t, 4*time.Second, func() bool { return ds[0].node.InFlight() == 0 },
+			"%d posts still wait for an answer", ds[0].node.InFlight())
+		if got := ds[0].node.Metrics.Acked.Load() - acked; got < n {
+			t.Fatalf("%d of %d posts answered", got, n)
+		}
+		if to := ds[0].node.Metrics.TimedOut.Load(); to != 0 {
+			t.Fatalf("%d answers timed out", to)
+		}
+	})
+
 	t.Run("broadcast", func(t *testing.T) {
 		ctx, cancel := ctx10()
 		defer cancel()

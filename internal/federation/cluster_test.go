@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,35 +12,15 @@ import (
 	"github.com/statebus/statebus"
 	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/internal/federation"
+	"github.com/statebus/statebus/internal/fedtest"
 	"github.com/statebus/statebus/internal/server"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// nats-server keeps a few process-wide goroutines after Shutdown.
-		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*Server).Start.func1"),
-		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).Start"),
-	)
+	goleak.VerifyTestMain(m, fedtest.LeakOptions...)
 }
 
-// freePorts returns n ports free on 127.0.0.1 a moment ago.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var lns []net.Listener
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
-}
+func freePorts(t *testing.T, n int) []int { return fedtest.FreePorts(t, n) }
 
 // daemon is one statebusd of a test federation.
 type daemon struct {
@@ -52,54 +29,15 @@ type daemon struct {
 	sock string
 }
 
-const testLease = 2 * time.Second
+const testLease = fedtest.Lease
 
 // startFederation runs n statebusd in this process, each with an embedded
 // nats-server node, clustered by routes on 127.0.0.1.
 func startFederation(t *testing.T, n int, edit func(*server.Config)) []*daemon {
 	t.Helper()
-	ports := freePorts(t, n)
-	nodes := make([]*federation.Node, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		var routes []string
-		for j, p := range ports {
-			if j != i {
-				routes = append(routes, "nats-route://127.0.0.1:"+strconv.Itoa(p))
-			}
-		}
-		cfg := federation.Config{Mode: federation.Embedded, Name: "test", Node: "n" + strconv.Itoa(i+1), Host: "host" + strconv.Itoa(i+1),
-			RouteListen: "127.0.0.1:" + strconv.Itoa(ports[i]), Routes: routes, StoreDir: t.TempDir(),
-			Lease: testLease, AckTimeout: 5 * time.Second, StartTimeout: 90 * time.Second}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			nodes[i], errs[i] = federation.Start(context.Background(), cfg)
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			for _, nd := range nodes {
-				if nd != nil {
-					nd.Close()
-				}
-			}
-			t.Fatalf("node %d: %v", i+1, err)
-		}
-	}
-	ds := make([]*daemon, n)
-	for i, nd := range nodes {
-		t.Cleanup(nd.Close) // after the server's shutdown (cleanups run last first)
-		srv := bustest.Start(t, func(c *server.Config) {
-			c.Federation = nd
-			c.SlowConsumerTimeout = 2 * time.Second
-			if edit != nil {
-				edit(c)
-			}
-		})
-		ds[i] = &daemon{node: nd, srv: srv, sock: srv.Addr()}
+	var ds []*daemon
+	for _, d := range fedtest.Start(t, n, nil, edit) {
+		ds = append(ds, &daemon{node: d.Node, srv: d.Srv, sock: d.Sock})
 	}
 	return ds
 }

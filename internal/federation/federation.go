@@ -174,6 +174,7 @@ type Node struct {
 
 	dir     directory
 	flight  inflight
+	misses  misses
 	Metrics Metrics
 
 	done        chan struct{}
@@ -187,8 +188,11 @@ type Node struct {
 type Metrics struct {
 	Sent, Received       atomic.Uint64 // messages to and from other daemons
 	SentBytes, RecvBytes atomic.Uint64
-	Acked, Failed        atomic.Uint64 // cross-daemon events answered, by outcome
-	TimedOut             atomic.Uint64 // answers that never came
+	Acked, Failed        atomic.Uint64 // messages answered, by outcome (an error or not)
+	TimedOut             atomic.Uint64 // answers that never came in time
+	// Lookups counts Find's reads of the buckets for an id the directory
+	// did not know; LookupsSkipped the ones the bounds refused (see Find).
+	Lookups, LookupsSkipped atomic.Uint64
 }
 
 // Start joins the federation: it starts the embedded node or connects to

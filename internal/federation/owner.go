@@ -44,6 +44,8 @@ type record struct {
 	Host        string `json:"h,omitempty"`
 	At          int64  `json:"t,omitempty"` // unix ms
 	ProcessName string `json:"p,omitempty"`
+	Connected   int64  `json:"c,omitempty"` // unix ms: when the holder's connection was made
+	Subscribed  int64  `json:"s,omitempty"` // unix ms: when it subscribed (0: it did not)
 	// Watch filters.
 	EventName string `json:"we,omitempty"`
 	Source    string `json:"ws,omitempty"`
@@ -186,17 +188,33 @@ func (n *Node) errUnavailable(what string, err error) error {
 	return fmt.Errorf("%w: %s: %v; retry when NATS is reachable", ErrUnavailable, what, err)
 }
 
+// Holder describes the connection that claims an id, for the listings of
+// other daemons (/machines).
+type Holder struct {
+	ProcessName  string
+	ConnectedAt  time.Time
+	SubscribedAt time.Time // zero: registered, not subscribed
+}
+
+func unixMs(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
 // Claim makes id this daemon's in the whole federation. It fails with
 // ErrInUse while a live daemon holds it, and with ErrUnavailable when the
 // ownership bucket cannot be reached (for example from the minority side
 // of a partition).
-func (n *Node) Claim(ctx context.Context, id, processName string) error {
+func (n *Node) Claim(ctx context.Context, id string, h Holder) error {
 	if !n.leased() {
 		return n.errUnavailable("cannot claim "+id, errors.New("this daemon's lease has lapsed"))
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	rec := record{Node: n.cfg.Node, Epoch: n.currentEpoch(), Host: n.cfg.Host, At: time.Now().UnixMilli(), ProcessName: processName}
+	rec := record{Node: n.cfg.Node, Epoch: n.currentEpoch(), Host: n.cfg.Host, At: time.Now().UnixMilli(), ProcessName: h.ProcessName,
+		Connected: unixMs(h.ConnectedAt), Subscribed: unixMs(h.SubscribedAt)}
 	v, _ := json.Marshal(rec)
 	key := idKey(id)
 	for try := 0; try < 3; try++ {
@@ -233,6 +251,35 @@ func (n *Node) Claim(ctx context.Context, id, processName string) error {
 		}
 	}
 	return ErrInUse
+}
+
+// MarkSubscribed records that id, held here, subscribed at, so that other
+// daemons list it as subscribed. It runs on the holder's reader (as Claim
+// and Release do), so the record's revision cannot change under it.
+func (n *Node) MarkSubscribed(ctx context.Context, id string, at time.Time) error {
+	d := &n.dir
+	d.mu.RLock()
+	rev, mine := d.mine[id]
+	rec := d.ids[id]
+	d.mu.RUnlock()
+	if !mine || rec.Subscribed != 0 {
+		return nil
+	}
+	rec.Subscribed = unixMs(at)
+	v, _ := json.Marshal(rec)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rev, err := n.ids.Update(ctx, idKey(id), v, rev)
+	if err != nil {
+		return n.errUnavailable("cannot record that "+id+" subscribed", err)
+	}
+	d.mu.Lock()
+	if _, ok := d.mine[id]; ok {
+		d.mine[id] = rev
+		d.ids[id] = rec
+	}
+	d.mu.Unlock()
+	return nil
 }
 
 // alive asks the live bucket whether node's lease with epoch is in force.
@@ -300,6 +347,18 @@ func (n *Node) background(f func(context.Context)) {
 type Remote struct {
 	ID, Node, Host, ProcessName string
 	RegisteredAt                time.Time
+	// ConnectedAt is when the holder's connection was made; zero when
+	// the holding daemon did not say (an older statebusd).
+	ConnectedAt time.Time
+	// SubscribedAt is when it subscribed; zero: it did not.
+	SubscribedAt time.Time
+}
+
+func fromMs(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
 }
 
 // directory is this daemon's view of the buckets.
@@ -439,7 +498,7 @@ func (n *Node) Remotes() []Remote {
 	for id, r := range d.ids {
 		if l, live := d.live[r.Node]; live && l.Epoch == r.Epoch && r.Node != n.cfg.Node {
 			out = append(out, Remote{ID: id, Node: r.Node, Host: r.Host, ProcessName: r.ProcessName,
-				RegisteredAt: time.UnixMilli(r.At).UTC()})
+				RegisteredAt: fromMs(r.At), ConnectedAt: fromMs(r.Connected), SubscribedAt: fromMs(r.Subscribed)})
 		}
 	}
 	d.mu.RUnlock()
@@ -568,6 +627,7 @@ func (n *Node) idChanged(e jetstream.KeyValueEntry) {
 			delete(d.ids, id)
 		} else {
 			d.ids[id] = r
+			n.misses.forget(id)
 		}
 	case len(parts) == 3 && parts[0] == "grp":
 		g, ok1 := decodeKey(parts[1])

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 )
 
@@ -95,6 +96,13 @@ func (n *Node) publish(node string, m *Msg) error {
 	n.Metrics.Sent.Add(1)
 	n.Metrics.SentBytes.Add(uint64(len(b)))
 	return nil
+}
+
+// InFlight returns how many messages wait for answers from other daemons.
+func (n *Node) InFlight() int {
+	n.flight.mu.Lock()
+	defer n.flight.mu.Unlock()
+	return len(n.flight.wait)
 }
 
 // AckTimeout returns the configured acknowledgement timeout.
@@ -207,14 +215,28 @@ func (f *inflight) failAll(node, why string) {
 // Find is Lookup that, when the directory cannot tell (a record written a
 // moment ago, or a holder whose renewals the watch has not shown lately),
 // asks the buckets: the id's record, then its holder's lease.
+//
+// Those reads are bounded, so that a client sending to ids nobody holds
+// cannot turn each send into NATS traffic: an id found held nowhere is
+// not asked about again for MissTTL (at most MaxMisses ids are
+// remembered), and the daemon asks at most LookupRate times a second
+// (bursts of as many). Beyond that the directory's answer stands.
 func (n *Node) Find(id string) (node string, ok bool) {
 	if node, ok = n.Lookup(id); ok {
 		return node, true
 	}
+	if !n.misses.allow(id, time.Now()) {
+		n.Metrics.LookupsSkipped.Add(1)
+		return "", false
+	}
+	n.Metrics.Lookups.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	e, err := n.ids.Get(ctx, idKey(id))
 	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			n.misses.add(id, time.Now())
+		}
 		return "", false
 	}
 	var r record
@@ -222,7 +244,76 @@ func (n *Node) Find(id string) (node string, ok bool) {
 		return "", false
 	}
 	alive, err := n.alive(ctx, r.Node, r.Epoch)
+	if err == nil && !alive {
+		n.misses.add(id, time.Now())
+	}
 	return r.Node, err == nil && alive
+}
+
+// Bounds on Find's reads of the buckets.
+const (
+	MissTTL    = time.Second
+	MaxMisses  = 4096
+	LookupRate = 200
+)
+
+// misses bounds Find's bucket reads: the ids recently found held nowhere,
+// and a token bucket of reads.
+type misses struct {
+	mu     sync.Mutex
+	until  map[string]time.Time
+	tokens float64
+	last   time.Time
+}
+
+// allow reports whether Find may read the buckets about id now.
+func (m *misses) allow(id string, now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.until[id]; ok {
+		if now.Before(t) {
+			return false
+		}
+		delete(m.until, id)
+	}
+	if m.last.IsZero() {
+		m.tokens = LookupRate
+	} else {
+		m.tokens = min(LookupRate, m.tokens+now.Sub(m.last).Seconds()*LookupRate)
+	}
+	m.last = now
+	if m.tokens < 1 {
+		return false
+	}
+	m.tokens--
+	return true
+}
+
+// add remembers that id is held nowhere, for MissTTL.
+func (m *misses) add(id string, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.until == nil {
+		m.until = map[string]time.Time{}
+	}
+	if len(m.until) >= MaxMisses {
+		for k, t := range m.until {
+			if !now.Before(t) {
+				delete(m.until, k)
+			}
+		}
+		if len(m.until) >= MaxMisses {
+			return // the token bucket still bounds the reads
+		}
+	}
+	m.until[id] = now.Add(MissTTL)
+}
+
+// forget drops id from the misses: the directory saw it claimed.
+func (m *misses) forget(id string) {
+	m.mu.Lock()
+	delete(m.until, id)
+	m.mu.Unlock()
 }
 
 // ConnectedURL returns the NATS server this daemon is connected to.

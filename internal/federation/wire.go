@@ -32,7 +32,10 @@ const (
 // Message flags.
 const (
 	FlagNoAck uint8 = 1 << iota // the sender asked for no acknowledgement
-	FlagWait                    // a group member: wait for room like a unicast
+	// FlagGroup: a KindEvent for a member of group Text; when that member
+	// cannot take it at once, the receiver gives it to another member of
+	// the group it holds, as it would a local "@group" event.
+	FlagGroup
 )
 
 // Msg is one message between daemons. Payload is the event object as its

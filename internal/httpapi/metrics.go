@@ -70,7 +70,9 @@ type collector struct {
 	up, conns, connsMax, connsPeak, machines, received, delivered, refused,
 	bytesIn, bytesOut, queued, lastActivity, started, build,
 	slowClosed, uidRefused, pending, watchCopies, watchDropped, copiesFailed,
-	tlsRefused, tlsFailed, tlsInFlight *prometheus.Desc
+	tlsRefused, tlsFailed, tlsInFlight,
+	fedSent, fedRecv, fedSentBytes, fedRecvBytes, fedAcked, fedFailed, fedTimedOut, fedInFlight,
+	fedLookups, fedSkipped *prometheus.Desc
 }
 
 func newCollector(srv source) *collector {
@@ -103,6 +105,16 @@ func newCollector(srv source) *collector {
 		tlsRefused:   d("tls_handshakes_refused_total", "TLS connections closed at once because TlsMaxHandshakes or TlsMaxHandshakesPerAddress handshakes were in flight."),
 		tlsFailed:    d("tls_handshakes_failed_total", "TLS handshakes that failed or timed out, or whose client certificate was refused."),
 		tlsInFlight:  d("tls_handshakes_in_flight", "TLS handshakes under way now."),
+		fedSent:      d("federation_messages_sent_total", "Messages sent to other daemons of the federation (events, requests, broadcasts, watch copies, answers)."),
+		fedRecv:      d("federation_messages_received_total", "Messages received from other daemons of the federation."),
+		fedSentBytes: d("federation_sent_bytes_total", "Bytes of messages sent to other daemons."),
+		fedRecvBytes: d("federation_received_bytes_total", "Bytes of messages received from other daemons."),
+		fedAcked:     d("federation_acked_total", "Messages to other daemons answered with success (an ack, a reply, a count)."),
+		fedFailed:    d("federation_failed_total", "Messages to other daemons answered with an error (target not connected there, slow consumer, ...)."),
+		fedTimedOut:  d("federation_timed_out_total", "Messages to other daemons whose answer did not come within ClusterAckTimeoutSeconds (or the request's timeout)."),
+		fedInFlight:  d("federation_in_flight", "Messages to other daemons waiting for their answers now."),
+		fedLookups:   d("federation_lookups_total", "Reads of the ownership bucket for target ids the directory did not know."),
+		fedSkipped:   d("federation_lookups_skipped_total", "Such reads not made: the id was found held nowhere less than a second before, or the daemon was at its rate of reads."),
 	}
 }
 
@@ -110,7 +122,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.conns, c.connsMax, c.connsPeak, c.machines, c.received,
 		c.delivered, c.refused, c.bytesIn, c.bytesOut, c.queued, c.lastActivity, c.started, c.build,
 		c.slowClosed, c.uidRefused, c.pending, c.watchCopies, c.watchDropped, c.copiesFailed,
-		c.tlsRefused, c.tlsFailed, c.tlsInFlight} {
+		c.tlsRefused, c.tlsFailed, c.tlsInFlight,
+		c.fedSent, c.fedRecv, c.fedSentBytes, c.fedRecvBytes, c.fedAcked, c.fedFailed, c.fedTimedOut, c.fedInFlight,
+		c.fedLookups, c.fedSkipped} {
 		ch <- d
 	}
 }
@@ -152,6 +166,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.tlsRefused, st.TLSHandshakesRefused)
 	counter(c.tlsFailed, st.TLSHandshakesFailed)
 	gauge(c.tlsInFlight, float64(st.TLSHandshakesInFlight))
+	counter(c.fedSent, st.FederationSent)
+	counter(c.fedRecv, st.FederationReceived)
+	counter(c.fedSentBytes, st.FederationSentBytes)
+	counter(c.fedRecvBytes, st.FederationReceivedBytes)
+	counter(c.fedAcked, st.FederationAcked)
+	counter(c.fedFailed, st.FederationFailed)
+	counter(c.fedTimedOut, st.FederationTimedOut)
+	gauge(c.fedInFlight, float64(st.FederationInFlight))
+	counter(c.fedLookups, st.FederationLookups)
+	counter(c.fedSkipped, st.FederationLookupsSkipped)
 }
 
 // revision is the commit version.String() reports.

@@ -420,7 +420,7 @@ func (c *conn) register(r *protocol.Request) error {
 		}
 		c.noteSecond()
 		if c.srv.fed != nil {
-			if err := c.claim(id, reg.ProcessName); err != nil {
+			if err := c.claim(id, reg.ProcessName, time.Time{}); err != nil {
 				return err
 			}
 		}
@@ -447,6 +447,7 @@ func (c *conn) subscribe(r *protocol.Request) error {
 	if err != nil {
 		return err
 	}
+	now := time.Now()
 	id := c.held(b)
 	if id == "" {
 		id = string(b)
@@ -455,12 +456,15 @@ func (c *conn) subscribe(r *protocol.Request) error {
 		}
 		c.noteSecond()
 		if c.srv.fed != nil {
-			if err := c.claim(id, ""); err != nil {
+			if err := c.claim(id, "", now); err != nil {
 				return err
 			}
 		}
+	} else if c.srv.fed != nil {
+		if err := c.srv.fed.MarkSubscribed(context.Background(), id, now); err != nil {
+			return c.claimErr(id, err)
+		}
 	}
-	now := time.Now()
 	if _, err := c.srv.routes.Subscribe(c, c.info(id), now); err != nil {
 		return err
 	}
@@ -674,12 +678,12 @@ func (c *conn) ruleCopy(r *protocol.Request, to string) {
 		if members, first := c.srv.routes.Members(g); len(members) > 0 {
 			m := members[first]
 			err = c.deliver(m.Owner, m.ID, r, modeCopy)
-		} else {
+		} else if c.srv.fed == nil || !c.ruleCopyRemote(r, to) {
 			err = protocol.ErrTargetNotConnected.New(to)
 		}
 	} else if route, ok := c.srv.routes.Lookup([]byte(to)); ok {
 		err = c.deliver(route.Owner, route.ID, r, modeCopy)
-	} else {
+	} else if c.srv.fed == nil || !c.ruleCopyRemote(r, to) {
 		err = protocol.ErrTargetNotConnected.New(to)
 	}
 	if err != nil {

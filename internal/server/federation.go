@@ -47,9 +47,15 @@ type remoteFIFO struct {
 	bytes int
 }
 
-// claim makes id this daemon's in the whole federation.
-func (c *conn) claim(id, processName string) error {
-	err := c.srv.fed.Claim(context.Background(), id, processName)
+// claim makes id this daemon's in the whole federation; subscribedAt is
+// zero for a registration.
+func (c *conn) claim(id, processName string, subscribedAt time.Time) error {
+	err := c.srv.fed.Claim(context.Background(), id, federation.Holder{ProcessName: processName,
+		ConnectedAt: c.connectedAt, SubscribedAt: subscribedAt})
+	return c.claimErr(id, err)
+}
+
+func (c *conn) claimErr(id string, err error) error {
 	switch {
 	case err == nil:
 		return nil
@@ -83,11 +89,21 @@ func (s *Server) leaseLost() {
 // gets its acknowledgement once that daemon wrote it to the target's
 // socket, or the error.
 func (c *conn) toRemote(node, target string, r *protocol.Request) error {
+	return c.toRemoteMember(node, target, "", r)
+}
+
+// toRemoteMember is toRemote for a member of group (group "": a unicast):
+// that daemon may give the event to another member of the group it
+// holds, and its acknowledgement names the member that got it.
+func (c *conn) toRemoteMember(node, target, group string, r *protocol.Request) error {
 	s := c.srv
-	m := federation.Msg{Kind: federation.KindEvent, Priority: uint8(r.Priority), Target: target, Payload: r.Payload}
+	m := federation.Msg{Kind: federation.KindEvent, Priority: uint8(r.Priority), Target: target, Text: group, Payload: r.Payload}
 	noAck := r.NoAck
 	if noAck {
 		m.Flags |= federation.FlagNoAck
+	}
+	if group != "" {
+		m.Flags |= federation.FlagGroup
 	}
 	id := makeReqID(r.ID)
 	err := s.fed.Send(node, &m, func(a *federation.Msg, lost string) {
@@ -100,7 +116,11 @@ func (c *conn) toRemote(node, target string, r *protocol.Request) error {
 		case a.Kind == federation.KindError:
 			c.sendLine(func(b []byte) []byte { return protocol.AppendError(b, a.Text, id.bytes(idb[:])) })
 		case !noAck:
-			c.sendLine(func(b []byte) []byte { return protocol.AppendAck(b, []byte(target), -1, id.bytes(idb[:])) })
+			got := target
+			if a.Target != "" {
+				got = a.Target // a group's member on that daemon
+			}
+			c.sendLine(func(b []byte) []byte { return protocol.AppendAck(b, []byte(got), -1, id.bytes(idb[:])) })
 		}
 	}, s.fed.AckTimeout())
 	return c.fedErr(err)
@@ -115,6 +135,43 @@ func (c *conn) fedErr(err error) error {
 	default:
 		return protocol.ErrFederation.New(err.Error())
 	}
+}
+
+// ruleCopyRemote sends a routing rule's copy to "to", a machine or
+// "@group" whose members are all on other daemons. It reports false when
+// no daemon holds it. As a local copy, the sender is not told: a copy the
+// other daemon could not deliver (or whose answer did not come) counts in
+// RuleCopiesFailed.
+func (c *conn) ruleCopyRemote(r *protocol.Request, to string) bool {
+	s := c.srv
+	var node, target, group string
+	if g, _, ok := protocol.GroupTarget([]byte(to)); ok {
+		remote, turn := s.fed.GroupMembers(string(g), nil)
+		if len(remote) == 0 {
+			return false
+		}
+		m := remote[(turn-1)%uint64(len(remote))]
+		node, target, group = m.Node, m.ID, string(g)
+	} else {
+		var ok bool
+		if node, ok = c.routeRemote([]byte(to)); !ok {
+			return false
+		}
+		target = to
+	}
+	m := federation.Msg{Kind: federation.KindEvent, Flags: federation.FlagNoAck, Priority: uint8(r.Priority), Target: target, Text: group, Payload: r.Payload}
+	if group != "" {
+		m.Flags |= federation.FlagGroup
+	}
+	failed := func(a *federation.Msg, lost string) {
+		if lost != "" || a.Kind == federation.KindError {
+			s.ctr.copiesFailed.Add(1)
+		}
+	}
+	if err := s.fed.Send(node, &m, failed, s.fed.AckTimeout()); err != nil {
+		s.ctr.copiesFailed.Add(1)
+	}
+	return true
 }
 
 // routeRemote routes an event whose target this daemon does not hold.
@@ -142,6 +199,9 @@ func (s *Server) fromDaemon(m *federation.Msg) {
 func (s *Server) remoteEvent(m *federation.Msg) {
 	o := &remoteOrigin{s, m.From, m.Seq}
 	route, ok := s.routes.Lookup([]byte(m.Target))
+	if m.Flags&federation.FlagGroup != 0 && s.toLocalMember(m, o, route, ok) {
+		return
+	}
 	if !ok {
 		s.answer(o, federation.KindError, protocol.ErrTargetNotConnected.New(m.Target).Text, nil)
 		return
@@ -172,6 +232,30 @@ func (s *Server) remoteEvent(m *federation.Msg) {
 	f.items = append(f.items, m)
 	f.bytes += len(m.Payload)
 	s.fedMu.mu.Unlock()
+}
+
+// toLocalMember queues a group event from another daemon on its member
+// target (route, if ok) or, when that one cannot take it at once (full,
+// remote events waiting for it, or gone), on another member of the group
+// held here that can, as a local "@group" event passes over full members.
+// It reports false when none can: the event then waits for its target as
+// a unicast would (or gets its error).
+func (s *Server) toLocalMember(m *federation.Msg, o *remoteOrigin, route router.Route[*conn], ok bool) bool {
+	s.fedMu.mu.Lock()
+	defer s.fedMu.mu.Unlock()
+	try := func(rt router.Route[*conn]) bool {
+		return s.fedMu.wait[rt.Owner] == nil && s.enqueueRemote(rt, m, o, false) == nil
+	}
+	if ok && try(route) {
+		return true
+	}
+	members, first := s.routes.Members([]byte(m.Text))
+	for i := range members {
+		if rt := members[(first+i)%len(members)]; rt.ID != m.Target && try(rt) {
+			return true
+		}
+	}
+	return false
 }
 
 // drainRemote delivers the waiting remote events of one target in order,
@@ -236,10 +320,13 @@ func (s *Server) enqueueRemote(route router.Route[*conn], m *federation.Msg, o *
 	return nil
 }
 
-// remoteWritten acknowledges remote events once written.
+// remoteWritten acknowledges remote events once written. An event whose
+// sender asked for no acknowledgement is acknowledged to its daemon too:
+// that daemon waits for an outcome either way (errors still reach the
+// sender), and only drops the ack line.
 func (s *Server) remoteWritten(d *delivery) {
-	if d.remote != nil && !d.noAck {
-		s.answer(d.remote, federation.KindAck, "", nil)
+	if d.remote != nil {
+		s.fed.Answer(d.remote.node, &federation.Msg{Kind: federation.KindAck, Seq: d.remote.seq, Target: d.target})
 	}
 }
 
@@ -321,19 +408,45 @@ func (s *Server) remoteBroadcast(m *federation.Msg) {
 	s.fed.Answer(m.From, &federation.Msg{Kind: federation.KindCount, Seq: m.Seq, N: int64(n)})
 }
 
-// groupRemote picks the member of group whose turn it is among the
-// members on every daemon: ok is false when it is a local one (or there
-// are no remote ones), and the caller routes locally as before.
-func (c *conn) groupRemote(group []byte, local int) (m federation.RemoteMember, ok bool) {
-	remote, turn := c.srv.fed.GroupMembers(string(group), nil)
-	if len(remote) == 0 {
-		return m, false
+// toGroupFederated routes an event (or request) to "@group" when some
+// members are on other daemons: the members of every daemon in one order
+// (by id) with one round-robin counter (the federation's, per group), so
+// that each member gets its share whichever daemon holds it. A local
+// member that cannot take the event at once is passed over as in
+// toGroup; a remote member is sent the event, and its daemon passes over
+// it in the same way to another member there that can (FlagGroup), so an
+// event waits only when every member on that daemon is full. A request
+// goes to the remote member whose turn it is.
+func (c *conn) toGroupFederated(r *protocol.Request, group []byte, local []router.Route[*conn], remote []federation.RemoteMember, turn uint64) error {
+	type slot struct {
+		id    string
+		local int // index in local, or -1: remote[remote]
+		rem   int
 	}
-	k := int((turn - 1) % uint64(local+len(remote)))
-	if k < local {
-		return m, false
+	all := make([]slot, 0, len(local)+len(remote))
+	for i, m := range local {
+		all = append(all, slot{m.ID, i, -1})
 	}
-	return remote[k-local], true
+	for i, m := range remote {
+		all = append(all, slot{m.ID, -1, i})
+	}
+	slices.SortFunc(all, func(a, b slot) int { return strings.Compare(a.id, b.id) })
+	k := int((turn - 1) % uint64(len(all)))
+	for i := range all {
+		sl := all[(k+i)%len(all)]
+		if sl.local < 0 {
+			m := remote[sl.rem]
+			if r.IsRequest {
+				return c.requestRemote(m.Node, m.ID, r)
+			}
+			return c.toRemoteMember(m.Node, m.ID, string(group), r)
+		}
+		err := c.toMember(local[sl.local], r, false)
+		if err == nil || !errors.Is(err, protocol.ErrSlowConsumer) && !errors.Is(err, protocol.ErrTargetNotConnected) {
+			return err
+		}
+	}
+	return protocol.ErrTargetNotConnected.New(string(r.Event.Target)) // not reached: remote is not empty
 }
 
 // requestRemote sends a request to target on daemon node and answers the
@@ -439,8 +552,13 @@ func (s *Server) withRemotes(out []protocol.MachineInfo) []protocol.MachineInfo 
 		out[i].Daemon, out[i].Host = node, host
 	}
 	for _, r := range s.fed.Remotes() {
-		out = append(out, protocol.MachineInfo{MachineID: r.ID, ProcessName: r.ProcessName, PeerPID: -1, PeerUID: -1, PeerGID: -1,
-			RegisteredAt: r.RegisteredAt, Daemon: r.Node, Host: r.Host})
+		m := protocol.MachineInfo{MachineID: r.ID, ProcessName: r.ProcessName, PeerPID: -1, PeerUID: -1, PeerGID: -1,
+			RegisteredAt: r.RegisteredAt, ConnectedAt: r.ConnectedAt, Daemon: r.Node, Host: r.Host}
+		if !r.SubscribedAt.IsZero() {
+			at := r.SubscribedAt
+			m.Subscribed, m.SubscribedAt = true, &at
+		}
+		out = append(out, m)
 	}
 	slices.SortFunc(out, func(a, b protocol.MachineInfo) int { return strings.Compare(a.MachineID, b.MachineID) })
 	return out

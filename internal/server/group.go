@@ -17,11 +17,10 @@ func (c *conn) toGroup(r *protocol.Request, group []byte, all bool) error {
 		if all && !r.IsRequest {
 			return c.toAll(r, members)
 		}
-		if m, ok := c.groupRemote(group, len(members)); ok {
-			if r.IsRequest {
-				return c.requestRemote(m.Node, m.ID, r)
+		if !all {
+			if remote, turn := c.srv.fed.GroupMembers(string(group), nil); len(remote) > 0 {
+				return c.toGroupFederated(r, group, members, remote, turn)
 			}
-			return c.toRemote(m.Node, m.ID, r)
 		}
 	}
 	if len(members) == 0 {

@@ -62,6 +62,20 @@ type Stats struct {
 	TLSHandshakesRefused, TLSHandshakesFailed uint64
 	// TLSHandshakesInFlight is how many TLS handshakes are under way.
 	TLSHandshakesInFlight int
+
+	// Federation (MessageBus:Cluster; all 0 when off): messages and
+	// bytes to and from other daemons; messages answered, by outcome
+	// (FederationFailed: the other daemon answered with an error, such as
+	// a slow consumer there); answers that never came in time; messages
+	// waiting for answers now; reads of the ownership bucket for ids the
+	// directory did not know, and those refused by their bounds
+	// (docs/federation.md, "Budgets").
+	FederationSent, FederationReceived           uint64
+	FederationSentBytes, FederationReceivedBytes uint64
+	FederationAcked, FederationFailed            uint64
+	FederationTimedOut                           uint64
+	FederationInFlight                           int
+	FederationLookups, FederationLookupsSkipped  uint64
 }
 
 // RefusalReasons lists the reasons Stats.Refused uses.
@@ -147,6 +161,14 @@ func (s *Server) Stats() Stats {
 	}
 	for i, r := range RefusalReasons() {
 		st.Refused[r] = s.ctr.refused[i].Load()
+	}
+	if s.fed != nil {
+		m := &s.fed.Metrics
+		st.FederationSent, st.FederationReceived = m.Sent.Load(), m.Received.Load()
+		st.FederationSentBytes, st.FederationReceivedBytes = m.SentBytes.Load(), m.RecvBytes.Load()
+		st.FederationAcked, st.FederationFailed, st.FederationTimedOut = m.Acked.Load(), m.Failed.Load(), m.TimedOut.Load()
+		st.FederationInFlight = s.fed.InFlight()
+		st.FederationLookups, st.FederationLookupsSkipped = m.Lookups.Load(), m.LookupsSkipped.Load()
 	}
 	return st
 }

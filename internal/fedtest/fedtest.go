@@ -1,0 +1,117 @@
+// Package fedtest runs test federations: statebusd servers in this
+// process, each with an embedded nats-server node, clustered by routes on
+// 127.0.0.1. It owns nothing outside tests.
+package fedtest
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/statebus/statebus/internal/bustest"
+	"github.com/statebus/statebus/internal/federation"
+	"github.com/statebus/statebus/internal/server"
+)
+
+// LeakOptions are goleak's exceptions for tests that run nats-server
+// nodes: nats-server keeps a few process-wide goroutines after Shutdown.
+var LeakOptions = []goleak.Option{
+	goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*Server).Start.func1"),
+	goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).Start"),
+}
+
+// Lease is the test federations' lease: short, so that deaths show soon.
+const Lease = 2 * time.Second
+
+// FreePorts returns n ports free on 127.0.0.1 a moment ago.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var lns []net.Listener
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
+
+// Daemon is one statebusd of a test federation.
+type Daemon struct {
+	Node *federation.Node
+	Srv  *server.Server
+	Sock string
+}
+
+// Start runs n statebusd in this process, nodes n1..nN on hosts
+// host1..hostN, each with an embedded nats-server node, clustered by
+// routes on 127.0.0.1. fedit edits each node's federation settings, edit
+// each server's. Everything stops when the test ends.
+func Start(t testing.TB, n int, fedit func(*federation.Config), edit func(*server.Config)) []*Daemon {
+	t.Helper()
+	ports := FreePorts(t, n)
+	nodes := make([]*federation.Node, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		var routes []string
+		for j, p := range ports {
+			if j != i {
+				routes = append(routes, "nats-route://127.0.0.1:"+strconv.Itoa(p))
+			}
+		}
+		cfg := federation.Config{Mode: federation.Embedded, Name: "test", Node: "n" + strconv.Itoa(i+1), Host: "host" + strconv.Itoa(i+1),
+			RouteListen: "127.0.0.1:" + strconv.Itoa(ports[i]), Routes: routes, StoreDir: t.TempDir(),
+			Lease: Lease, AckTimeout: 5 * time.Second, StartTimeout: 90 * time.Second}
+		if fedit != nil {
+			fedit(&cfg)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i], errs[i] = federation.Start(context.Background(), cfg)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			for _, nd := range nodes {
+				if nd != nil {
+					nd.Close()
+				}
+			}
+			t.Fatalf("node %d: %v", i+1, err)
+		}
+	}
+	ds := make([]*Daemon, n)
+	for i, nd := range nodes {
+		t.Cleanup(nd.Close) // after the server's shutdown (cleanups run last first)
+		srv := bustest.Start(t, func(c *server.Config) {
+			c.Federation = nd
+			c.SlowConsumerTimeout = 2 * time.Second
+			if edit != nil {
+				edit(c)
+			}
+		})
+		ds[i] = &Daemon{Node: nd, Srv: srv, Sock: srv.Addr()}
+	}
+	return ds
+}
+
+// Seen waits until daemon d's directory knows id is held elsewhere.
+func Seen(t testing.TB, d *Daemon, id string) {
+	t.Helper()
+	bustest.Eventually(t, 10*time.Second, func() bool { _, ok := d.Node.Lookup(id); return ok },
+		"%s never saw %s", d.Node.Name(), id)
+}
