@@ -57,6 +57,10 @@ var (
 	ErrLimit error = protocol.ErrLimit
 	// ErrAccessDenied: the service's access rules do not allow it.
 	ErrAccessDenied error = protocol.ErrAccessDenied
+	// ErrFederation: the service is a member of a federation of daemons
+	// (MessageBus:Cluster) and cannot reach it now, for example from the
+	// minority side of a network partition; retry later.
+	ErrFederation error = protocol.ErrFederation
 )
 
 // DialError says why Dial could not reach the service. It matches

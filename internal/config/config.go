@@ -189,7 +189,7 @@ var settings = []setting{
 		func(s *Settings, v string) error { s.Cluster.TLSCert = v; return nil }},
 	{"ClusterTlsKey", "STATEBUS_CLUSTER_TLS_KEY", "cluster-tls-key", "external: client key file for NATS (default none)",
 		func(s *Settings, v string) error { s.Cluster.TLSKey = v; return nil }},
-	{"ClusterLeaseSeconds", "STATEBUS_CLUSTER_LEASE_SECONDS", "cluster-lease", "seconds a daemon's ids outlive its last contact with the federation; a dead or cut-off daemon's ids are released after at most this (default 10)",
+	{"ClusterLeaseSeconds", "STATEBUS_CLUSTER_LEASE_SECONDS", "cluster-lease", "seconds a daemon's ids outlive its last contact with the federation; a dead or cut-off daemon's ids are released after at most this; keep it above 12, JetStream's leader election plus a renewal (default 15)",
 		secondsSetting(func(s *Settings, d time.Duration) { s.Cluster.Lease = d })},
 	{"ClusterReplicas", "STATEBUS_CLUSTER_REPLICAS", "cluster-replicas", "NATS nodes that keep the ownership buckets; 3 survives losing one of three (default 0; 0 means embedded: 1 + the routes, at most 3, external: 1)",
 		intSetting(func(s *Settings, n int) { s.Cluster.Replicas = n })},

@@ -39,6 +39,13 @@ const (
 	External = "external"
 )
 
+// DefaultLease outlasts a JetStream leader election (nats-server waits 4
+// to 9 s before it elects another leader) plus a renewal period (a
+// quarter lease): while a bucket has no leader no daemon can renew, and
+// a shorter lease would make every daemon give up its ids when the node
+// that led the lease bucket dies or is cut off.
+const DefaultLease = 15 * time.Second
+
 // Config is one daemon's federation settings.
 type Config struct {
 	// Mode is Embedded or External.
@@ -103,7 +110,7 @@ func (c *Config) Defaults() {
 		c.Node = strings.NewReplacer(".", "-").Replace(host)
 	}
 	if c.Lease == 0 {
-		c.Lease = 10 * time.Second
+		c.Lease = DefaultLease
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1

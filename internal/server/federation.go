@@ -62,8 +62,15 @@ func (c *conn) claimErr(id string, err error) error {
 	case errors.Is(err, federation.ErrInUse):
 		return protocol.ErrIDInUse.New(id)
 	default:
-		return protocol.ErrFederation.New(err.Error())
+		return fedUnavailable(err)
 	}
+}
+
+// fedUnavailable is the client's error for a federation failure:
+// "Federation unavailable: cannot claim X: ...; retry when NATS is
+// reachable", without the package's own "federation unavailable: ".
+func fedUnavailable(err error) error {
+	return protocol.ErrFederation.New(strings.TrimPrefix(err.Error(), federation.ErrUnavailable.Error()+": "))
 }
 
 // releaseIDs gives up ids in the federation.
@@ -133,7 +140,7 @@ func (c *conn) fedErr(err error) error {
 	case errors.Is(err, federation.ErrTooMany):
 		return protocol.ErrLimit.New("cross-daemon events waiting for acknowledgement on this daemon; retry")
 	default:
-		return protocol.ErrFederation.New(err.Error())
+		return fedUnavailable(err)
 	}
 }
 

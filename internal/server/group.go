@@ -125,7 +125,7 @@ func (c *conn) join(group, id string) error {
 	if added && c.srv.fed != nil {
 		if err := c.srv.fed.Join(context.Background(), group, id); err != nil {
 			c.srv.routes.Leave(c, group, id)
-			return protocol.ErrFederation.New(err.Error())
+			return fedUnavailable(err)
 		}
 	}
 	if added {
