@@ -151,7 +151,7 @@ natssubs() { curl -fsS "http://127.0.0.1:${2:-$mport}/subsz?subs=1&test=$1" | gr
 
 # routed reports whether the server whose monitoring port is $2 has
 # interest in subject $1 from its routes (a subscriber on another node).
-routed() { curl -fsS "http://127.0.0.1:$2/routez?subs=1" | grep -q "\"$1\""; }
+routed() { [[ $(curl -fsS "http://127.0.0.1:$2/routez?subs=1") == *"\"$1\""* ]]; }
 
 if [[ $CLUSTER == 1 ]]; then
 	log "starting a 3-node nats-server cluster with JetStream and two statebusd in federation"
