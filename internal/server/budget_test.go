@@ -357,8 +357,12 @@ func TestGroupTeardownIsLinear(t *testing.T) {
 	c.expectMatch(`\{"Success":true,"Data":\{"SourceMachineId":"b".*`)
 	waitFor(t, "the member ids to be dropped", func() bool { return len(srv.Machines()) == 2 })
 	d := time.Since(start)
+	// Linear, this takes well under a second here even under -race; a
+	// teardown that scanned the member list once per member would grow with
+	// the square of n. The bound guards against that, loose enough for a
+	// loaded machine.
 	t.Logf("dropping %d group members took %v", n, d)
-	if d > 2*time.Second {
+	if d > 30*time.Second {
 		t.Fatalf("dropping %d group members took %v", n, d)
 	}
 }
@@ -446,12 +450,21 @@ func TestWriteTimeoutClosesStuckReceiver(t *testing.T) {
 	a.send(strings.TrimSuffix(batch.String(), "\n"))
 	a.send(`{"Type":2,"Id":"last","Payload":{"SourceMachineId":"a","TargetMachineId":"stuck","EventName":"E"}}`)
 	// The NoAck events that were not written fail too (errors are sent
-	// even without acknowledgements), before the last one's answer.
+	// even without acknowledgements), before the last one's answer. On a
+	// busy machine the janitor may close stuck before "last" is routed:
+	// then "last" finds no target, and the queued events told why.
+	const why = "Failed to deliver event: stuck was closed as a slow consumer before the event was written"
+	told := false
 	for {
 		line := a.read()
+		if strings.Contains(line, why) && !strings.Contains(line, `"Id":"last"`) {
+			told = true
+		}
 		if strings.Contains(line, `"Id":"last"`) {
-			if want := `{"Success":false,"Data":null,"Error":"Failed to deliver event: stuck was closed as a slow consumer before the event was written","Id":"last"}`; line != want {
-				t.Fatalf("got  %s\nwant %s", line, want)
+			want := `{"Success":false,"Data":null,"Error":"` + why + `","Id":"last"}`
+			gone := `{"Success":false,"Data":null,"Error":"Target machine not connected: stuck","Id":"last"}`
+			if line != want && !(told && line == gone) {
+				t.Fatalf("got  %s\nwant %s\n(or, once a queued event was told why, %s)", line, want, gone)
 			}
 			break
 		}
