@@ -263,7 +263,8 @@ func partitionNet(t *testing.T, n int) (names []string, cut, heal func(i int)) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs the ip command (iproute2) for network namespaces")
 	}
-	tag := strconv.Itoa(os.Getpid() % 100000)
+	sweepNamespaces()
+	tag := strconv.Itoa(os.Getpid())
 	hub := "sbhub" + tag
 	if out, err := exec.Command("ip", "netns", "add", hub).CombinedOutput(); err != nil {
 		t.Skipf("cannot make network namespaces here: %v: %s", err, out)
@@ -290,6 +291,30 @@ func partitionNet(t *testing.T, n int) (names []string, cut, heal func(i int)) {
 }
 
 const partitionLease = 15
+
+// sweepNamespaces deletes the namespaces of earlier runs of this test
+// whose process is gone (a run killed before its cleanups): their names
+// end in that process's pid.
+func sweepNamespaces() {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(line, " ")
+		rest, ok := strings.CutPrefix(name, "sbhub")
+		if !ok {
+			if rest, ok = strings.CutPrefix(name, "sbns"); ok {
+				_, rest, ok = strings.Cut(rest, "-")
+			}
+		}
+		pid, err := strconv.Atoi(rest)
+		if !ok || err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
+			continue
+		}
+		exec.Command("ip", "netns", "del", name).Run()
+	}
+}
 
 // TestFederationPartition: three statebusd (Cluster embedded), each in a
 // network namespace of its own, linked through a bridge. Cutting n3's
@@ -362,6 +387,9 @@ func TestFederationPartition(t *testing.T) {
 		t.Logf("partition: first refusal: %s", claimErrs[0])
 	}
 	got := counter(c2, "hello")
+	// n1 learns of the new holder from its watch of the ids bucket, or a
+	// read of it, either of which may lag a moment behind the claim.
+	reachable(t, a, "c", 30*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := a.SendEvent(ctx, "c", "hello", nil); err != nil {
