@@ -52,35 +52,26 @@ var errLongRefuse = ErrLimit.New("a Refuse reason is at most " + strconv.Itoa(Ma
 // DecodeAck decodes an Ack payload.
 func DecodeAck(payload []byte, p *AckPayload) error {
 	*p = AckPayload{}
-	var s scanner
-	var it objectIter
-	if err := payloadObject(&s, &it, payload, "an ack object"); err != nil {
-		return err
-	}
 	hasSeq := false
-	for it.next(&s) {
+	var err error
+	p.MachineID, err = durableMembers(payload, "an ack object", func(s *scanner, it *objectIter) error {
 		switch {
-		case it.is("MachineId") && it.Kind == '"':
-			v, err := stringValue(it.raw(&s))
-			if err != nil {
-				return err
-			}
-			p.MachineID = []byte(v)
 		case it.is("Sequence"):
-			n, err := strconv.ParseUint(string(it.raw(&s)), 10, 64)
+			n, err := strconv.ParseUint(string(it.raw(s)), 10, 64)
 			hasSeq = err == nil
 			p.Sequence = n
 		case it.is("Rewind"):
 			p.Rewind = it.Kind == 't'
 		case it.is("Refuse") && it.Kind == '"':
-			v, err := stringValue(it.raw(&s))
+			v, err := stringValue(it.raw(s))
 			if err != nil {
 				return err
 			}
 			p.Refuse, p.Refused = v, true
 		}
-	}
-	if err := s.finish(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	switch {
@@ -94,6 +85,31 @@ func DecodeAck(payload []byte, p *AckPayload) error {
 	return nil
 }
 
+// durableMembers walks the object payload of a durable request: it
+// returns its MachineId and hands every other member to f.
+func durableMembers(payload []byte, what string, f func(*scanner, *objectIter) error) ([]byte, error) {
+	var s scanner
+	var it objectIter
+	if err := payloadObject(&s, &it, payload, what); err != nil {
+		return nil, err
+	}
+	var id []byte
+	for it.next(&s) {
+		if it.is("MachineId") && it.Kind == '"' {
+			v, err := stringValue(it.raw(&s))
+			if err != nil {
+				return nil, err
+			}
+			id = []byte(v)
+			continue
+		}
+		if err := f(&s, &it); err != nil {
+			return nil, err
+		}
+	}
+	return id, s.finish()
+}
+
 // ReplayPayload is the payload of Replay.
 type ReplayPayload struct {
 	MachineID    []byte
@@ -105,25 +121,15 @@ type ReplayPayload struct {
 // DecodeReplay decodes a Replay payload.
 func DecodeReplay(payload []byte, p *ReplayPayload) error {
 	*p = ReplayPayload{}
-	var s scanner
-	var it objectIter
-	if err := payloadObject(&s, &it, payload, "a replay object"); err != nil {
-		return err
-	}
-	for it.next(&s) {
+	var err error
+	p.MachineID, err = durableMembers(payload, "a replay object", func(s *scanner, it *objectIter) error {
 		switch {
-		case it.is("MachineId") && it.Kind == '"':
-			v, err := stringValue(it.raw(&s))
-			if err != nil {
-				return err
-			}
-			p.MachineID = []byte(v)
 		case it.is("FromSequence"):
-			p.FromSequence, _ = strconv.ParseUint(string(it.raw(&s)), 10, 64)
+			p.FromSequence, _ = strconv.ParseUint(string(it.raw(s)), 10, 64)
 		case it.is("Limit"):
-			p.Limit, _ = strconv.Atoi(string(it.raw(&s)))
+			p.Limit, _ = strconv.Atoi(string(it.raw(s)))
 		case it.is("Since") && it.Kind == '"':
-			v, err := stringValue(it.raw(&s))
+			v, err := stringValue(it.raw(s))
 			if err != nil {
 				return err
 			}
@@ -133,8 +139,9 @@ func DecodeReplay(payload []byte, p *ReplayPayload) error {
 			}
 			p.Since = t
 		}
-	}
-	if err := s.finish(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	if len(p.MachineID) == 0 {
@@ -157,26 +164,17 @@ func DecodeDeadLetters(payload []byte, p *DeadLettersPayload) error {
 	if payload == nil {
 		return nil
 	}
-	var s scanner
-	var it objectIter
-	if err := payloadObject(&s, &it, payload, "a dead letters object"); err != nil {
-		return err
-	}
-	for it.next(&s) {
+	var err error
+	p.MachineID, err = durableMembers(payload, "a dead letters object", func(s *scanner, it *objectIter) error {
 		switch {
-		case it.is("MachineId") && it.Kind == '"':
-			v, err := stringValue(it.raw(&s))
-			if err != nil {
-				return err
-			}
-			p.MachineID = []byte(v)
 		case it.is("Redrive"):
 			p.Redrive = it.Kind == 't'
 		case it.is("Sequence"):
-			p.Sequence, _ = strconv.ParseUint(string(it.raw(&s)), 10, 64)
+			p.Sequence, _ = strconv.ParseUint(string(it.raw(s)), 10, 64)
 		}
-	}
-	if err := s.finish(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	if p.Redrive && len(p.MachineID) == 0 {
