@@ -95,8 +95,12 @@ type MachineInfo struct {
 	// PeerCert names a client that connected over TLS by its certificate
 	// ("CN=..."); PeerAddress is a TCP client's address. Both are left out
 	// for clients of the Unix socket.
-	PeerCert     string `json:",omitempty"`
-	PeerAddress  string `json:",omitempty"`
+	PeerCert    string `json:",omitempty"`
+	PeerAddress string `json:",omitempty"`
+	// PeerSID is, on Windows, the security identifier of the user whose
+	// process opened the pipe (PeerPid), where the service may read that
+	// process's token; left out elsewhere.
+	PeerSID      string `json:"PeerSid,omitempty"`
 	RegisteredAt time.Time
 	Subscribed   bool
 	SubscribedAt *time.Time `json:",omitempty"`

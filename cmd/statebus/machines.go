@@ -18,8 +18,8 @@ func init() {
 func runMachines(ctx context.Context, e *env, args []string) int {
 	f := newFlags(e, "machines", "[flags]",
 		`Lists the machines registered with the service: the id, the process id the
-client claimed and the one the kernel reports for its connection, the user id,
-the process name, when it registered and how long its connection has been up,
+client claimed and the one the kernel reports for its connection, the user id
+(on Windows the user's SID), the process name, when it registered and how long its connection has been up,
 for clients that connected over TCP their address (and, over TLS, their
 certificate's name instead of a pid and uid), and, for state machines hosted
 by an orchestrator, their current state.
@@ -73,8 +73,11 @@ statebus machines --json | jq -r '.[].MachineId'`)
 		if m.PeerPID >= 0 {
 			kpid = fmt.Sprint(m.PeerPID)
 		}
-		if m.PeerUID >= 0 { // also over plain TCP, where the pid is unknown
+		switch {
+		case m.PeerUID >= 0: // also over plain TCP, where the pid is unknown
 			uid = fmt.Sprint(m.PeerUID)
+		case m.PeerSID != "": // a Windows user
+			uid = m.PeerSID
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s", m.MachineID, m.ProcessID, kpid, uid,
 			orDash(m.ProcessName), m.RegisteredAt.Local().Format("2006-01-02 15:04:05"), connectedFor(now, m.ConnectedAt))

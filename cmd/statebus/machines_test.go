@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,14 +32,19 @@ func TestMachines(t *testing.T) {
 	if len(lines) != 3 {
 		t.Fatalf("want a header and two rows:\n%s", r.stdout)
 	}
-	header := "MACHINE ID  CLAIMED PID  KERNEL PID  UID  PROCESS"
-	if !strings.HasPrefix(lines[0], header) || !strings.HasSuffix(lines[0], "REGISTERED AT        CONNECTED FOR") {
+	// A Windows SID widens the UID column.
+	header := strings.Join(strings.Fields(lines[0]), " ")
+	if !strings.HasPrefix(header, "MACHINE ID CLAIMED PID KERNEL PID UID PROCESS") || !strings.HasSuffix(header, "REGISTERED AT CONNECTED FOR") {
 		t.Errorf("header %q", lines[0])
 	}
 	pid := os.Getpid()
+	user := func(s string) bool { return s == strconv.Itoa(os.Getuid()) }
+	if runtime.GOOS == "windows" {
+		user = func(s string) bool { return strings.HasPrefix(s, "S-1-") } // the user's SID
+	}
 	for i, id := range []string{"machine-a", "machine-b"} { // sorted
 		f := strings.Fields(lines[i+1])
-		if len(f) != 8 || f[0] != id || f[1] != strconv.Itoa(pid) || f[2] != strconv.Itoa(pid) || f[3] != strconv.Itoa(os.Getuid()) {
+		if len(f) != 8 || f[0] != id || f[1] != strconv.Itoa(pid) || f[2] != strconv.Itoa(pid) || !user(f[3]) {
 			t.Errorf("row %q", lines[i+1])
 		}
 		// Columns line up: every row's second column starts under the header's.

@@ -122,7 +122,7 @@ func TestRemoteErrors(t *testing.T) {
 // certificate that a TLS bus and a client accept, with private keys only
 // its owner can read, and never overwrites one.
 func TestCerts(t *testing.T) {
-	dir := t.TempDir()
+	dir := bustest.TempDir(t)
 	for _, a := range [][]string{{"ca", dir}, {"server", dir, "localhost", "127.0.0.1"}, {"client", dir, "gw-1", "--days", "2"}} {
 		if r := runCmd(t, "", append([]string{"certs"}, a...)...); r.code != 0 || !strings.Contains(r.stdout, "✓ wrote ") {
 			t.Fatalf("certs %v: %+v", a, r)
@@ -155,7 +155,7 @@ func TestCerts(t *testing.T) {
 		{[]string{"ca", dir}, 1, "ca.pem exists"},
 		{[]string{"client", dir, "../evil"}, 2, `client NAME "../evil": use letters`},
 		{[]string{"server", dir}, 2, "server needs the host names"},
-		{[]string{"client", t.TempDir(), "x"}, 1, "(make one first: statebus certs ca "},
+		{[]string{"client", bustest.TempDir(t), "x"}, 1, "(make one first: statebus certs ca "},
 		{[]string{"intermediate", dir}, 2, `unknown kind "intermediate"`},
 	} {
 		r := runCmd(t, "", append([]string{"certs"}, tc.args...)...)

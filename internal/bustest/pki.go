@@ -47,7 +47,7 @@ func NewPKI(t testing.TB) *PKI {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &PKI{Dir: t.TempDir(), ca: ca}
+	p := &PKI{Dir: TempDir(t), ca: ca}
 	p.CAFile = filepath.Join(p.Dir, "ca.pem")
 	writeFile(t, p.CAFile, ca.CertPEM())
 	p.RenewServer(t)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/statebus/statebus/internal/bustest"
 )
 
 // TestLoadTLS: the remote-client settings come from the file, the
@@ -12,7 +14,7 @@ import (
 // without its files, or plain TCP off loopback, is refused naming the
 // setting.
 func TestLoadTLS(t *testing.T) {
-	dir := t.TempDir()
+	dir := bustest.TempDir(t)
 	file := filepath.Join(dir, "appsettings.json")
 	os.WriteFile(file, []byte(`{"MessageBus": {
 	  "TlsListen": "0.0.0.0:9556", "TlsCert": "/etc/statebus/tls/server.pem", "TlsKey": "/etc/statebus/tls/server-key.pem",

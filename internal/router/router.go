@@ -40,6 +40,8 @@ type Info struct {
 	// peer's address. Both are "" on the Unix socket.
 	PeerCert string
 	PeerAddr string
+	// PeerSID is a Windows pipe client's user SID; "" elsewhere.
+	PeerSID string
 }
 
 type entry[O comparable] struct {

@@ -57,7 +57,7 @@ func (s *Server) MachineInfos() []protocol.MachineInfo {
 		out[i] = protocol.MachineInfo{
 			MachineID: m.MachineID, ProcessName: m.ProcessName, ProcessID: m.ProcessID,
 			PeerPID: m.PeerPID, PeerUID: m.PeerUID, PeerGID: m.PeerGID,
-			PeerCert: m.PeerCert, PeerAddress: m.PeerAddr,
+			PeerCert: m.PeerCert, PeerAddress: m.PeerAddr, PeerSID: m.PeerSID,
 			RegisteredAt: m.RegisteredAt.UTC(), Subscribed: m.Subscribed,
 			ConnectionID: m.Conn, ConnectedAt: m.ConnectedAt.UTC(), State: m.State,
 		}

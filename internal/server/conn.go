@@ -33,6 +33,7 @@ type conn struct {
 	q   *outq.Queue[delivery]
 
 	pid, uid, gid int            // from the kernel; -1 when unknown
+	sid           string         // on Windows, the pipe client's user SID; "" when unknown
 	cert          *access.CertID // a TLS peer's verified certificate; nil for others
 	addr          string         // a TCP peer's address; "" on the Unix socket
 	connectedAt   time.Time
@@ -148,6 +149,7 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c.q.RecordBytes = RecordBytes
 	c.q.StuckAfter = stuckAfter
 	c.pid, c.uid, c.gid = peerCred(nc)
+	c.sid = peerSID(c.pid)
 	c.q.Written = c.written
 	c.q.Failed = c.failed
 	c.q.Overflow = c.overflow
@@ -395,7 +397,7 @@ func (c *conn) info(id string) router.Info {
 	return router.Info{
 		MachineID: id, RegisteredAt: time.Now(),
 		Conn: c.id, ConnectedAt: c.connectedAt, PeerPID: c.pid, PeerUID: c.uid, PeerGID: c.gid,
-		PeerCert: c.certName(), PeerAddr: c.addr,
+		PeerCert: c.certName(), PeerAddr: c.addr, PeerSID: c.sid,
 	}
 }
 

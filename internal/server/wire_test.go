@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -106,8 +107,10 @@ func TestWireRegisterSubscribe(t *testing.T) {
 	srv := bustest.Start(t, nil)
 	a := dialRaw(t, srv).connect("machine-a")
 	m := srv.Machines()
+	// The kernel's word on who connected: a uid, or on Windows a SID.
+	user := len(m) == 1 && (m[0].PeerUID >= 0 || runtime.GOOS == "windows" && strings.HasPrefix(m[0].PeerSID, "S-1-"))
 	if len(m) != 1 || m[0].ProcessName != "TestClient" || m[0].ProcessID != 4242 ||
-		m[0].PeerPID <= 0 || m[0].PeerUID < 0 || !m[0].Subscribed {
+		m[0].PeerPID != os.Getpid() || !user || !m[0].Subscribed {
 		t.Fatalf("registry: %+v", m)
 	}
 	// Type as the enum name, and \r\n line endings.
