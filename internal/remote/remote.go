@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/statebus/statebus/internal/access"
@@ -184,8 +185,13 @@ func (c *Conn) CloseWrite() error {
 }
 
 // CloseRead shuts the TCP connection's read side, which ends a blocked
-// Read.
+// Read. On Windows shutdown(SD_RECEIVE) leaves a pending read waiting, so
+// there it is unsupported and the caller must end the Read otherwise (a
+// read deadline).
 func (c *Conn) CloseRead() error {
+	if runtime.GOOS == "windows" {
+		return errors.ErrUnsupported
+	}
 	if cr, ok := c.raw.(interface{ CloseRead() error }); ok {
 		return cr.CloseRead()
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -226,6 +227,9 @@ func TestTLSLimitsAsOnTheSocket(t *testing.T) {
 // TestPlainTCP: plain TCP is served on loopback only when configured, and
 // a peer is known by the uid the kernel lists for its socket.
 func TestPlainTCP(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Linux only: PlainTcp needs the kernel's socket table to tell a loopback peer's user")
+	}
 	srv := bustest.Start(t, func(c *server.Config) { c.PlainTCP = "127.0.0.1:0" })
 	c, err := net.Dial("tcp", srv.PlainTCPAddr().String())
 	if err != nil {
