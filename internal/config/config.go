@@ -79,6 +79,8 @@ var settings = []setting{
 			s.Server.SocketMode = os.FileMode(m)
 			return err
 		}},
+	{"PipeSecurity", "STATEBUS_PIPE_SECURITY", "pipe-security", "Windows: who may open the pipe: owner (SYSTEM, Administrators and the service's account), interactive (those and the users logged on interactively) or an SDDL security descriptor, D:...; ignored on Unix (default owner)",
+		func(s *Settings, v string) error { s.Server.PipeSecurity = v; return nil }}, // Validate says what is wrong
 	{"MaxConnections", "STATEBUS_MAX_CONNECTIONS", "max-connections", "most clients connected at once (default 100)",
 		intSetting(func(s *Settings, n int) { s.Server.MaxConnections = n })},
 	{"HealthCheckIntervalSeconds", "STATEBUS_HEALTH_CHECK_INTERVAL_SECONDS", "health-interval", "seconds between health log lines; 0 disables (default 30)",

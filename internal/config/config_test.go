@@ -120,6 +120,7 @@ func TestLoadErrors(t *testing.T) {
 		{[]string{"extra"}, `unexpected argument "extra"`},
 		{[]string{"--log-format", "xml"}, "--log-format must be text or json"},
 		{[]string{"--config", pat}, `access rule for uid 1: bad pattern "["`},
+		{[]string{"--pipe-security", "everyone"}, `config: PipeSecurity "everyone": want owner, interactive or a security descriptor in SDDL (D:...)`},
 		{[]string{"--http", "9555"}, `monitoring address "9555": want HOST:PORT, e.g. 127.0.0.1:9555`},
 	} {
 		_, err := Load(tc.args, func(string) string { return "" })
@@ -162,5 +163,32 @@ func TestLoadRoutes(t *testing.T) {
 	if _, err := Load([]string{"--config", loop}, func(string) string { return "" }); err == nil ||
 		!strings.Contains(err.Error(), "routing rules loop: rule 1 (a -> b), rule 2 (b -> a), back to rule 1") {
 		t.Fatalf("loop: %v", err)
+	}
+}
+
+// TestLoadPipeSecurity: MessageBus:PipeSecurity comes from the file, the
+// environment and the flag like every setting, and defaults to owner.
+func TestLoadPipeSecurity(t *testing.T) {
+	dir := bustest.TempDir(t)
+	file := filepath.Join(dir, "appsettings.json")
+	os.WriteFile(file, []byte(`{"MessageBus": {"PipeSecurity": "interactive"}}`), 0o644)
+	const sddl = "D:P(A;;GA;;;SY)(A;;GA;;;BA)"
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{nil, nil, "owner"},
+		{[]string{"--config", file}, nil, "interactive"},
+		{[]string{"--config", file}, map[string]string{"STATEBUS_PIPE_SECURITY": sddl}, sddl},
+		{[]string{"--config", file, "--pipe-security", "owner"}, map[string]string{"MessageBus__PipeSecurity": sddl}, "owner"},
+	} {
+		s, err := Load(tc.args, func(k string) string { return tc.env[k] })
+		if err != nil {
+			t.Fatalf("%v %v: %v", tc.args, tc.env, err)
+		}
+		if s.Server.PipeSecurity != tc.want {
+			t.Errorf("%v %v: PipeSecurity %q, want %q", tc.args, tc.env, s.Server.PipeSecurity, tc.want)
+		}
 	}
 }

@@ -262,6 +262,8 @@ func want(key string) string {
 		return "an octal file mode such as 0660"
 	case "bool":
 		return "true or false"
+	case "owner|interactive|sddl":
+		return "owner, interactive or an SDDL security descriptor, D:..."
 	default:
 		return k
 	}

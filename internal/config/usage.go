@@ -62,6 +62,8 @@ func kind(key string) string {
 		return "seconds" // a decimal number: 0.5 is half a second
 	case key == "SocketMode":
 		return "octal"
+	case key == "PipeSecurity":
+		return "owner|interactive|sddl"
 	case key == "HttpMachines":
 		return "bool"
 	case key == "Http":

@@ -73,3 +73,6 @@ func removeSocket(path string, fi os.FileInfo) {
 		os.Remove(path)
 	}
 }
+
+// listen is Listen for c: its socket path and mode.
+func listen(c *Config) (net.Listener, error) { return Listen(c.SocketPath, c.SocketMode) }

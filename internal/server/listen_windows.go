@@ -6,22 +6,25 @@ import (
 	"os"
 
 	"github.com/Microsoft/go-winio"
+
+	"github.com/statebus/statebus/internal/pipesec"
 )
 
-// Listen creates the named pipe at path (\\.\pipe\NAME). The pipe's
-// access list follows mode as far as Windows can: SYSTEM, Administrators
-// and the service's own account always have full access; if mode grants
-// anything to group or others (the default 0660 does), every
-// authenticated local user may read and write, as they could connect to
-// the Unix socket's group. A name already served by another process is an
-// error naming it.
+// Listen creates the named pipe at path (\\.\pipe\NAME) that SYSTEM,
+// Administrators and the account statebusd runs as may open
+// (pipesec.Owner); mode, a Unix socket's file mode, does not apply. A
+// name already served by another process is an error naming it.
 func Listen(path string, mode os.FileMode) (net.Listener, error) {
-	sddl := "D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;OW)"
-	if mode&0o066 != 0 {
-		sddl += "(A;;GRGW;;;AU)"
-	}
+	return listenPipe(path, pipesec.Owner)
+}
+
+// listen is Listen for c: its pipe, with the security descriptor its
+// PipeSecurity stands for.
+func listen(c *Config) (net.Listener, error) { return listenPipe(c.SocketPath, c.PipeSecurity) }
+
+func listenPipe(path, security string) (net.Listener, error) {
 	ln, err := winio.ListenPipe(path, &winio.PipeConfig{
-		SecurityDescriptor: sddl,
+		SecurityDescriptor: pipesec.Descriptor(security),
 		InputBufferSize:    64 << 10,
 		OutputBufferSize:   64 << 10,
 	})

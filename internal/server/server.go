@@ -20,6 +20,7 @@ import (
 	"github.com/statebus/statebus/internal/access"
 	"github.com/statebus/statebus/internal/durable"
 	"github.com/statebus/statebus/internal/federation"
+	"github.com/statebus/statebus/internal/pipesec"
 	"github.com/statebus/statebus/internal/remote"
 	"github.com/statebus/statebus/internal/router"
 	"github.com/statebus/statebus/protocol"
@@ -31,8 +32,12 @@ type Config struct {
 	// configured pipe name.
 	SocketPath string
 	// SocketMode is the socket file's permission bits. 0660 lets the
-	// service's user and group connect.
+	// service's user and group connect. Unix only.
 	SocketMode os.FileMode
+	// PipeSecurity says who may open the named pipe on Windows
+	// (MessageBus:PipeSecurity): pipesec.Owner, pipesec.Interactive or an
+	// SDDL security descriptor. Ignored on Unix.
+	PipeSecurity string
 	// MaxConnections is how many clients may be connected at once; one
 	// more gets "Too many connections (limit N)" and is closed.
 	MaxConnections int
@@ -128,6 +133,7 @@ func DefaultConfig() Config {
 	return Config{
 		SocketPath:              protocol.PipePath(protocol.DefaultPipeName),
 		SocketMode:              0o660,
+		PipeSecurity:            pipesec.Owner,
 		MaxConnections:          100,
 		MaxMessageBytes:         1 << 20,
 		MaxQueueBytes:           4 << 20,
@@ -160,6 +166,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: socket path %q is %d bytes; Unix sockets allow at most 107", c.SocketPath, len(c.SocketPath))
 	case c.SocketMode&^os.ModePerm != 0 || c.SocketMode&0o600 != 0o600:
 		return fmt.Errorf("config: SocketMode %o must be permission bits including 0600", c.SocketMode)
+	case pipesec.Check(c.PipeSecurity) != nil:
+		return pipesec.Check(c.PipeSecurity)
 	case c.MaxConnections < 1:
 		return fmt.Errorf("config: MaxConnections must be at least 1, not %d", c.MaxConnections)
 	case c.MaxMessageBytes < 1024:
@@ -325,7 +333,7 @@ func (s *Server) SetAccess(p access.Policy) error {
 // Start listens on the configured socket and serves in the background
 // until Shutdown, which removes the socket file again.
 func (s *Server) Start() error {
-	ln, err := Listen(s.cfg.SocketPath, s.cfg.SocketMode)
+	ln, err := listen(&s.cfg)
 	if err != nil {
 		return err
 	}
