@@ -32,6 +32,9 @@ func main() {
 // once it listens on started.
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer,
 	sigs <-chan os.Signal, started chan<- *server.Server) int {
+	if len(args) > 0 && (args[0] == "install" || args[0] == "uninstall") {
+		return manageService(args[0], args[1:], stdout, stderr)
+	}
 	st, err := config.Load(args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		config.Usage(stdout)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -12,21 +13,36 @@ import (
 	"github.com/statebus/statebus/internal/server"
 )
 
-// serviceName is the event log source statebusd writes to as a service.
-const serviceName = "statebusd"
+// The original service's names: the service (install-service.ps1's
+// default -ServiceName) and the Application event log source it logs
+// under.
+const (
+	serviceName   = "XStateNetMessageBus"
+	eventSource   = "XStateNet.InterProcess"
+	serviceTitle  = "XStateNet InterProcess Message Bus"
+	serviceDetail = "statebus: the XStateNet InterProcess message bus (named pipe)"
+)
+
+// serviceArg, first on the command line, says statebusd runs as a
+// service: statebusd install puts it there, so that the service does not
+// depend on guessing from its parent process (svc.IsWindowsService), which
+// is how a service created with sc.exe without it is recognised.
+const serviceArg = "service"
 
 // runService runs statebusd under the Windows service manager when it
-// started it (sc.exe create ... binPath= "statebusd.exe --config ..."):
-// Stop and Shutdown requests stop the bus as SIGTERM does, and logs go to
-// the Application event log. From a console it returns ok false and
-// statebusd runs as a console program.
+// started it (statebusd install, or sc.exe create): Stop and Shutdown
+// requests stop the bus as SIGTERM does, and logs go to the Application
+// event log under the source XStateNet.InterProcess. From a console it
+// returns ok false and statebusd runs as a console program.
 func runService(args []string) (code int, ok bool) {
-	isService, err := svc.IsWindowsService()
-	if err != nil || !isService {
+	if len(args) > 0 && args[0] == serviceArg {
+		args = args[1:]
+	} else if isService, err := svc.IsWindowsService(); err != nil || !isService {
 		return 0, false
 	}
 	s := &service{args: args}
 	if err := svc.Run(serviceName, s); err != nil {
+		fmt.Fprintf(os.Stderr, "statebusd: not started by the service manager (%v); from a console run statebusd without %q\n", err, serviceArg)
 		return 1, true
 	}
 	return s.code, true
@@ -42,7 +58,7 @@ type service struct {
 func (s *service) Execute(_ []string, reqs <-chan svc.ChangeRequest, status chan<- svc.Status) (bool, uint32) {
 	status <- svc.Status{State: svc.StartPending}
 	var logOut io.Writer = io.Discard
-	if el, err := eventlog.Open(serviceName); err == nil {
+	if el, err := eventlog.Open(eventSource); err == nil {
 		defer el.Close()
 		logOut = eventLog{el}
 	}

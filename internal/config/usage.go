@@ -35,6 +35,13 @@ General flags:
         run the self-test on a temporary socket, print the results and exit
         (0 if all passed)
 
+On Windows, from an elevated prompt:
+  statebusd install [--service-name NAME] [--start auto|manual|disabled] [-- flags]
+        install this executable as the service NAME (default XStateNetMessageBus)
+        running statebusd with flags, and the event log source XStateNet.InterProcess
+  statebusd uninstall [--service-name NAME]
+        stop and delete the service, remove the event log source
+
 Settings (file key MessageBus:KEY):
 `)
 	for _, st := range settings {
