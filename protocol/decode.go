@@ -248,6 +248,11 @@ type Event struct {
 	Name      []byte
 	Payload   []byte // raw JSON value, nil when absent or null
 	Timestamp []byte // raw JSON value, nil when absent
+	// TraceParent and TraceState are the W3C trace context the sender
+	// attached ("traceparent", "tracestate": the trace context
+	// extension), nil when absent or not a string. They are not checked
+	// here: whoever uses them parses them strictly.
+	TraceParent, TraceState []byte
 }
 
 // DecodeEvent decodes an event object: the payload of SendEvent, and the
@@ -300,6 +305,17 @@ func eventMembers(s *scanner, ev *Event) error {
 			ev.Payload, bit = it.raw(s), 8
 		case "Timestamp":
 			ev.Timestamp, bit = it.raw(s), 16
+		case "traceparent", "tracestate":
+			if it.Kind == '"' && !it.Escaped {
+				if v := it.raw(s); !hasEscape(v[1 : len(v)-1]) {
+					if it.Key[5] == 'p' {
+						ev.TraceParent = v[1 : len(v)-1]
+					} else {
+						ev.TraceState = v[1 : len(v)-1]
+					}
+				}
+			}
+			continue
 		default:
 			if mayFold(it.Key) && amb == nil {
 				if name := foldKey(it.Key); name != "" {

@@ -334,6 +334,9 @@ type SendOptions struct {
 	TimeoutMs int64
 	// Priority is "High", "Normal" or "Low"; "" is Normal.
 	Priority string
+	// TraceParent and TraceState, when set, go into the event object as
+	// "traceparent" and "tracestate" (the trace context extension).
+	TraceParent, TraceState string
 }
 
 // AppendSendEvent appends a SendEvent request. payload is raw JSON (nil
@@ -373,5 +376,13 @@ func AppendSendEvent(b []byte, source, target, event string, payload []byte, at 
 	}
 	b = append(b, `,"Timestamp":`...)
 	b = AppendTime(b, at)
+	if o.TraceParent != "" {
+		b = append(b, `,"traceparent":`...)
+		b = AppendString(b, o.TraceParent)
+		if o.TraceState != "" {
+			b = append(b, `,"tracestate":`...)
+			b = AppendString(b, o.TraceState)
+		}
+	}
 	return append(b, "}}\n"...)
 }
