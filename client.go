@@ -92,6 +92,10 @@ type Event struct {
 	// (WithDurable); 0 for other events.
 	Sequence uint64 `json:"-"`
 	durGen   uint64 // the durable generation it was received in
+	// TraceParent and TraceState are the W3C trace context the sender
+	// attached (WithTracerProvider), "" when none; see TraceContext.
+	TraceParent string `json:"traceparent,omitempty"`
+	TraceState  string `json:"tracestate,omitempty"`
 }
 
 // Decode unmarshals the payload into v.

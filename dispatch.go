@@ -5,6 +5,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // dispatcher runs handlers on one goroutine, in arrival order, off the
@@ -366,6 +369,10 @@ func (d *dispatcher) dispatch(it *item) {
 		}
 		return
 	}
+	if d.c.opt.tracer != nil && it.ev.TraceParent != "" {
+		_, span := d.handlerSpan(context.Background(), &it.ev, false)
+		defer span.End()
+	}
 	hm := *d.handlers.Load()
 	if it.ev.Sequence != 0 && !d.c.runnable(&it.ev, len(hm[it.ev.Name])+len(hm["*"]) > 0) {
 		return // a durable event that comes again
@@ -450,8 +457,16 @@ func (d *dispatcher) answer(it *item) {
 		ctx, cancel = context.WithDeadline(ctx, rq.deadline)
 		defer cancel()
 	}
+	if d.c.opt.tracer != nil && it.ev.TraceParent != "" {
+		var span trace.Span
+		ctx, span = d.handlerSpan(ctx, &it.ev, true)
+		defer span.End()
+	}
 	v, err := h(ctx, it.ev)
 	if err != nil {
+		if span := trace.SpanFromContext(ctx); span.IsRecording() {
+			span.SetStatus(codes.Error, err.Error())
+		}
 		rq.s.reply(rq.replyTo, nil, err.Error())
 		return
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/statebus/statebus"
 	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/internal/server"
@@ -29,6 +31,14 @@ func TestDotNetInterop(t *testing.T) {
 		srv := bustest.Start(t, nil)
 		runDotNet(t, mono, exe, srv, srv.Addr(), nil, "dotnet-abs")
 	})
+	t.Run("Traced", func(t *testing.T) {
+		// The Go machine traces: its PONG carries "traceparent", which
+		// the .NET client takes like any other event.
+		srv := bustest.Start(t, nil)
+		tp := sdktrace.NewTracerProvider()
+		defer tp.Shutdown(context.Background())
+		runDotNet(t, mono, exe, srv, srv.Addr(), nil, "dotnet-traced", statebus.WithTracerProvider(tp))
+	})
 	t.Run("PipeName", func(t *testing.T) {
 		// A plain pipe name is $TMPDIR/CoreFxPipe_<name> to .NET.
 		dir, err := os.MkdirTemp("", "sbnet")
@@ -45,8 +55,12 @@ func TestDotNetInterop(t *testing.T) {
 
 // runDotNet connects a Go machine "go-machine" that answers PING with PONG,
 // runs the .NET client as dotnetID on pipe and checks both sides.
-func runDotNet(t *testing.T, mono, exe string, srv *server.Server, pipe string, env []string, dotnetID string) {
-	g := dial(t, srv, "go-machine")
+func runDotNet(t *testing.T, mono, exe string, srv *server.Server, pipe string, env []string, dotnetID string, opts ...statebus.Option) {
+	g := dial(t, srv, "go-machine", opts...)
+	traced := ""
+	if len(opts) > 0 {
+		traced = `,"traceparent":"00-[0-9a-f]{32}-[0-9a-f]{16}-01"`
+	}
 	pings := make(chan statebus.Event, 1)
 	g.OnEvent("PING", func(e statebus.Event) {
 		select {
@@ -80,7 +94,7 @@ func runDotNet(t *testing.T, mono, exe string, srv *server.Server, pipe string, 
 	}
 	pong := regexp.MustCompile(`^\{"Success":true,"Data":\{"SourceMachineId":"go-machine","TargetMachineId":"` +
 		regexp.QuoteMeta(dotnetID) + `","EventName":"PONG","Payload":\{"Message":"Hello from Go"\},` +
-		`"Timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z"\},"Error":null\}$`)
+		`"Timestamp":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z"` + traced + `\},"Error":null\}$`)
 	if !pong.MatchString(out[0]) {
 		fail("PONG line as .NET received it:\n%s\nwant it to match\n%s", out[0], pong)
 	}

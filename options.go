@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/statebus/statebus/protocol"
 )
 
@@ -38,6 +40,8 @@ type options struct {
 	manualAck     bool // WithManualAck
 	backoffMin    time.Duration
 	backoffMax    time.Duration
+
+	tracer trace.Tracer // WithTracerProvider; nil: no tracing
 }
 
 // The defaults of the limits.

@@ -90,6 +90,9 @@ func (c *Client) Request(ctx context.Context, target, name string, payload any, 
 // identities') and, unless it is a post, waits for its response (the
 // reply's Data for a request).
 func (c *Client) send(ctx context.Context, src, target, name string, payload any, k sendKind, opts []SendOption) ([]byte, error) {
+	if c.opt.tracer != nil && ctx.Value(sendSpanKey{}) == nil {
+		return c.sendTraced(ctx, src, target, name, payload, k, opts)
+	}
 	var o protocol.SendOptions
 	if len(opts) > 0 {
 		// Options get a copy: taking a local's address would move it to
@@ -115,6 +118,9 @@ func (c *Client) send(ctx context.Context, src, target, name string, payload any
 		if d, ok := ctx.Deadline(); ok {
 			o.TimeoutMs = max(time.Until(d).Milliseconds(), 1)
 		}
+	}
+	if c.opt.tracer != nil {
+		o.TraceParent, o.TraceState = traceHeaders(ctx)
 	}
 	for {
 		s, err := c.session(ctx)

@@ -563,6 +563,9 @@ func (s *session) makeEvent(ev *protocol.Event) Event {
 	if len(ev.Timestamp) > 2 && ev.Timestamp[0] == '"' {
 		e.Timestamp, _ = protocol.ParseTimeBytes(ev.Timestamp[1 : len(ev.Timestamp)-1])
 	}
+	if ev.TraceParent != nil {
+		e.TraceParent, e.TraceState = string(ev.TraceParent), string(ev.TraceState)
+	}
 	return e
 }
 

@@ -658,6 +658,15 @@ func (c *conn) sendEvent(r *protocol.Request) error {
 			ev.Target = []byte(d.Redirect) // routed there; the event's bytes stay as sent
 		}
 	}
+	if c.srv.cfg.Tracer != nil && len(ev.TraceParent) != 0 {
+		return c.routeTraced(r)
+	}
+	return c.routeAndCopy(r)
+}
+
+// routeAndCopy routes an accepted event and, once routed, copies it to
+// watchers, the tap and other daemons' watchers.
+func (c *conn) routeAndCopy(r *protocol.Request) error {
 	err := c.route(r)
 	if err == nil {
 		c.copyToWatchers(r)

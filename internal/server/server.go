@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/statebus/statebus/internal/access"
 	"github.com/statebus/statebus/internal/durable"
 	"github.com/statebus/statebus/internal/federation"
@@ -119,6 +121,10 @@ type Config struct {
 	OnRouteLatency func(time.Duration)
 	// Durable turns on durable mailboxes: see DurableConfig.
 	Durable DurableConfig
+	// Tracer, when set, traces the routing of events whose sender
+	// attached a sampled W3C trace context (trace.go). Nil: events are
+	// routed without a look at their trace context.
+	Tracer trace.Tracer
 	// Logger receives the service's logs. Nil discards them.
 	Logger *slog.Logger
 	// Federation, when set, makes this daemon a member of a federation
