@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/statebus/statebus/statechart"
 )
 
@@ -14,6 +16,8 @@ type item struct {
 	reply chan EventResult
 	id    string // the EventId, for a send
 	own   bool   // the machine's own event
+
+	parent trace.SpanContext // the sender's span, when tracing; else zero
 }
 
 // mailbox is one machine's queue of events: every event to the machine,

@@ -102,6 +102,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/statebus/statebus"
 	"github.com/statebus/statebus/protocol"
 	"github.com/statebus/statebus/statechart"
@@ -117,6 +119,9 @@ type config struct {
 	mailbox      int
 	sendTimeout  time.Duration
 	errorHandler func(error)
+
+	tracerProvider trace.TracerProvider // WithTracerProvider; nil: no tracing
+	tracer         trace.Tracer
 }
 
 // WithBus registers each machine on the bus, under its id, on bus
@@ -209,6 +214,7 @@ func New(opts ...Option) *Orchestrator {
 	for _, f := range opts {
 		f(&cfg)
 	}
+	cfg.busTracing()
 	o := &Orchestrator{cfg: cfg, machines: make(map[string]*hosted), report: make(chan struct{}, 1)}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	if cfg.bus {
@@ -298,7 +304,7 @@ func (o *Orchestrator) loop(h *hosted, started chan<- error) {
 			o.noteState(h)
 			continue
 		}
-		res, err := h.m.Send(it.ev)
+		res, err := o.process(h, &it)
 		if res.Changed {
 			o.noteState(h)
 		}

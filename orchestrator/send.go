@@ -82,7 +82,7 @@ func (o *Orchestrator) Send(ctx context.Context, from, to, event string, data an
 // result, both up to ctx's end. If ctx ends once the event is in the
 // mailbox, the machine still processes it.
 func (o *Orchestrator) sendLocal(ctx context.Context, h *hosted, ev statechart.Event) (EventResult, error) {
-	it := item{ev: ev, reply: make(chan EventResult, 1), id: newEventID()}
+	it := item{ev: ev, reply: make(chan EventResult, 1), id: newEventID(), parent: o.parentFrom(ctx)}
 	if err := h.mb.put(ctx, it, true); err != nil {
 		err = h.refusal(ev.Name, err)
 		return failed(it.id, err), err
@@ -114,7 +114,7 @@ func (o *Orchestrator) Post(ctx context.Context, from, to, event string, data an
 		if err != nil {
 			return err
 		}
-		if err := h.mb.put(ctx, item{ev: statechart.Event{Name: event, Data: p, Origin: from}}, false); err != nil {
+		if err := h.mb.put(ctx, item{ev: statechart.Event{Name: event, Data: p, Origin: from}, parent: o.parentFrom(ctx)}, false); err != nil {
 			return h.refusal(event, err)
 		}
 		return nil
@@ -191,7 +191,7 @@ func (o *Orchestrator) postOwn(h *hosted, ev statechart.Event) {
 // that holds up h's client, so the bus's flow control takes over.
 func (o *Orchestrator) fromBus(h *hosted, e statebus.Event) {
 	ev := statechart.Event{Name: e.Name, Data: e.Payload, Origin: e.Source}
-	if err := h.mb.put(h.ctx, item{ev: ev}, true); err != nil && h.ctx.Err() == nil {
+	if err := h.mb.put(h.ctx, item{ev: ev, parent: o.parentFromBus(&e)}, true); err != nil && h.ctx.Err() == nil {
 		o.fail(fmt.Errorf("orchestrator: %s from %s on the bus was dropped: %w", e.Name, e.Source, err))
 	}
 }
