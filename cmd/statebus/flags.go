@@ -151,6 +151,9 @@ func (f *flags) fail(format string, args ...any) int {
 // bus returns the client options that reach the service the flags name.
 func (f *flags) bus() []statebus.Option {
 	opts := append([]statebus.Option{statebus.WithPipeName(f.pipeName)}, f.serverUID.options()...)
+	if f.e.tracer != nil {
+		opts = append(opts, statebus.WithTracerProvider(f.e.tracer))
+	}
 	return append(opts, f.remote.options()...)
 }
 

@@ -14,8 +14,11 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/statebus/statebus/internal/telemetry"
 	"github.com/statebus/statebus/internal/version"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // command is one subcommand. run gets the arguments after the
@@ -32,6 +35,9 @@ type env struct {
 	getenv         func(string) string
 	// tty reports whether stdout is a terminal (colour, progress bars).
 	tty bool
+	// tracer traces the command's clients when the OTEL_* variables ask
+	// for it (package telemetry); nil otherwise.
+	tracer trace.TracerProvider
 }
 
 // commands is filled by each subcommand's file in an init function.
@@ -70,6 +76,21 @@ func run(ctx context.Context, e *env, args []string) int {
 	if !ok {
 		fmt.Fprintf(e.stderr, "statebus: unknown command %q (see statebus --help)\n", args[0])
 		return 2
+	}
+	tp, stopTracing, err := telemetry.Setup(ctx, "statebus", e.getenv)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "statebus: tracing: %v\n", err)
+		return 2
+	}
+	if tp != nil {
+		e.tracer = tp
+		defer func() {
+			tctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if err := stopTracing(tctx); err != nil {
+				fmt.Fprintf(e.stderr, "statebus: spans not exported: %v\n", err)
+			}
+		}()
 	}
 	return cmd.run(ctx, e, args[1:])
 }

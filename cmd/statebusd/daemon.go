@@ -17,6 +17,7 @@ import (
 	"github.com/statebus/statebus/internal/logging"
 	"github.com/statebus/statebus/internal/server"
 	"github.com/statebus/statebus/internal/systemd"
+	"github.com/statebus/statebus/internal/telemetry"
 	"github.com/statebus/statebus/protocol"
 )
 
@@ -37,6 +38,7 @@ type daemon struct {
 
 	stopWatchdog chan struct{}
 	watchdogDone chan struct{}
+	stopTracing  func(context.Context) error // flushes spans; a no-op without tracing
 }
 
 // memoryBudget is what the service may hold: a fixed allowance for the
@@ -111,6 +113,15 @@ func start(st *config.Settings, args []string, getenv func(string) string, stder
 		}
 		cfg.Federation = d.fed
 		d.log.Info("federation joined", "node", d.fed.Name(), "nats", d.fed.ClientURL())
+	}
+	tp, stopTracing, err := telemetry.Setup(context.Background(), "statebusd", getenv)
+	if err != nil {
+		return nil, err
+	}
+	d.stopTracing = stopTracing
+	if tp != nil {
+		cfg.Tracer = tp.Tracer("github.com/statebus/statebus/internal/server")
+		d.log.Info("tracing: exporting spans of sampled events by OTLP", "endpoint", otlpEndpoint(getenv))
 	}
 	d.srv, err = server.New(cfg)
 	if err == nil {
@@ -307,6 +318,13 @@ func (d *daemon) stop(sig os.Signal) int {
 		defer hcancel()
 		d.api.Shutdown(hctx)
 	}
+	if d.stopTracing != nil {
+		tctx, tcancel := context.WithTimeout(context.Background(), time.Second)
+		defer tcancel()
+		if err := d.stopTracing(tctx); err != nil {
+			d.log.Warn("spans not exported", "err", err)
+		}
+	}
 	d.log.Info("stopped")
 	return code
 }
@@ -319,4 +337,14 @@ func (d *daemon) shutdownBus(ctx context.Context) error {
 		d.fed.Close() // after the connections: their ids are released first
 	}
 	return err
+}
+
+// otlpEndpoint is where spans go, for the log.
+func otlpEndpoint(getenv func(string) string) string {
+	for _, k := range []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"} {
+		if v := getenv(k); v != "" {
+			return v
+		}
+	}
+	return "http://localhost:4318"
 }

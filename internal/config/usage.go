@@ -57,6 +57,9 @@ Also read from the environment:
                     set by systemd: readiness, reload and watchdog notifications
   LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES
                     set by systemd: socket activation (statebusd.socket)
+  OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER, OTEL_SERVICE_NAME, ...
+                    OpenTelemetry: trace the routing of sampled events by OTLP/HTTP
+                    (docs/tracing.md)
 `)
 }
 
