@@ -1,3 +1,8 @@
+//go:build linux
+
+// The federation process tests run statebusd children, kill them with
+// signals and cut links with network namespaces: Linux only.
+
 package main
 
 import (
