@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -124,6 +125,9 @@ func TestBenchModes(t *testing.T) {
 func TestBenchTransports(t *testing.T) {
 	for _, tr := range []string{"tls", "tcp"} {
 		t.Run(tr, func(t *testing.T) {
+			if tr == "tcp" && runtime.GOOS != "linux" {
+				t.Skip("Linux only: PlainTcp needs the kernel's socket table to tell a loopback peer's user")
+			}
 			for _, mode := range []string{"unicast", "reqrep"} {
 				code, stdout, stderr := benchRunCmd(t, false, "bench", "--inproc", "--transport", tr, "--mode", mode, "--msgs", "2000", "--json")
 				if code != 0 || !strings.Contains(stdout, `"lost": 0,`) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -129,6 +130,9 @@ func TestCerts(t *testing.T) {
 		}
 	}
 	for _, key := range []string{"ca-key.pem", "server-key.pem", "gw-1-key.pem"} {
+		if runtime.GOOS == "windows" {
+			break // file modes are Unix's: on Windows the directory's access list protects the keys
+		}
 		if fi, err := os.Stat(filepath.Join(dir, key)); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v %v", key, fi.Mode(), err)
 		}

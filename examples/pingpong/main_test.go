@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 	if args := os.Getenv("PINGPONG_ARGS"); args != "" {
 		os.Exit(run(context.Background(), strings.Fields(args), os.Stdout, os.Stderr))
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, bustest.IgnoreWinio)
 }
 
 // want is what a game of n PINGs prints, line by line, in any order

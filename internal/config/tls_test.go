@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -20,7 +21,11 @@ func TestLoadTLS(t *testing.T) {
 	  "TlsListen": "0.0.0.0:9556", "TlsCert": "/etc/statebus/tls/server.pem", "TlsKey": "/etc/statebus/tls/server-key.pem",
 	  "TlsMaxHandshakes": "32",
 	  "Access": {"AllowCerts": ["CN=gw-1"], "Rules": [{"Cert": "CN=gw-1", "Register": ["sensor-*"]}]}}}`), 0o644)
-	env := map[string]string{"MessageBus__TlsClientCa": "/etc/statebus/tls/clients.pem", "STATEBUS_PLAIN_TCP": "127.0.0.1:9557"}
+	plain := "127.0.0.1:9557"
+	if runtime.GOOS != "linux" {
+		plain = "" // PlainTcp is Linux-only: Load refuses it elsewhere
+	}
+	env := map[string]string{"MessageBus__TlsClientCa": "/etc/statebus/tls/clients.pem", "STATEBUS_PLAIN_TCP": plain}
 	s, err := Load([]string{"--config", file, "--tls-max-handshakes-per-address", "2"}, func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +33,7 @@ func TestLoadTLS(t *testing.T) {
 	tc := s.Server.TLS
 	if tc.Listen != "0.0.0.0:9556" || tc.Cert != "/etc/statebus/tls/server.pem" || tc.Key != "/etc/statebus/tls/server-key.pem" ||
 		tc.ClientCA != "/etc/statebus/tls/clients.pem" || tc.MaxHandshakes != 32 || tc.MaxHandshakesPerAddress != 2 ||
-		s.Server.PlainTCP != "127.0.0.1:9557" || s.Server.Access.Rules[0].Cert != "CN=gw-1" || s.Server.Access.AllowCerts[0] != "CN=gw-1" {
+		s.Server.PlainTCP != plain || s.Server.Access.Rules[0].Cert != "CN=gw-1" || s.Server.Access.AllowCerts[0] != "CN=gw-1" {
 		t.Fatalf("settings %+v", s.Server)
 	}
 	if s, err := Load([]string{"--config", file, "--tls-listen", "off"}, func(string) string { return "" }); err != nil || s.Server.TLS.Listen != "" {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -23,7 +24,9 @@ func chromium(t *testing.T) string {
 			return p
 		}
 	}
-	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
+	// Not on Windows: under Wine, Z:\usr\bin\chromium is the Linux
+	// binary, which a Windows program cannot run.
+	if _, err := os.Stat("/usr/bin/chromium"); err == nil && runtime.GOOS != "windows" {
 		return "/usr/bin/chromium"
 	}
 	t.Skip("no Chromium: the browser test needs Debian's chromium package (apt-get install chromium; .ci/run installs it)")

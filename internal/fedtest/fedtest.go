@@ -72,7 +72,7 @@ func Start(t testing.TB, n int, fedit func(*federation.Config), edit func(*serve
 			}
 		}
 		cfg := federation.Config{Mode: federation.Embedded, Name: "test", Node: "n" + strconv.Itoa(i+1), Host: "host" + strconv.Itoa(i+1),
-			RouteListen: "127.0.0.1:" + strconv.Itoa(ports[i]), Routes: routes, StoreDir: t.TempDir(),
+			RouteListen: "127.0.0.1:" + strconv.Itoa(ports[i]), Routes: routes, StoreDir: bustest.TempDir(t),
 			Lease: Lease, AckTimeout: 5 * time.Second, StartTimeout: 90 * time.Second}
 		if fedit != nil {
 			fedit(&cfg)
