@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/orchestrator"
 	"github.com/statebus/statebus/statechart"
 )
@@ -18,7 +19,7 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv(childEnv); role != "" {
 		os.Exit(child(role))
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, bustest.IgnoreWinio)
 }
 
 // readScript reads one of the example's scripts: the tests run the same

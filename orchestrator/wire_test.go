@@ -2,13 +2,14 @@ package orchestrator_test
 
 import (
 	"bufio"
-	"net"
+	"context"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/busaddr"
 	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/orchestrator"
 )
@@ -24,7 +25,7 @@ func TestDotNetClientTalksToMachine(t *testing.T) {
 	if err := o.Register(ctxT(t), "pong", load(t, "pong.json", pongImpl)); err != nil {
 		t.Fatal(err)
 	}
-	c, err := net.Dial("unix", srv.Addr())
+	c, err := busaddr.Dial(context.Background(), srv.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
