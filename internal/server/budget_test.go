@@ -439,15 +439,8 @@ func TestWriteTimeoutClosesStuckReceiver(t *testing.T) {
 		c.MaxConnectionBytes = 32 << 20
 		c.WriteTimeout = 300 * time.Millisecond
 	})
-	stuck := dialRaw(t, srv).connect("stuck") // never reads again
 	a := dialRaw(t, srv).connect("a")
-	big := strings.Repeat("x", 60000)
-	// Enough NoAck events to fill the socket buffers, so the writer blocks.
-	var batch strings.Builder
-	for range 40 {
-		batch.WriteString(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"stuck","EventName":"E","Payload":"` + big + `"}}` + "\n")
-	}
-	a.send(strings.TrimSuffix(batch.String(), "\n"))
+	stuck := stuckBehind(t, srv, a) // never reads again
 	a.send(`{"Type":2,"Id":"last","Payload":{"SourceMachineId":"a","TargetMachineId":"stuck","EventName":"E"}}`)
 	// The NoAck events that were not written fail too (errors are sent
 	// even without acknowledgements), before the last one's answer. On a

@@ -83,6 +83,7 @@ type conn struct {
 
 	tailed []*router.Watch[TailSink] // scratch for the tap's tail (reader)
 	tapSeq uint32                    // counts events for the tap's sampling (reader)
+	traced *tracedRoute              // the sampled event being routed (reader; trace.go); nil for others
 }
 
 // delivery is the record queued with each event line. When the line has
@@ -101,6 +102,9 @@ type delivery struct {
 	// remote is the daemon waiting for the outcome of an event another
 	// daemon sent here (sender is then nil); see federation.go.
 	remote *remoteOrigin
+	// trace is a sampled event's statebus.deliver span (trace.go), ended
+	// by written or failed; nil for untraced events.
+	trace *deliverSpan
 }
 
 // reqID is a request's optional "Id", kept without allocating when it is a
@@ -770,6 +774,10 @@ func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, mode de
 	s := c.srv
 	multi := target.multi.Load()
 	n := len(r.Payload) + protocol.DeliveryOverhead + 64 + RecordBytes + forBytes(multi, tid)
+	var ds *deliverSpan
+	if c.traced != nil {
+		ds = c.traced.startDeliver(tid, mode, token != 0)
+	}
 	var b []byte
 	var err error
 	pri := outqPriority(r)
@@ -784,13 +792,17 @@ func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, mode de
 	switch err {
 	case nil:
 	case outq.ErrFull:
-		return protocol.ErrSlowConsumer.New(tid)
+		err = protocol.ErrSlowConsumer.New(tid)
 	case outq.ErrCanceled:
-		return protocol.ErrShuttingDown.New("")
+		err = protocol.ErrShuttingDown.New("")
 	default:
-		return protocol.ErrTargetNotConnected.New(tid)
+		err = protocol.ErrTargetNotConnected.New(tid)
 	}
-	d := delivery{sender: c, target: tid, id: makeReqID(r.ID), broadcast: mode != modeUnicast, noAck: r.NoAck, quiet: mode == modeCopy}
+	if err != nil {
+		ds.refused(err)
+		return err
+	}
+	d := delivery{sender: c, target: tid, id: makeReqID(r.ID), broadcast: mode != modeUnicast, noAck: r.NoAck, quiet: mode == modeCopy, trace: ds}
 	if token != 0 {
 		b = protocol.AppendRequestDelivery(b, r.Payload, token, deadline)
 		d.noAck, d.request = true, true
@@ -837,6 +849,9 @@ func (c *conn) broadcast(r *protocol.Request) error {
 // each sender gets its acknowledgements, appended in one go per sender.
 func (c *conn) written(recs []delivery) {
 	c.ctr.delivered.Add(uint64(len(recs)))
+	if c.srv.cfg.Tracer != nil {
+		endDelivered(recs)
+	}
 	if observe := c.srv.cfg.OnRouteLatency; observe != nil {
 		var now int64
 		for i := range recs {
@@ -876,6 +891,9 @@ func (c *conn) failed(recs []delivery, cause error) {
 	why := " disconnected before the event was written"
 	if cause == outq.ErrOverflow {
 		why = " was closed as a slow consumer before the event was written"
+	}
+	if c.srv.cfg.Tracer != nil {
+		endUndelivered(recs, cause, why)
 	}
 	var idb [20]byte
 	for _, d := range recs {

@@ -251,6 +251,7 @@ type Server struct {
 	gate        *remote.Gate // TLS handshakes in flight
 
 	ctr          serverCounters
+	liveSpans    atomic.Int64  // statebus.deliver spans not yet ended (trace.go)
 	nextToken    atomic.Uint64 // request tokens
 	nextWatch    atomic.Uint64 // watch ids
 	nextConn     atomic.Uint64
