@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -120,6 +121,44 @@ func TestTracingRequestReply(t *testing.T) {
 			t.Errorf("route span without outcome queued: %v", r.Attributes)
 		}
 	}
+	// Each request line has a statebus.deliver span, a child of its route
+	// span, that ended once the line was written to the responder: it
+	// ends on the service's writer, which may be after the reply arrived.
+	var delivers []tracetest.SpanStub
+	bustest.Eventually(t, 5*time.Second, func() bool {
+		delivers = delivers[:0]
+		for _, s := range exp.GetSpans() {
+			if s.Name == "statebus.deliver" {
+				delivers = append(delivers, s)
+			}
+		}
+		return len(delivers) == 2
+	}, "no two deliver spans")
+	for _, d := range delivers {
+		var route tracetest.SpanStub
+		for _, r := range routes {
+			if d.Parent.SpanID() == r.SpanContext.SpanID() {
+				route = r
+			}
+		}
+		if d.SpanContext.TraceID() != traceID || !route.SpanContext.IsValid() {
+			t.Errorf("a deliver span's parent is no route span: %v", d.Parent.SpanID())
+		}
+		want := map[string]string{"statebus.outcome": "ok", "statebus.delivery": "request"}
+		for _, a := range route.Attributes {
+			if a.Key == "messaging.destination.name" {
+				want["messaging.destination.name"] = a.Value.AsString()
+			}
+		}
+		for _, a := range d.Attributes {
+			if w, ok := want[string(a.Key)]; ok && a.Value.AsString() == w {
+				delete(want, string(a.Key))
+			}
+		}
+		if len(want) != 0 || d.SpanKind != trace.SpanKindProducer {
+			t.Errorf("deliver span %v %v: want %v", d.SpanKind, d.Attributes, want)
+		}
+	}
 }
 
 func names(spans tracetest.SpanStubs) []string {
@@ -128,4 +167,15 @@ func names(spans tracetest.SpanStubs) []string {
 		out = append(out, s.Name)
 	}
 	return out
+}
+
+// BenchmarkUnicastTraced is BenchmarkUnicast with every event traced and
+// sampled: the sender's span and traceparent, the service's route and
+// deliver spans (exported by a batch processor to an exporter that
+// discards them). The receiver does not trace.
+func BenchmarkUnicastTraced(b *testing.B) {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	defer tp.Shutdown(context.Background())
+	srv := bustest.Start(b, func(c *server.Config) { c.Tracer = tp.Tracer("statebusd") })
+	benchUnicast(b, dial(b, srv, "sender", statebus.WithTracerProvider(tp)), dial(b, srv, "receiver"))
 }
