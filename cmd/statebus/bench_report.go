@@ -11,13 +11,29 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// The payload is {"t":<19-digit unix nanos>,"p":"<padding>"}: fixed-offset
-// send time, padded to --size bytes.
+// The payload is a JSON string of --size bytes: "x<padding>" or, when it
+// carries its send time, "t<11 characters: the unix nanoseconds, 6 bits
+// each><padding>". The string needs no escaping and every byte is ASCII.
 const (
-	benchStampAt  = len(`{"t":`)
-	benchStampEnd = benchStampAt + 19
-	benchMinSize  = len(`{"t":1234567890123456789,"p":""}`)
+	benchMinSize  = 16
+	benchStamped  = 't'
+	benchPlain    = 'x'
+	benchStampEnd = 2 + 11 // after the quote, the mark and 66 bits
 )
+
+// benchDigits are the 64 characters of a stamp, a digit per 6 bits.
+const benchDigits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_"
+
+// benchDigitOf maps a character back to its 6 bits; -1 for others.
+var benchDigitOf = func() (m [256]int8) {
+	for i := range m {
+		m[i] = -1
+	}
+	for i := range len(benchDigits) {
+		m[benchDigits[i]] = int8(i)
+	}
+	return m
+}()
 
 // benchResult is the --json document.
 type benchResult struct {
@@ -32,6 +48,11 @@ type benchResult struct {
 	Sent       int64        `json:"sent"` // events published (deliveries expected, in broadcast)
 	Lost       int64        `json:"lost"`
 	Latency    benchLatency `json:"latency_us"`
+	// CloseLatency is --mode connect's time to close.
+	CloseLatency *benchLatency `json:"close_latency_us,omitempty"`
+	Pairs        int           `json:"pairs,omitempty"`
+	Rate         int64         `json:"rate,omitempty"`    // per publisher, events/s
+	Framing      string        `json:"framing,omitempty"` // as --framing gave it
 	// Interrupted: the run was stopped (Ctrl-C) before it finished. Sent
 	// and delivered are what happened until then; InFlight were sent but
 	// had not arrived when the receivers stopped, and are not counted as
@@ -40,6 +61,7 @@ type benchResult struct {
 	InFlight    int64 `json:"in_flight,omitempty"`
 
 	got     int64             // events (round trips) delivered
+	samples int64             // latencies recorded
 	clients []benchClientLine // per client, for the text report
 }
 
@@ -59,15 +81,24 @@ type benchLatency struct {
 }
 
 // benchSummarize merges the receivers' histograms into the result and
-// lists the refusals and failures the clients saw.
-func benchSummarize(cfg benchConfig, start time.Time, pubs, subs, receivers []*benchClient) (benchResult, []string) {
-	res := benchResult{Mode: cfg.mode, Pubs: cfg.pubs, Subs: cfg.subs, Msgs: cfg.msgs, Size: cfg.size}
+// lists the refusals and failures the clients saw. grew is when the
+// receivers' count last grew: the end for a receiver that did not get all
+// it wanted (and so never read the clock for its last event).
+func benchSummarize(cfg benchConfig, start, grew time.Time, pubs, subs, receivers []*benchClient) (benchResult, []string) {
+	res := benchNewResult(cfg)
 	hist := benchHistogram()
 	var sent, bad int64
 	end := start
-	line := func(b *benchClient, verb string, n int64, last time.Time) {
+	// lastOf is when b got its last event, or sent its last; b.mu is held.
+	lastOf := func(b *benchClient) time.Time {
+		if b.last.IsZero() && b.n.Load() > 0 {
+			return grew
+		}
+		return b.last
+	}
+	line := func(b *benchClient, verb string, n int64) {
 		l := benchClientLine{id: b.c.ID(), verb: verb, n: n}
-		if !last.IsZero() {
+		if last := lastOf(b); !last.IsZero() {
 			l.seconds = last.Sub(start).Seconds()
 		}
 		res.clients = append(res.clients, l)
@@ -76,20 +107,20 @@ func benchSummarize(cfg benchConfig, start time.Time, pubs, subs, receivers []*b
 	// is): read under the clients' locks.
 	for _, p := range pubs {
 		p.mu.Lock()
-		sent += p.sent
+		sent += p.sent.Load()
 		if cfg.mode == "reqrep" {
-			line(p, "rtts", p.n, p.last)
+			line(p, "rtts", p.n.Load())
 		} else {
-			line(p, "sent", p.sent, p.last)
+			line(p, "sent", p.sent.Load())
 		}
 		p.mu.Unlock()
 	}
 	for _, s := range subs {
 		s.mu.Lock()
 		if cfg.mode == "reqrep" {
-			line(s, "answered", s.n, s.last)
+			line(s, "answered", s.n.Load())
 		} else {
-			line(s, "received", s.n, s.last)
+			line(s, "received", s.n.Load())
 		}
 		s.mu.Unlock()
 	}
@@ -98,11 +129,11 @@ func benchSummarize(cfg benchConfig, start time.Time, pubs, subs, receivers []*b
 	}
 	for _, r := range receivers {
 		r.mu.Lock()
-		res.got += r.n
+		res.got += r.n.Load()
 		bad += r.bad
 		hist.Merge(r.hist)
-		if r.last.After(end) {
-			end = r.last
+		if last := lastOf(r); last.After(end) {
+			end = last
 		}
 		r.mu.Unlock()
 	}
@@ -113,12 +144,11 @@ func benchSummarize(cfg benchConfig, start time.Time, pubs, subs, receivers []*b
 		res.MsgsPerSec = float64(res.got) / res.Seconds
 		res.MBPerSec = res.MsgsPerSec * float64(cfg.size) / 1e6
 	}
-	us := func(q float64) float64 { return float64(hist.ValueAtQuantile(q)) / 1e3 }
-	res.Latency = benchLatency{P50: us(50), P90: us(90), P99: us(99), P999: us(99.9), Max: float64(hist.Max()) / 1e3}
+	res.Latency, res.samples = benchLatencyOf(hist), hist.TotalCount()
 
 	var failures []string
 	if bad > 0 {
-		failures = append(failures, fmt.Sprintf("%d events carried no send time", bad))
+		failures = append(failures, fmt.Sprintf("%d events carried a payload that is not the bench's", bad))
 	}
 	for _, b := range append(pubs, subs...) {
 		if n := b.refused.Load(); n > 0 {
@@ -126,6 +156,18 @@ func benchSummarize(cfg benchConfig, start time.Time, pubs, subs, receivers []*b
 		}
 	}
 	return res, failures
+}
+
+// benchNewResult is a result that echoes cfg.
+func benchNewResult(cfg benchConfig) benchResult {
+	return benchResult{Mode: cfg.mode, Pubs: cfg.pubs, Subs: cfg.subs, Msgs: cfg.msgs, Size: cfg.size,
+		Pairs: cfg.pairs, Rate: cfg.rate, Framing: cfg.framing}
+}
+
+// benchLatencyOf is h's percentiles in microseconds.
+func benchLatencyOf(h *hdrhistogram.Histogram) benchLatency {
+	us := func(q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1e3 }
+	return benchLatency{P50: us(50), P90: us(90), P99: us(99), P999: us(99.9), Max: float64(h.Max()) / 1e3}
 }
 
 // benchHistogram tracks 1 ns to an hour at 3 significant digits (about
@@ -139,20 +181,44 @@ func benchWriteJSON(w io.Writer, res benchResult) {
 	res.Seconds = r3(res.Seconds)
 	res.MsgsPerSec = r3(res.MsgsPerSec)
 	res.MBPerSec = r3(res.MBPerSec)
-	l := &res.Latency
-	l.P50, l.P90, l.P99, l.P999, l.Max = r3(l.P50), r3(l.P90), r3(l.P99), r3(l.P999), r3(l.Max)
+	for _, l := range []*benchLatency{&res.Latency, res.CloseLatency} {
+		if l != nil {
+			l.P50, l.P90, l.P99, l.P999, l.Max = r3(l.P50), r3(l.P90), r3(l.P99), r3(l.P999), r3(l.Max)
+		}
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(res)
 }
 
+// benchLatencyLine prints a latency line of the text report.
+func benchLatencyLine(w io.Writer, kind string, l benchLatency, samples int64, how string) {
+	fmt.Fprintf(w, "latency (µs, %s): p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (%s samples%s)\n",
+		kind, l.P50, l.P90, l.P99, l.P999, l.Max, benchCommas(samples), how)
+}
+
 func benchReport(w io.Writer, cfg benchConfig, res benchResult) {
+	if cfg.mode == "connect" {
+		benchConnectReport(w, cfg, res)
+		return
+	}
 	what, kind := "events", "send to receive"
 	if cfg.mode == "reqrep" {
 		what, kind = "round trips", "round trip"
 	}
-	fmt.Fprintf(w, "statebus bench: %s, %d publisher(s) -> %d subscriber(s), %s %s of %d bytes\n",
-		cfg.mode, cfg.pubs, cfg.subs, benchCommas(cfg.msgs), what, cfg.size)
+	who := fmt.Sprintf("%d publisher(s) -> %d subscriber(s)", cfg.pubs, cfg.subs)
+	if cfg.pairs > 0 {
+		who = fmt.Sprintf("%d independent pair(s) (publisher i -> subscriber i)", cfg.pairs)
+	}
+	var extra string
+	if cfg.rate > 0 {
+		extra += fmt.Sprintf(", paced at %s/s per publisher", benchCommas(cfg.rate))
+	}
+	if cfg.framing != "" {
+		extra += fmt.Sprintf(", %s framing", cfg.framing)
+	}
+	fmt.Fprintf(w, "statebus bench: %s, %s, %s %s of %d bytes%s\n",
+		cfg.mode, who, benchCommas(cfg.msgs), what, cfg.size, extra)
 	if res.Interrupted {
 		fmt.Fprintf(w, "interrupted: sent %s of %s %s; delivered %s in %.3fs: %s msgs/s, %.1f MB/s; %d in flight when stopped\n",
 			benchCommas(res.Sent), benchCommas(res.Msgs), what, benchCommas(res.got), res.Seconds,
@@ -161,9 +227,15 @@ func benchReport(w io.Writer, cfg benchConfig, res benchResult) {
 		fmt.Fprintf(w, "delivered %s %s in %.3fs: %s msgs/s, %.1f MB/s; lost %d\n",
 			benchCommas(res.got), what, res.Seconds, benchCommas(int64(res.MsgsPerSec)), res.MBPerSec, res.Lost)
 	}
-	l := res.Latency
-	fmt.Fprintf(w, "latency (µs, %s): p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
-		kind, l.P50, l.P90, l.P99, l.P999, l.Max)
+	how := ""
+	switch {
+	case cfg.mode == "reqrep":
+	case cfg.rate > 0:
+		how = ": the first event of each paced batch"
+	default:
+		how = fmt.Sprintf(": 1 event in %d", benchSampleEvery)
+	}
+	benchLatencyLine(w, kind, res.Latency, res.samples, how)
 	fmt.Fprintln(w, "per client:")
 	for _, c := range res.clients {
 		rate := 0.0
@@ -175,41 +247,51 @@ func benchReport(w io.Writer, cfg benchConfig, res benchResult) {
 	}
 }
 
-// benchPayload returns a payload of size bytes with room for the stamp.
+// benchPayload returns a payload of size bytes without a stamp.
 func benchPayload(size int) []byte {
-	b := make([]byte, 0, size)
-	b = append(b, `{"t":`...)
-	b = append(b, "1000000000000000000"...)
-	b = append(b, `,"p":"`...)
-	for len(b) < size-2 {
-		b = append(b, 'x')
+	b := make([]byte, size)
+	b[0], b[size-1] = '"', '"'
+	for i := 1; i < size-1; i++ {
+		b[i] = benchPlain
 	}
-	return append(b, `"}`...)
+	return b
 }
 
-// benchStamp writes t's unix nanoseconds into p. They have 19 digits from
-// 2001 to 2286.
+// benchStamp writes t's unix nanoseconds into p and marks it stamped.
 func benchStamp(p []byte, t time.Time) {
-	v := t.UnixNano()
-	for i := benchStampEnd - 1; i >= benchStampAt; i-- {
-		p[i] = byte('0' + v%10)
-		v /= 10
+	v := uint64(t.UnixNano())
+	for i := benchStampEnd - 1; i >= 2; i-- {
+		p[i] = benchDigits[v&63]
+		v >>= 6
 	}
+	p[1] = benchStamped
 }
 
-// benchStampOf reads the send time benchStamp wrote.
-func benchStampOf(p []byte) (int64, bool) {
-	if len(p) < benchStampEnd || string(p[:benchStampAt]) != `{"t":` {
-		return 0, false
+// benchUnstamp marks p as carrying no send time.
+func benchUnstamp(p []byte) { p[1] = benchPlain }
+
+// benchStampOf reads the send time benchStamp wrote: ok says p is a bench
+// payload, stamped whether it carries a send time.
+func benchStampOf(p []byte) (t int64, stamped, ok bool) {
+	if len(p) < benchMinSize || p[0] != '"' || p[len(p)-1] != '"' {
+		return 0, false, false
 	}
-	var v int64
-	for _, c := range p[benchStampAt:benchStampEnd] {
-		if c < '0' || c > '9' {
-			return 0, false
+	switch p[1] {
+	case benchPlain:
+		return 0, false, true
+	case benchStamped:
+	default:
+		return 0, false, false
+	}
+	var v uint64
+	for _, c := range p[2:benchStampEnd] {
+		d := benchDigitOf[c]
+		if d < 0 {
+			return 0, false, false
 		}
-		v = v*10 + int64(c-'0')
+		v = v<<6 | uint64(d)
 	}
-	return v, true
+	return int64(v), true, true
 }
 
 // benchCommas formats n with thousands separators.

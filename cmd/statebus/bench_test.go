@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -30,8 +31,8 @@ func benchRunCmd(t *testing.T, tty bool, args ...string) (code int, stdout, stde
 }
 
 // benchDecode decodes stdout as exactly one JSON object with exactly the
-// documented fields.
-func benchDecode(t *testing.T, stdout string) benchResult {
+// documented fields (and the optional ones named in extra).
+func benchDecode(t *testing.T, stdout string, extra ...string) benchResult {
 	t.Helper()
 	dec := json.NewDecoder(strings.NewReader(stdout))
 	var raw map[string]json.RawMessage
@@ -46,7 +47,8 @@ func benchDecode(t *testing.T, stdout string) benchResult {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	want := []string{"latency_us", "lost", "mb_per_sec", "mode", "msgs", "msgs_per_sec", "pubs", "seconds", "sent", "size", "subs"}
+	want := append([]string{"latency_us", "lost", "mb_per_sec", "mode", "msgs", "msgs_per_sec", "pubs", "seconds", "sent", "size", "subs"}, extra...)
+	slices.Sort(want)
 	if !slices.Equal(keys, want) {
 		t.Fatalf("fields %v, want %v", keys, want)
 	}
@@ -225,11 +227,18 @@ func TestBenchUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--mode", "fanout"}, `--mode must be unicast, broadcast or reqrep, not "fanout"`},
+		{[]string{"--mode", "fanout"}, `--mode must be unicast, broadcast, reqrep or connect, not "fanout"`},
 		{[]string{"--pubs", "0"}, "--pubs must be 1 to 256, not 0"},
 		{[]string{"--subs", "1000"}, "--subs must be 1 to 256, not 1000"},
 		{[]string{"--msgs", "0"}, "--msgs must be 1 to 100000000, not 0"},
-		{[]string{"--size", "8"}, "--size must be 32 to 524288 bytes, not 8"},
+		{[]string{"--size", "8"}, "--size must be 16 to 524288 bytes, not 8"},
+		{[]string{"--pairs", "0"}, "--pairs must be 1 to 256, not 0"},
+		{[]string{"--pairs", "2", "--pubs", "2"}, "--pairs and --pubs exclude each other"},
+		{[]string{"--pairs", "2", "--mode", "broadcast"}, "--pairs is for unicast and reqrep"},
+		{[]string{"--rate", "-1"}, "--rate must be 0 (unpaced) to 100000000 events per second, not -1"},
+		{[]string{"--mode", "connect", "--pubs", "2"}, "--mode connect takes no --pubs"},
+		{[]string{"--mode", "connect", "--size", "64"}, "--mode connect takes no --size"},
+		{[]string{"--framing", "xml"}, `--framing must be compact or json, not "xml"`},
 		{[]string{"--timeout", "0s"}, "--timeout must be positive"},
 		{[]string{"--inproc", "--pipe-name", "x"}, "--inproc and --pipe-name exclude each other"},
 		{[]string{"--inproc", "--url", "tls://h:1"}, "--inproc and --url exclude each other"},
@@ -276,16 +285,217 @@ func TestBenchUnicastWant(t *testing.T) {
 }
 
 func TestBenchStamp(t *testing.T) {
-	p := benchPayload(40)
-	now := time.Now()
-	benchStamp(p, now)
-	if len(p) != 40 || !json.Valid(p) {
-		t.Fatalf("payload %q", p)
+	for _, size := range []int{benchMinSize, 17, 128} {
+		p := benchPayload(size)
+		if len(p) != size || !json.Valid(p) {
+			t.Fatalf("payload %q", p)
+		}
+		if _, stamped, ok := benchStampOf(p); !ok || stamped {
+			t.Fatalf("fresh payload %q: stamped %v, ok %v", p, stamped, ok)
+		}
+		now := time.Now()
+		benchStamp(p, now)
+		if len(p) != size || !json.Valid(p) {
+			t.Fatalf("stamped payload %q", p)
+		}
+		if got, stamped, ok := benchStampOf(p); !ok || !stamped || got != now.UnixNano() {
+			t.Fatalf("stamp %d %v %v, want %d", got, stamped, ok, now.UnixNano())
+		}
+		benchUnstamp(p)
+		if _, stamped, ok := benchStampOf(p); !ok || stamped || !json.Valid(p) {
+			t.Fatalf("unstamped payload %q: stamped %v, ok %v", p, stamped, ok)
+		}
 	}
-	if got, ok := benchStampOf(p); !ok || got != now.UnixNano() {
-		t.Fatalf("stamp %d %v, want %d", got, ok, now.UnixNano())
+	for _, p := range []string{`{"x":1}`, `"xxxxxxxxxxxxx"`, `"qxxxxxxxxxxxxxxxx"`, `"t0000000000*xxxxxx"`, `"xxxxxxxxxxxxxxxxx`} {
+		if _, _, ok := benchStampOf([]byte(p)); ok {
+			t.Errorf("a foreign payload %s is the bench's", p)
+		}
 	}
-	if _, ok := benchStampOf([]byte(`{"x":1}`)); ok {
-		t.Fatal("a foreign payload has a stamp")
+}
+
+// benchTarget: in unicast, publisher i goes round the subscribers from
+// subscriber i; with --pairs only to subscriber i; broadcast to "*".
+func TestBenchTarget(t *testing.T) {
+	ids := []string{"s0", "s1", "s2"}
+	var got []string
+	for k := range int64(4) {
+		got = append(got, benchTarget(&benchConfig{mode: "unicast"}, ids, 1, k))
+		got = append(got, benchTarget(&benchConfig{mode: "unicast", pairs: 3}, ids, 1, k))
+		got = append(got, benchTarget(&benchConfig{mode: "broadcast"}, ids, 1, k))
+	}
+	want := []string{"s1", "s1", "*", "s2", "s1", "*", "s0", "s1", "*", "s1", "s1", "*"}
+	if !slices.Equal(got, want) {
+		t.Errorf("targets %v, want %v", got, want)
+	}
+}
+
+// benchSamples returns the sample count of the text report's latency
+// line number i (from 0).
+func benchSamples(t *testing.T, stdout string, i int) int64 {
+	t.Helper()
+	var lines []string
+	for _, l := range strings.Split(stdout, "\n") {
+		if strings.HasPrefix(l, "latency (µs, ") {
+			lines = append(lines, l)
+		}
+	}
+	if i >= len(lines) {
+		t.Fatalf("no latency line %d:\n%s", i, stdout)
+	}
+	_, after, _ := strings.Cut(lines[i], "  (")
+	n, _, _ := strings.Cut(after, " samples")
+	v, err := strconv.ParseInt(strings.ReplaceAll(n, ",", ""), 10, 64)
+	if err != nil {
+		t.Fatalf("latency line %q: %v", lines[i], err)
+	}
+	return v
+}
+
+// One event in 64 carries its send time, also at the smallest payload:
+// the receivers read the clock for those (and their last) only.
+func TestBenchSampled(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	for _, tc := range []struct {
+		args    []string
+		samples int64
+	}{
+		{[]string{"--msgs", "6400", "--size", "16"}, 100},
+		{[]string{"--msgs", "6401", "--size", "16"}, 101},
+		{[]string{"--mode", "broadcast", "--subs", "3", "--msgs", "640", "--size", "16"}, 30},
+		{[]string{"--pubs", "2", "--subs", "2", "--msgs", "1280", "--size", "1024"}, 20},
+		{[]string{"--mode", "reqrep", "--msgs", "50", "--size", "16"}, 50}, // every round trip
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, stdout, stderr := benchRunCmd(t, false, append([]string{"bench", "--pipe-name", srv.Addr()}, tc.args...)...)
+			if code != 0 || !strings.Contains(stdout, "; lost 0\n") || stderr != "" {
+				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+			}
+			if n := benchSamples(t, stdout, 0); n != tc.samples {
+				t.Errorf("%d latency samples, want %d:\n%s", n, tc.samples, stdout)
+			}
+		})
+	}
+}
+
+// --pairs N: N publishers and N subscribers, publisher i sending only to
+// subscriber i: subscriber 0 gets publisher 0's share, one more than the
+// others (in the mesh, subscriber 1 would).
+func TestBenchPairs(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	code, stdout, stderr := benchRunCmd(t, false, "bench", "--pipe-name", srv.Addr(), "--pairs", "3", "--msgs", "3001", "--size", "16")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+	wantLines(t, stdout,
+		"statebus bench: unicast, 3 independent pair(s) (publisher i -> subscriber i), 3,001 events of 16 bytes\n",
+		"delivered 3,001 events in ", "; lost 0\n")
+	for j, want := range []string{"1,001", "1,000", "1,000"} {
+		if !regexp.MustCompile(`-sub-` + strconv.Itoa(j) + ` +received +` + want + ` `).MatchString(stdout) {
+			t.Errorf("subscriber %d did not receive %s:\n%s", j, want, stdout)
+		}
+	}
+	code, stdout, stderr = benchRunCmd(t, false, "bench", "--pipe-name", srv.Addr(), "--json", "--pairs", "2", "--mode", "reqrep", "--msgs", "101")
+	if code != 0 {
+		t.Fatalf("reqrep: exit %d, stderr:\n%s", code, stderr)
+	}
+	if res := benchDecode(t, stdout, "pairs"); res.Pairs != 2 || res.Pubs != 2 || res.Subs != 2 || res.Lost != 0 || res.Sent != 101 {
+		t.Errorf("reqrep pairs: %+v", res)
+	}
+}
+
+// --rate paces each publisher: a run cannot be faster than its rate, and
+// the first event of each millisecond's batch carries the send time.
+func TestBenchRate(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	// 20,000/s in batches of 20: 200 batches, the last due at 199 ms.
+	code, stdout, stderr := benchRunCmd(t, false, "bench", "--pipe-name", srv.Addr(), "--rate", "20000", "--msgs", "4000", "--size", "16")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+	wantLines(t, stdout, ", 4,000 events of 16 bytes, paced at 20,000/s per publisher\n", "; lost 0\n",
+		"samples: the first event of each paced batch)\n")
+	if n := benchSamples(t, stdout, 0); n != 200 {
+		t.Errorf("%d samples, want 200", n)
+	}
+	code, stdout, stderr = benchRunCmd(t, false, "bench", "--pipe-name", srv.Addr(), "--json", "--rate", "20000",
+		"--pubs", "2", "--subs", "2", "--msgs", "8000", "--size", "16")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+	res := benchDecode(t, stdout, "rate")
+	if res.Rate != 20000 || res.Lost != 0 || res.Seconds < 0.199 {
+		t.Errorf("2 publishers of 4,000 at 20,000/s each: %+v", res)
+	}
+	// Paced request/reply: 300 round trips at 1,000/s take 299 ms at least.
+	code, stdout, stderr = benchRunCmd(t, false, "bench", "--pipe-name", srv.Addr(), "--json", "--mode", "reqrep", "--rate", "1000", "--msgs", "300")
+	if code != 0 {
+		t.Fatalf("reqrep: exit %d, stderr:\n%s", code, stderr)
+	}
+	if res := benchDecode(t, stdout, "rate"); res.Lost != 0 || res.Seconds < 0.299 {
+		t.Errorf("reqrep at 1,000/s: %+v", res)
+	}
+}
+
+// --mode connect times connections one after another: connect and
+// register, then close.
+func TestBenchConnect(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	code, stdout, stderr := benchRunCmd(t, false, "bench", "--pipe-name", srv.Addr(), "--mode", "connect", "--msgs", "40")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
+	}
+	wantLines(t, stdout,
+		"statebus bench: connect, 40 connections one after another: connect and register, then close\n",
+		"connected and closed 40 in ", "; failed 0\n",
+		"latency (µs, connect and register): p50 ", "latency (µs, close): p50 ")
+	if n := benchSamples(t, stdout, 1); n != 40 {
+		t.Errorf("%d close samples, want 40", n)
+	}
+	code, stdout, stderr = benchRunCmd(t, false, "bench", "--pipe-name", srv.Addr(), "--mode", "connect", "--json", "--msgs", "25")
+	if code != 0 {
+		t.Fatalf("--json: exit %d, stderr:\n%s", code, stderr)
+	}
+	res := benchDecode(t, stdout, "close_latency_us")
+	if res.Mode != "connect" || res.Msgs != 25 || res.Sent != 25 || res.Lost != 0 || res.MsgsPerSec <= 0 {
+		t.Errorf("%+v", res)
+	}
+	for _, l := range []benchLatency{res.Latency, *res.CloseLatency} {
+		if !(l.P50 > 0 && l.P50 <= l.P99 && l.P99 <= l.Max) {
+			t.Errorf("latency %+v", l)
+		}
+	}
+	// Nothing to connect to: the first connection fails, exit 1.
+	code, _, stderr = benchRunCmd(t, false, "bench", "--pipe-name", bustest.SocketPath(t), "--mode", "connect", "--msgs", "3")
+	if code != 1 || !strings.Contains(stderr, "connection 1 of 3: ") {
+		t.Errorf("unreachable: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// --framing json is today's framing; compact needs the client library's
+// statebus.WithFraming.
+func TestBenchFraming(t *testing.T) {
+	srv := bustest.Start(t, nil)
+	code, stdout, stderr := benchRunCmd(t, false, "bench", "--pipe-name", srv.Addr(), "--framing", "json", "--msgs", "500")
+	if code != 0 || !strings.Contains(stdout, "of 128 bytes, json framing\n") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	for _, mode := range []string{"unicast", "connect"} {
+		code, stdout, stderr = benchRunCmd(t, false, "bench", "--pipe-name", srv.Addr(), "--json", "--framing", "compact", "--mode", mode, "--msgs", "50")
+		if benchFramings["compact"] == nil {
+			if code != 2 || stdout != "" || !strings.Contains(stderr, "--framing compact: this build's client library has no compact framing") {
+				t.Errorf("%s: exit %d, stdout %q, stderr %q", mode, code, stdout, stderr)
+			}
+			continue
+		}
+		extra := []string{"framing"}
+		if mode == "connect" {
+			extra = append(extra, "close_latency_us")
+		}
+		if code != 0 {
+			t.Fatalf("%s: exit %d, stderr:\n%s", mode, code, stderr)
+		}
+		if res := benchDecode(t, stdout, extra...); res.Framing != "compact" || res.Lost != 0 {
+			t.Errorf("%s: %+v", mode, res)
+		}
 	}
 }
