@@ -5,15 +5,13 @@ package bustest
 import (
 	"bytes"
 	"context"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/statebus/statebus/internal/busaddr"
 	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/internal/testdir"
 	"go.uber.org/goleak"
 )
 
@@ -92,30 +90,10 @@ func (s *Buffer) String() string {
 	return s.b.String()
 }
 
-// TempDir is t.TempDir for tests that also run under Wine. At the end of
-// the test Go removes t.TempDir with os.RemoveAll, which on Windows
-// deletes through FileDispositionInformationEx; Wine 8 does not implement
-// it and the test fails with "Invalid function". os.Remove of each entry
-// works there as on Windows and Unix, so TempDir removes the directory
-// that way first.
+// TempDir is t.TempDir for tests that also run under Wine (testdir.New:
+// Wine 8 cannot os.RemoveAll a directory).
 func TempDir(t testing.TB) string {
-	dir := t.TempDir()
-	t.Cleanup(func() { removeAll(dir) })
-	return dir
-}
-
-// removeAll removes dir and what is inside it, deepest entries first.
-func removeAll(dir string) {
-	var paths []string
-	filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
-		if err == nil {
-			paths = append(paths, p)
-		}
-		return nil
-	})
-	for i := len(paths) - 1; i >= 0; i-- {
-		os.Remove(paths[i])
-	}
+	return testdir.New(t)
 }
 
 // IgnoreWinio is the goleak option every test binary's TestMain passes:
