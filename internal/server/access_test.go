@@ -115,8 +115,8 @@ func TestAccessRules(t *testing.T) {
 		AllowUIDs: []int{65534},
 		Rules:     []access.Rule{{UID: 65534, Register: []string{"sensor-*"}, SendTo: []string{"controller"}}},
 	})
-	dialRaw(t, srv).connect("controller")
-	dialRaw(t, srv).connect("other")
+	dialRaw(t, srv).Connect("controller")
+	dialRaw(t, srv).Connect("other")
 	out := asNobody(t, srv.Addr(),
 		`{"Type":3,"Payload":"admin"}`,
 		`{"Type":3,"Payload":"sensor-1"}`,
@@ -165,8 +165,8 @@ func TestAccessGroupsAndRegistry(t *testing.T) {
 		Rules: []access.Rule{{UID: 65534, Register: []string{"sensor-*"}, SendTo: []string{"controller"},
 			Join: []string{"sensors"}}},
 	})
-	dialRaw(t, srv).connect("controller")
-	dialRaw(t, srv).connect("admin-console")
+	dialRaw(t, srv).Connect("controller")
+	dialRaw(t, srv).Connect("admin-console")
 	out := asNobody(t, srv.Addr(),
 		`{"Type":3,"Payload":"sensor-1"}`,
 		`{"Type":103,"Payload":{"Group":"admins"}}`,
@@ -209,10 +209,10 @@ func TestAccessReservedIDs(t *testing.T) {
 		!strings.HasPrefix(lines[1], `{"Success":true,"Data":{"MachineId":"nobody-1"`) {
 		t.Fatalf("got:\n%s", out)
 	}
-	dialRaw(t, srv).connect("robot-1") // root's own
+	dialRaw(t, srv).Connect("robot-1") // root's own
 	r := dialRaw(t, srv)
-	r.send(`{"Type":3,"Payload":"nobody-2"}`)
-	r.expect(`{"Success":false,"Data":null,"Error":"Access denied: machine id nobody-2 is reserved for uid 65534"}`)
+	r.Send(`{"Type":3,"Payload":"nobody-2"}`)
+	r.Expect(`{"Success":false,"Data":null,"Error":"Access denied: machine id nobody-2 is reserved for uid 65534"}`)
 }
 
 // Another user's socket on the configured path is never served beside or
@@ -261,6 +261,6 @@ func TestConnectionsPerUID(t *testing.T) {
 	if st := srv2.Stats(); st.ConnectionsRefusedPerUID != 1 {
 		t.Fatalf("refused per uid: %d", st.ConnectionsRefusedPerUID)
 	}
-	dialRaw(t, srv2).connect("root-1") // root: not limited
-	dialRaw(t, srv2).connect("root-2")
+	dialRaw(t, srv2).Connect("root-1") // root: not limited
+	dialRaw(t, srv2).Connect("root-2")
 }

@@ -52,7 +52,7 @@ func TestNeverReadingClientIsClosed(t *testing.T) {
 		c.MaxQueueBytes = 64 << 10
 		c.MaxConnectionBytes = limit
 	})
-	a := dialRaw(t, srv).connect("flood")
+	a := dialRaw(t, srv).Connect("flood")
 	stop := make(chan struct{})
 	peak := make(chan int)
 	go func() {
@@ -68,7 +68,7 @@ func TestNeverReadingClientIsClosed(t *testing.T) {
 		}
 	}()
 	// Each line gets "Target machine not connected: nobody": 100 bytes.
-	sent := flood(a.c, `{"Type":2,"Payload":{"SourceMachineId":"flood","TargetMachineId":"nobody","EventName":"E"}}`, 1_000_000)
+	sent := flood(a.C, `{"Type":2,"Payload":{"SourceMachineId":"flood","TargetMachineId":"nobody","EventName":"E"}}`, 1_000_000)
 	waitFor(t, "the slow consumer to be closed", func() bool { return srv.Stats().SlowConsumersClosed == 1 })
 	close(stop)
 	if p := <-peak; p > limit {
@@ -79,9 +79,9 @@ func TestNeverReadingClientIsClosed(t *testing.T) {
 	}
 	waitFor(t, "the id to be released", func() bool { return len(srv.Machines()) == 0 })
 	// Others are served as before.
-	b := dialRaw(t, srv).connect("b")
-	b.send(`{"Type":100,"Id":1}`)
-	b.expectMatch(`\{"Success":true,"Data":\{"IsHealthy":true.*`)
+	b := dialRaw(t, srv).Connect("b")
+	b.Send(`{"Type":100,"Id":1}`)
+	b.ExpectMatch(`\{"Success":true,"Data":\{"IsHealthy":true.*`)
 }
 
 // Acknowledgements count against the sender's budget: a sender that never
@@ -92,17 +92,17 @@ func TestNeverReadingSenderIsClosed(t *testing.T) {
 		c.MaxQueueBytes = 64 << 10
 		c.MaxConnectionBytes = 256 << 10
 	})
-	a := dialRaw(t, srv).connect("a")
-	b := dialRaw(t, srv).connect("b")
+	a := dialRaw(t, srv).Connect("a")
+	b := dialRaw(t, srv).Connect("b")
 	go func() { // b reads everything
 		buf := make([]byte, 64<<10)
 		for {
-			if _, err := b.c.Read(buf); err != nil {
+			if _, err := b.C.Read(buf); err != nil {
 				return
 			}
 		}
 	}()
-	flood(a.c, `{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"}}`, 1_000_000)
+	flood(a.C, `{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"}}`, 1_000_000)
 	waitFor(t, "the sender to be closed", func() bool { return srv.Stats().SlowConsumersClosed == 1 })
 	waitFor(t, "a's id to be released", func() bool { return len(srv.Machines()) == 1 })
 	if m := srv.Machines(); m[0].MachineID != "b" {
@@ -121,22 +121,22 @@ func TestBroadcastNeverWaits(t *testing.T) {
 		c.SlowConsumerTimeout = time.Hour
 	})
 	for i := range 8 {
-		s := dialRaw(t, srv).connect("stuck-" + strconv.Itoa(i))
-		s.send(`{"Type":103,"Payload":{"Group":"g"}}`)
-		s.expect(`{"Success":true,"Data":null,"Error":null}`)
+		s := dialRaw(t, srv).Connect("stuck-" + strconv.Itoa(i))
+		s.Send(`{"Type":103,"Payload":{"Group":"g"}}`)
+		s.Expect(`{"Success":true,"Data":null,"Error":null}`)
 	}
-	a := dialRaw(t, srv).connect("a")
+	a := dialRaw(t, srv).Connect("a")
 	big := strings.Repeat("x", 2000)
 	ev := `{"SourceMachineId":"a","TargetMachineId":"*","EventName":"E","Payload":"` + big + `"}`
 	// Enough to fill every stuck queue and the socket buffers behind them.
 	for i := range 400 {
-		a.send(`{"Type":2,"Id":` + strconv.Itoa(i) + `,"Payload":` + ev + `}`)
-		a.expectMatch(`\{"Success":true,"Data":\{"Delivered":true,"TargetMachineId":"\*","Recipients":\d\},"Error":null,"Id":` + strconv.Itoa(i) + `\}`)
+		a.Send(`{"Type":2,"Id":` + strconv.Itoa(i) + `,"Payload":` + ev + `}`)
+		a.ExpectMatch(`\{"Success":true,"Data":\{"Delivered":true,"TargetMachineId":"\*","Recipients":\d\},"Error":null,"Id":` + strconv.Itoa(i) + `\}`)
 	}
-	a.send(`{"Type":2,"Id":"last","Payload":` + ev + `}`)
-	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"*","Recipients":0},"Error":null,"Id":"last"}`)
-	a.send(`{"Type":2,"Id":"group","Payload":{"SourceMachineId":"a","TargetMachineId":"@g:*","EventName":"E","Payload":"` + big + `"}}`)
-	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"@g:*","Recipients":0},"Error":null,"Id":"group"}`)
+	a.Send(`{"Type":2,"Id":"last","Payload":` + ev + `}`)
+	a.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"*","Recipients":0},"Error":null,"Id":"last"}`)
+	a.Send(`{"Type":2,"Id":"group","Payload":{"SourceMachineId":"a","TargetMachineId":"@g:*","EventName":"E","Payload":"` + big + `"}}`)
+	a.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"@g:*","Recipients":0},"Error":null,"Id":"group"}`)
 	if st := srv.Stats(); st.Refused["slow_consumer"] == 0 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -151,34 +151,34 @@ func TestPerConnectionLimits(t *testing.T) {
 		c.MaxPatternBytes = 8
 		c.MaxPendingRequests = 1
 	})
-	a := dialRaw(t, srv).connect("a1")
-	a.send(`{"Type":3,"Payload":"a2"}`)
-	a.expectMatch(`\{"Success":true,.*`)
-	a.send(`{"Type":3,"Payload":"a3"}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Limit reached: 2 machine ids per connection (MaxIdsPerConnection); unregister one first"}`)
+	a := dialRaw(t, srv).Connect("a1")
+	a.Send(`{"Type":3,"Payload":"a2"}`)
+	a.ExpectMatch(`\{"Success":true,.*`)
+	a.Send(`{"Type":3,"Payload":"a3"}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Limit reached: 2 machine ids per connection (MaxIdsPerConnection); unregister one first"}`)
 	for _, g := range []string{"g1", "g2"} {
-		a.send(`{"Type":103,"Payload":{"Group":"` + g + `","MachineId":"a1"}}`)
-		a.expect(`{"Success":true,"Data":null,"Error":null}`)
+		a.Send(`{"Type":103,"Payload":{"Group":"` + g + `","MachineId":"a1"}}`)
+		a.Expect(`{"Success":true,"Data":null,"Error":null}`)
 	}
-	a.send(`{"Type":103,"Payload":{"Group":"g1","MachineId":"a1"}}`) // again: not an error
-	a.expect(`{"Success":true,"Data":null,"Error":null}`)
-	a.send(`{"Type":103,"Payload":{"Group":"g3","MachineId":"a2"}}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Limit reached: 2 group memberships per connection (MaxGroupsPerConnection); leave a group first"}`)
-	a.send(`{"Type":105,"Payload":{"EventName":"123456789"}}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Limit reached: a watch pattern is at most 8 bytes (MaxPatternBytes)"}`)
-	a.send(`{"Type":105,"Payload":{"EventName":"E*"}}`)
-	a.expectMatch(`\{"Success":true,"Data":\{"WatchId":\d+\},"Error":null\}`)
-	a.send(`{"Type":105,"Payload":{"EventName":"F*"}}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Limit reached: 1 watches per connection (MaxWatchesPerConnection); remove one with Unwatch first"}`)
-	a.send(`{"Type":100,"Id":"` + strings.Repeat("i", 65) + `"}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Limit reached: a request Id is at most 64 bytes"}`)
+	a.Send(`{"Type":103,"Payload":{"Group":"g1","MachineId":"a1"}}`) // again: not an error
+	a.Expect(`{"Success":true,"Data":null,"Error":null}`)
+	a.Send(`{"Type":103,"Payload":{"Group":"g3","MachineId":"a2"}}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Limit reached: 2 group memberships per connection (MaxGroupsPerConnection); leave a group first"}`)
+	a.Send(`{"Type":105,"Payload":{"EventName":"123456789"}}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Limit reached: a watch pattern is at most 8 bytes (MaxPatternBytes)"}`)
+	a.Send(`{"Type":105,"Payload":{"EventName":"E*"}}`)
+	a.ExpectMatch(`\{"Success":true,"Data":\{"WatchId":\d+\},"Error":null\}`)
+	a.Send(`{"Type":105,"Payload":{"EventName":"F*"}}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Limit reached: 1 watches per connection (MaxWatchesPerConnection); remove one with Unwatch first"}`)
+	a.Send(`{"Type":100,"Id":"` + strings.Repeat("i", 65) + `"}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Limit reached: a request Id is at most 64 bytes"}`)
 
-	b := dialRaw(t, srv).connect("b") // never replies
+	b := dialRaw(t, srv).Connect("b") // never replies
 	req := `{"SourceMachineId":"a1","TargetMachineId":"b","EventName":"Q"}`
-	a.send(`{"Type":2,"Id":1,"Request":true,"Payload":` + req + `}`)
-	b.expectMatch(`.*"ReplyTo":\d+\}`)
-	a.send(`{"Type":2,"Id":2,"Request":true,"Payload":` + req + `}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Limit reached: 1 requests waiting for replies on this connection (MaxPendingRequests); wait for some to finish","Id":2}`)
+	a.Send(`{"Type":2,"Id":1,"Request":true,"Payload":` + req + `}`)
+	b.ExpectMatch(`.*"ReplyTo":\d+\}`)
+	a.Send(`{"Type":2,"Id":2,"Request":true,"Payload":` + req + `}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Limit reached: 1 requests waiting for replies on this connection (MaxPendingRequests); wait for some to finish","Id":2}`)
 	if st := srv.Stats(); st.Refused["limit"] != 6 {
 		t.Fatalf("limit refusals %d, want 6", st.Refused["limit"])
 	}
@@ -191,26 +191,26 @@ func TestRequestTimeout(t *testing.T) {
 		c.RequestTimeout = 100 * time.Millisecond
 		c.MaxPendingRequests = 1
 	})
-	a := dialRaw(t, srv).connect("a")
-	b := dialRaw(t, srv).connect("b")
+	a := dialRaw(t, srv).Connect("a")
+	b := dialRaw(t, srv).Connect("b")
 	req := `{"SourceMachineId":"a","TargetMachineId":"b","EventName":"Q"}`
 	for id := range 2 {
-		a.send(`{"Type":2,"Id":` + strconv.Itoa(id) + `,"Request":true,"Payload":` + req + `}`)
-		b.expectMatch(`.*"ReplyTo":\d+\}`) // no Deadline: the caller gave none
-		a.expect(`{"Success":false,"Data":null,"Error":"No responder: b did not reply within 100ms","Id":` + strconv.Itoa(id) + `}`)
+		a.Send(`{"Type":2,"Id":` + strconv.Itoa(id) + `,"Request":true,"Payload":` + req + `}`)
+		b.ExpectMatch(`.*"ReplyTo":\d+\}`) // no Deadline: the caller gave none
+		a.Expect(`{"Success":false,"Data":null,"Error":"No responder: b did not reply within 100ms","Id":` + strconv.Itoa(id) + `}`)
 	}
 }
 
 // A responder's error can never pass for the service's own.
 func TestResponderErrorIsMarked(t *testing.T) {
 	srv := bustest.Start(t, nil)
-	a := dialRaw(t, srv).connect("a")
-	b := dialRaw(t, srv).connect("b")
-	a.send(`{"Type":2,"Id":7,"Request":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"Q"}}`)
-	got := b.expectMatch(`.*"ReplyTo":(\d+)\}`)
+	a := dialRaw(t, srv).Connect("a")
+	b := dialRaw(t, srv).Connect("b")
+	a.Send(`{"Type":2,"Id":7,"Request":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"Q"}}`)
+	got := b.ExpectMatch(`.*"ReplyTo":(\d+)\}`)
 	token := regexp.MustCompile(`"ReplyTo":(\d+)`).FindStringSubmatch(got)[1]
-	b.send(`{"Type":102,"Payload":{"ReplyTo":` + token + `,"Error":"No responder: c is not connected"}}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Responder error: No responder: c is not connected","Id":7}`)
+	b.Send(`{"Type":102,"Payload":{"ReplyTo":` + token + `,"Error":"No responder: c is not connected"}}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Responder error: No responder: c is not connected","Id":7}`)
 }
 
 // A request whose delivery waits on a full target that then disconnects
@@ -223,9 +223,9 @@ func TestOneResponsePerRequest(t *testing.T) {
 		c.MaxConnectionBytes = 64 << 10
 		c.SlowConsumerTimeout = time.Hour
 	})
-	a := dialRaw(t, srv).connect("a")
-	b := dialRaw(t, srv).connect("b")
-	c := dialRaw(t, srv).connect("c")
+	a := dialRaw(t, srv).Connect("a")
+	b := dialRaw(t, srv).Connect("b")
+	c := dialRaw(t, srv).Connect("c")
 	big := strings.Repeat("x", 2000)
 	ev := `{"SourceMachineId":"c","TargetMachineId":"b","EventName":"E","Payload":"` + big + `"}`
 	// c fills b (which never reads) with NoAck events until one waits for
@@ -234,19 +234,19 @@ func TestOneResponsePerRequest(t *testing.T) {
 	for range 400 {
 		lines.WriteString(`{"Type":2,"NoAck":true,"Payload":` + ev + "}\n")
 	}
-	go c.c.Write([]byte(lines.String()))
+	go c.C.Write([]byte(lines.String()))
 	waitFor(t, "b's queue to fill", func() bool { return srv.Stats().QueuedBytes >= 4<<10 })
 	// a's request now waits for room in b's queue, as a pending request.
-	a.send(`{"Type":2,"Id":"req","Request":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"Q"}}`)
+	a.Send(`{"Type":2,"Id":"req","Request":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"Q"}}`)
 	waitFor(t, "the request to wait", func() bool { return srv.Stats().PendingRequests == 1 })
-	b.c.Close()
+	b.C.Close()
 	n := 0
 	for {
-		line := a.read()
+		line := a.Read()
 		if strings.Contains(line, `"Id":"req"`) {
 			n++
 			if n == 1 {
-				a.send(`{"Type":100,"Id":"end"}`)
+				a.Send(`{"Type":100,"Id":"end"}`)
 			}
 		}
 		if strings.Contains(line, `"Id":"end"`) {
@@ -313,7 +313,7 @@ func TestRefusalWarningsRateLimited(t *testing.T) {
 		c.MaxConnections = 1
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
-	dialRaw(t, srv).connect("a")
+	dialRaw(t, srv).Connect("a")
 	for range 200 {
 		c, err := busaddr.Dial(context.Background(), srv.Addr())
 		if err != nil {
@@ -338,23 +338,23 @@ func TestGroupTeardownIsLinear(t *testing.T) {
 		c.MaxIDsPerConnection = n
 		c.MaxGroupsPerConnection = n
 	})
-	a := dialRaw(t, srv).connect("member-0")
+	a := dialRaw(t, srv).Connect("member-0")
 	var batch strings.Builder
 	for i := 1; i < n; i++ {
 		id := "member-" + strconv.Itoa(i)
 		batch.WriteString(`{"Type":3,"Payload":"` + id + `"}` + "\n")
 		batch.WriteString(`{"Type":103,"Payload":{"Group":"g","MachineId":"` + id + `"}}` + "\n")
 	}
-	go a.c.Write([]byte(batch.String()))
+	go a.C.Write([]byte(batch.String()))
 	for i := 1; i < 2*n-1; i++ {
-		a.expectMatch(`\{"Success":true,.*`)
+		a.ExpectMatch(`\{"Success":true,.*`)
 	}
-	b := dialRaw(t, srv).connect("b")
-	c := dialRaw(t, srv).connect("c")
-	a.c.Close()
+	b := dialRaw(t, srv).Connect("b")
+	c := dialRaw(t, srv).Connect("c")
+	a.C.Close()
 	start := time.Now()
-	b.send(`{"Type":2,"Payload":{"SourceMachineId":"b","TargetMachineId":"c","EventName":"E"}}`)
-	c.expectMatch(`\{"Success":true,"Data":\{"SourceMachineId":"b".*`)
+	b.Send(`{"Type":2,"Payload":{"SourceMachineId":"b","TargetMachineId":"c","EventName":"E"}}`)
+	c.ExpectMatch(`\{"Success":true,"Data":\{"SourceMachineId":"b".*`)
 	waitFor(t, "the member ids to be dropped", func() bool { return len(srv.Machines()) == 2 })
 	d := time.Since(start)
 	// Linear, this takes well under a second here even under -race; a
@@ -376,9 +376,9 @@ func TestBroadcastWaitsForSlowReader(t *testing.T) {
 		c.MaxQueueBytes = 16 << 10
 		c.MaxConnectionBytes = 64 << 10
 	})
-	slow := dialRaw(t, srv).connect("slow")
-	dialRaw(t, srv).connect("stuck")
-	a := dialRaw(t, srv).connect("a")
+	slow := dialRaw(t, srv).Connect("slow")
+	dialRaw(t, srv).Connect("stuck")
+	a := dialRaw(t, srv).Connect("a")
 	const n = 1000
 	got := make(chan int)
 	go func() {
@@ -386,9 +386,9 @@ func TestBroadcastWaitsForSlowReader(t *testing.T) {
 		// but never blocked for long, so it is never taken for stuck.
 		buf := make([]byte, 256)
 		lines := 0
-		slow.c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		slow.C.SetReadDeadline(time.Now().Add(60 * time.Second))
 		for lines < n {
-			k, err := slow.c.Read(buf)
+			k, err := slow.C.Read(buf)
 			lines += bytes.Count(buf[:k], []byte{'\n'})
 			if err != nil {
 				break
@@ -401,7 +401,7 @@ func TestBroadcastWaitsForSlowReader(t *testing.T) {
 	for i := range n {
 		batch.WriteString(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"*","EventName":"E","Payload":"` + payload + strconv.Itoa(i) + `"}}` + "\n")
 	}
-	go a.c.Write([]byte(batch.String()))
+	go a.C.Write([]byte(batch.String()))
 	if lines := <-got; lines != n {
 		t.Fatalf("the slow reader got %d of %d broadcasts", lines, n)
 	}
@@ -415,15 +415,15 @@ func TestBroadcastWaitsForSlowReader(t *testing.T) {
 // cannot pile requests up on a responder that does not answer.
 func TestCallerGoneForgetsRequests(t *testing.T) {
 	srv := bustest.Start(t, nil)
-	b := dialRaw(t, srv).connect("b")
-	a := dialRaw(t, srv).connect("a")
-	a.send(`{"Type":2,"Id":1,"Request":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"Q"}}`)
-	got := b.expectMatch(`.*"ReplyTo":(\d+)\}`)
+	b := dialRaw(t, srv).Connect("b")
+	a := dialRaw(t, srv).Connect("a")
+	a.Send(`{"Type":2,"Id":1,"Request":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"Q"}}`)
+	got := b.ExpectMatch(`.*"ReplyTo":(\d+)\}`)
 	token := regexp.MustCompile(`"ReplyTo":(\d+)`).FindStringSubmatch(got)[1]
-	a.c.Close()
+	a.C.Close()
 	waitFor(t, "a to be gone", func() bool { return srv.Health().ConnectionCount == 1 })
-	b.send(`{"Type":102,"Id":2,"Payload":{"ReplyTo":` + token + `,"Payload":1}}`)
-	b.expect(`{"Success":false,"Data":null,"Error":"No request is waiting for ReplyTo ` + token + `","Id":2}`)
+	b.Send(`{"Type":102,"Id":2,"Payload":{"ReplyTo":` + token + `,"Payload":1}}`)
+	b.Expect(`{"Success":false,"Data":null,"Error":"No request is waiting for ReplyTo ` + token + `","Id":2}`)
 	if st := srv.Stats(); st.PendingRequests != 0 {
 		t.Fatalf("pending requests %d", st.PendingRequests)
 	}
@@ -439,9 +439,9 @@ func TestWriteTimeoutClosesStuckReceiver(t *testing.T) {
 		c.MaxConnectionBytes = 32 << 20
 		c.WriteTimeout = 300 * time.Millisecond
 	})
-	a := dialRaw(t, srv).connect("a")
+	a := dialRaw(t, srv).Connect("a")
 	stuck := stuckBehind(t, srv, a) // never reads again
-	a.send(`{"Type":2,"Id":"last","Payload":{"SourceMachineId":"a","TargetMachineId":"stuck","EventName":"E"}}`)
+	a.Send(`{"Type":2,"Id":"last","Payload":{"SourceMachineId":"a","TargetMachineId":"stuck","EventName":"E"}}`)
 	// The NoAck events that were not written fail too (errors are sent
 	// even without acknowledgements), before the last one's answer. On a
 	// busy machine the janitor may close stuck before "last" is routed:
@@ -449,7 +449,7 @@ func TestWriteTimeoutClosesStuckReceiver(t *testing.T) {
 	const why = "Failed to deliver event: stuck was closed as a slow consumer before the event was written"
 	told := false
 	for {
-		line := a.read()
+		line := a.Read()
 		if strings.Contains(line, why) && !strings.Contains(line, `"Id":"last"`) {
 			told = true
 		}

@@ -13,51 +13,51 @@ import (
 // the lines it always got, byte for byte (the .NET client's case).
 func TestWireDeliveryFor(t *testing.T) {
 	srv := bustest.Start(t, nil)
-	single := dialRaw(t, srv).connect("solo")
-	m := dialRaw(t, srv).connect("a")
-	m.send(`{"Type":0,"Payload":{"MachineId":"b"}}`)
-	m.expectMatch(`\{"Success":true,"Data":\{"MachineId":"b","RegisteredAt":` + ts + `\},"Error":null\}`)
-	m.send(`{"Type":3,"Payload":"b"}`)
-	m.expectMatch(`\{"Success":true,"Data":\{"MachineId":"b","SubscribedAt":` + ts + `\},"Error":null\}`)
-	m.send(`{"Type":103,"Payload":{"Group":"g","MachineId":"b"}}`)
-	m.expect(`{"Success":true,"Data":null,"Error":null}`)
+	single := dialRaw(t, srv).Connect("solo")
+	m := dialRaw(t, srv).Connect("a")
+	m.Send(`{"Type":0,"Payload":{"MachineId":"b"}}`)
+	m.ExpectMatch(`\{"Success":true,"Data":\{"MachineId":"b","RegisteredAt":` + ts + `\},"Error":null\}`)
+	m.Send(`{"Type":3,"Payload":"b"}`)
+	m.ExpectMatch(`\{"Success":true,"Data":\{"MachineId":"b","SubscribedAt":` + ts + `\},"Error":null\}`)
+	m.Send(`{"Type":103,"Payload":{"Group":"g","MachineId":"b"}}`)
+	m.Expect(`{"Success":true,"Data":null,"Error":null}`)
 
 	// Unicast to each id.
 	for _, id := range []string{"a", "b"} {
 		ev := `{"SourceMachineId":"solo","TargetMachineId":"` + id + `","EventName":"E"}`
-		single.send(`{"Type":2,"Payload":` + ev + `}`)
-		m.expect(`{"Success":true,"Data":` + ev + `,"Error":null,"For":"` + id + `"}`)
-		single.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"` + id + `"},"Error":null}`)
+		single.Send(`{"Type":2,"Payload":` + ev + `}`)
+		m.Expect(`{"Success":true,"Data":` + ev + `,"Error":null,"For":"` + id + `"}`)
+		single.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"` + id + `"},"Error":null}`)
 	}
 	// A group send: the member is named.
 	ev := `{"SourceMachineId":"solo","TargetMachineId":"@g","EventName":"G"}`
-	single.send(`{"Type":2,"Payload":` + ev + `}`)
-	m.expect(`{"Success":true,"Data":` + ev + `,"Error":null,"For":"b"}`)
-	single.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null}`)
+	single.Send(`{"Type":2,"Payload":` + ev + `}`)
+	m.Expect(`{"Success":true,"Data":` + ev + `,"Error":null,"For":"b"}`)
+	single.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null}`)
 	// A broadcast: one copy per id, each named.
 	ev = `{"SourceMachineId":"solo","TargetMachineId":"*","EventName":"ALL"}`
-	single.send(`{"Type":2,"Payload":` + ev + `}`)
+	single.Send(`{"Type":2,"Payload":` + ev + `}`)
 	got := map[string]bool{}
 	for range 2 {
-		line := m.expectMatch(`\{"Success":true,"Data":` + regexp.QuoteMeta(ev) + `,"Error":null,"For":"(a|b)"\}`)
+		line := m.ExpectMatch(`\{"Success":true,"Data":` + regexp.QuoteMeta(ev) + `,"Error":null,"For":"(a|b)"\}`)
 		got[line[len(line)-3:len(line)-2]] = true
 	}
 	if !got["a"] || !got["b"] {
 		t.Fatalf("broadcast copies for %v, want a and b", got)
 	}
-	single.expectMatch(`\{"Success":true,"Data":\{"Delivered":true,"TargetMachineId":"\*","Recipients":2\},"Error":null\}`)
+	single.ExpectMatch(`\{"Success":true,"Data":\{"Delivered":true,"TargetMachineId":"\*","Recipients":2\},"Error":null\}`)
 	// A request: the token and the id.
 	ev = `{"SourceMachineId":"solo","TargetMachineId":"@g","EventName":"Q"}`
-	single.send(`{"Type":2,"Request":true,"Payload":` + ev + `}`)
-	m.expectMatch(`\{"Success":true,"Data":` + regexp.QuoteMeta(ev) + `,"Error":null,"ReplyTo":\d+,"For":"b"\}`)
+	single.Send(`{"Type":2,"Request":true,"Payload":` + ev + `}`)
+	m.ExpectMatch(`\{"Success":true,"Data":` + regexp.QuoteMeta(ev) + `,"Error":null,"ReplyTo":\d+,"For":"b"\}`)
 	// A refused event names the id that sent it: a post has no Id.
-	m.send(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"b","TargetMachineId":"nobody","EventName":"E"}}`)
-	m.expect(`{"Success":false,"Data":null,"Error":"Target machine not connected: nobody","For":"b"}`)
-	single.send(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"solo","TargetMachineId":"nobody","EventName":"E"}}`)
-	single.expect(`{"Success":false,"Data":null,"Error":"Target machine not connected: nobody"}`)
+	m.Send(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"b","TargetMachineId":"nobody","EventName":"E"}}`)
+	m.Expect(`{"Success":false,"Data":null,"Error":"Target machine not connected: nobody","For":"b"}`)
+	single.Send(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"solo","TargetMachineId":"nobody","EventName":"E"}}`)
+	single.Expect(`{"Success":false,"Data":null,"Error":"Target machine not connected: nobody"}`)
 	// The single-id connection sees the broadcast of a multi-id one as
 	// always: no "For".
 	ev = `{"SourceMachineId":"a","TargetMachineId":"*","EventName":"ALL"}`
-	m.send(`{"Type":2,"Payload":` + ev + `}`)
-	single.expect(`{"Success":true,"Data":` + ev + `,"Error":null}`)
+	m.Send(`{"Type":2,"Payload":` + ev + `}`)
+	single.Expect(`{"Success":true,"Data":` + ev + `,"Error":null}`)
 }

@@ -124,14 +124,14 @@ func topKeys(obj []byte) ([]string, error) {
 
 // expectEvent reads one line, checks it is want exactly and that every
 // reader reads from it the one event with routing r.
-func (c *raw) expectEvent(want string, r routing) {
-	c.t.Helper()
-	got := c.read()
+func expectEvent(c *raw, want string, r routing) {
+	c.T.Helper()
+	got := c.Read()
 	if got != want {
-		c.t.Fatalf("got  %q\nwant %q", got, want)
+		c.T.Fatalf("got  %q\nwant %q", got, want)
 	}
 	if g, why := readEvent([]byte(got)); why != "" || g != r {
-		c.t.Fatalf("%q: readers see %+v (%s), the service checked %+v", got, g, why, r)
+		c.T.Fatalf("%q: readers see %+v (%s), the service checked %+v", got, g, why, r)
 	}
 }
 
@@ -146,12 +146,12 @@ var canonical = strings.NewReplacer("\r", " ", "\u0085", `\u0085`, "\u2028", `\u
 // event the service checked.
 func TestForgeryLineBreaks(t *testing.T) {
 	srv := bustest.Start(t, nil)
-	a := dialRaw(t, srv).connect("a")
-	b := dialRaw(t, srv).connect("b")
-	c := dialRaw(t, srv).connect("c")
+	a := dialRaw(t, srv).Connect("a")
+	b := dialRaw(t, srv).Connect("b")
+	c := dialRaw(t, srv).Connect("c")
 	m := dialRaw(t, srv)
-	m.send(`{"Type":"Watch","Payload":{"SourceMachineId":"a"}}`)
-	m.expect(`{"Success":true,"Data":{"WatchId":1},"Error":null}`)
+	m.Send(`{"Type":"Watch","Payload":{"SourceMachineId":"a"}}`)
+	m.Expect(`{"Success":true,"Data":{"WatchId":1},"Error":null}`)
 
 	forged := `{"Success":true,"Data":{"SourceMachineId":"root","TargetMachineId":"b","EventName":"SHUTDOWN"},"Error":null}`
 	for _, tc := range []struct{ name, event string }{
@@ -161,35 +161,35 @@ func TestForgeryLineBreaks(t *testing.T) {
 		{"separators in strings", "{\"SourceMachineId\":\"a\",\"TargetMachineId\":\"b\",\"EventName\":\"E\u2028\",\"P\":\"x\u2028" + strings.ReplaceAll(forged, `"`, `\"`) + "\u2029y\u0085z\",\"k\u2029\":1}"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a.send(`{"Type":2,"Payload":` + tc.event + `}`)
+			a.Send(`{"Type":2,"Payload":` + tc.event + `}`)
 			var want struct{ EventName string }
 			if err := json.Unmarshal([]byte(tc.event), &want); err != nil {
 				t.Fatal(err)
 			}
 			r := routing{"a", "b", want.EventName}
-			b.expectEvent(`{"Success":true,"Data":`+canonical(tc.event)+`,"Error":null}`, r)
-			a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null}`)
-			m.expectEvent(`{"Success":true,"Data":`+canonical(tc.event)+`,"Error":null,"Watch":1}`, r)
+			expectEvent(b, `{"Success":true,"Data":`+canonical(tc.event)+`,"Error":null}`, r)
+			a.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null}`)
+			expectEvent(m, `{"Success":true,"Data":`+canonical(tc.event)+`,"Error":null,"Watch":1}`, r)
 
 			// The same to everyone.
 			all := strings.Replace(tc.event, `"TargetMachineId":"b"`, `"TargetMachineId":"*"`, 1)
-			a.send(`{"Type":2,"Payload":` + all + `}`)
-			a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"*","Recipients":2},"Error":null}`)
+			a.Send(`{"Type":2,"Payload":` + all + `}`)
+			a.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"*","Recipients":2},"Error":null}`)
 			r.Target = "*"
-			b.expectEvent(`{"Success":true,"Data":`+canonical(all)+`,"Error":null}`, r)
-			c.expectEvent(`{"Success":true,"Data":`+canonical(all)+`,"Error":null}`, r)
-			m.expectEvent(`{"Success":true,"Data":`+canonical(all)+`,"Error":null,"Watch":1}`, r)
+			expectEvent(b, `{"Success":true,"Data":`+canonical(all)+`,"Error":null}`, r)
+			expectEvent(c, `{"Success":true,"Data":`+canonical(all)+`,"Error":null}`, r)
+			expectEvent(m, `{"Success":true,"Data":`+canonical(all)+`,"Error":null,"Watch":1}`, r)
 		})
 	}
 
 	// A reply's payload reaches the caller as one line too.
-	a.send(`{"Type":2,"Id":9,"Request":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"Q"}}`)
-	got := b.read()
+	a.Send(`{"Type":2,"Id":9,"Request":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"Q"}}`)
+	got := b.Read()
 	token := regexp.MustCompile(`"ReplyTo":(\d+)`).FindStringSubmatch(got)[1]
 	reply := "{\"Answer\":[1,\r" + forged + "\r],\"Text\":\"\u2028\"}"
-	b.send(`{"Type":102,"Payload":{"ReplyTo":` + token + `,"Payload":` + reply + `}}`)
+	b.Send(`{"Type":102,"Payload":{"ReplyTo":` + token + `,"Payload":` + reply + `}}`)
 	want := `{"Success":true,"Data":` + canonical(reply) + `,"Error":null,"Id":9}`
-	if got := a.read(); got != want {
+	if got := a.Read(); got != want {
 		t.Fatalf("reply: got %q\nwant %q", got, want)
 	}
 	for _, lr := range lineReaders {
@@ -205,8 +205,8 @@ func TestForgeryLineBreaks(t *testing.T) {
 // delivered.
 func TestForgeryAmbiguousKeys(t *testing.T) {
 	srv := bustest.Start(t, nil)
-	a := dialRaw(t, srv).connect("a")
-	b := dialRaw(t, srv).connect("b")
+	a := dialRaw(t, srv).Connect("a")
+	b := dialRaw(t, srv).Connect("b")
 	const tail = ` (routing keys must appear once, exactly as `
 	for _, tc := range []struct{ payload, want string }{
 		{`{"SourceMachineId":"a","sourceMachineId":"root","TargetMachineId":"b","EventName":"E"}`,
@@ -228,14 +228,14 @@ func TestForgeryAmbiguousKeys(t *testing.T) {
 		{`{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E","Payload":1,"PAYLOAD":2}`,
 			`Ambiguous event field: \"PAYLOAD\"` + tail + `Payload)`},
 	} {
-		a.send(`{"Type":2,"Id":1,"Payload":` + tc.payload + `}`)
-		a.expect(`{"Success":false,"Data":null,"Error":"` + tc.want + `","Id":1}`)
+		a.Send(`{"Type":2,"Id":1,"Payload":` + tc.payload + `}`)
+		a.Expect(`{"Success":false,"Data":null,"Error":"` + tc.want + `","Id":1}`)
 	}
 	// None was delivered: b's next line is the next good event.
 	ok := `{"SourceMachineId":"a","TargetMachineId":"b","EventName":"OK","Payload":{"sourceMachineId":"x","EventName":"y","EventName":"z"}}`
-	a.send(`{"Type":2,"Payload":` + ok + `}`)
-	b.expectEvent(`{"Success":true,"Data":`+ok+`,"Error":null}`, routing{"a", "b", "OK"})
-	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null}`)
+	a.Send(`{"Type":2,"Payload":` + ok + `}`)
+	expectEvent(b, `{"Success":true,"Data":`+ok+`,"Error":null}`, routing{"a", "b", "OK"})
+	a.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null}`)
 }
 
 // TestForgeryIDs: machine ids and group names with invisible or
@@ -251,19 +251,19 @@ func TestForgeryIDs(t *testing.T) {
 		{"admin\u0085", "U+0085"}, {`admin\u0085`, "U+0085"},
 		{"ad\u00admin", "U+00AD"}, {"a\u2066b\u2069", "U+2066"},
 	} {
-		a.send(`{"Type":0,"Payload":{"MachineId":"` + tc.id + `"}}`)
-		a.expect(pre + tc.cp + `"}`)
-		a.send(`{"Type":3,"Payload":"` + tc.id + `"}`)
-		a.expect(pre + tc.cp + `"}`)
+		a.Send(`{"Type":0,"Payload":{"MachineId":"` + tc.id + `"}}`)
+		a.Expect(pre + tc.cp + `"}`)
+		a.Send(`{"Type":3,"Payload":"` + tc.id + `"}`)
+		a.Expect(pre + tc.cp + `"}`)
 	}
 	if m := srv.Machines(); len(m) != 0 {
 		t.Fatalf("registered %+v", m)
 	}
-	a.connect("admin")
-	a.send(`{"Type":103,"Payload":{"Group":"work\u202eers"}}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Invalid machine id: group name contains invisible or bidirectional-control character U+202E"}`)
-	a.send(`{"Type":103,"Payload":{"Group":"work` + "\u200b" + `ers"}}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Invalid machine id: group name contains invisible or bidirectional-control character U+200B"}`)
+	a.Connect("admin")
+	a.Send(`{"Type":103,"Payload":{"Group":"work\u202eers"}}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Invalid machine id: group name contains invisible or bidirectional-control character U+202E"}`)
+	a.Send(`{"Type":103,"Payload":{"Group":"work` + "\u200b" + `ers"}}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Invalid machine id: group name contains invisible or bidirectional-control character U+200B"}`)
 }
 
 // The registry the service writes holds no raw U+0085 (a line break to
@@ -271,10 +271,10 @@ func TestForgeryIDs(t *testing.T) {
 func TestMachinesEscapeNextLine(t *testing.T) {
 	srv := bustest.Start(t, nil)
 	a := dialRaw(t, srv)
-	a.send("{\"Type\":0,\"Payload\":{\"MachineId\":\"m\",\"ProcessName\":\"x\u0085{\\\"Success\\\":true}\"}}")
-	a.expectMatch(`\{"Success":true,.*`)
-	a.send(`{"Type":101,"Id":1}`)
-	line := a.read()
+	a.Send("{\"Type\":0,\"Payload\":{\"MachineId\":\"m\",\"ProcessName\":\"x\u0085{\\\"Success\\\":true}\"}}")
+	a.ExpectMatch(`\{"Success":true,.*`)
+	a.Send(`{"Type":101,"Id":1}`)
+	line := a.Read()
 	if strings.Contains(line, "\u0085") || !strings.Contains(line, `"ProcessName":"x\u0085{\"Success\":true}"`) {
 		t.Fatalf("Machines: %q", line)
 	}

@@ -71,14 +71,14 @@ func TestStaleSocketReplaced(t *testing.T) {
 
 func TestShutdownFlushesAndCloses(t *testing.T) {
 	srv := bustest.Start(t, nil)
-	a := dialRaw(t, srv).connect("a")
-	b := dialRaw(t, srv).connect("b")
+	a := dialRaw(t, srv).Connect("a")
+	b := dialRaw(t, srv).Connect("b")
 	for range 100 {
-		a.send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"}}`)
+		a.Send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"}}`)
 	}
 	// Wait until all 100 are queued or written (each acked).
 	for range 100 {
-		a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null}`)
+		a.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null}`)
 	}
 	start := time.Now()
 	if err := srv.Shutdown(context.Background()); err != nil {
@@ -88,10 +88,10 @@ func TestShutdownFlushesAndCloses(t *testing.T) {
 		t.Fatalf("shutdown took %v", d)
 	}
 	for range 100 {
-		b.expect(`{"Success":true,"Data":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"},"Error":null}`)
+		b.Expect(`{"Success":true,"Data":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"},"Error":null}`)
 	}
-	b.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := b.r.ReadByte(); err == nil {
+	b.C.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := b.R.ReadByte(); err == nil {
 		t.Fatal("connection still open after shutdown")
 	}
 	if srv.Health().IsHealthy {
@@ -108,19 +108,19 @@ func TestShutdownWithStuckReader(t *testing.T) {
 		c.MaxQueueBytes = 1 << 20
 		c.SlowConsumerTimeout = 100 * time.Millisecond
 	})
-	a := dialRaw(t, srv).connect("a")
-	dialRaw(t, srv).connect("stuck") // never reads again
+	a := dialRaw(t, srv).Connect("a")
+	dialRaw(t, srv).Connect("stuck") // never reads again
 	payload := strings.Repeat("x", 60000)
 	go func() {
 		for range 200 {
-			if _, err := a.c.Write([]byte(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"stuck","EventName":"E","Payload":"` + payload + `"}}` + "\n")); err != nil {
+			if _, err := a.C.Write([]byte(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"stuck","EventName":"E","Payload":"` + payload + `"}}` + "\n")); err != nil {
 				return
 			}
 		}
 	}()
 	// The stuck target's queue fills: some events are refused as slow.
 	for {
-		line := a.read()
+		line := a.Read()
 		if strings.Contains(line, "Target machine is not keeping up: stuck") {
 			break
 		}
@@ -142,8 +142,8 @@ func TestHealthMonitorLogs(t *testing.T) {
 		c.MaxConnections = 2
 		c.Logger = slog.New(slog.NewTextHandler(&buf, nil))
 	})
-	dialRaw(t, srv).connect("a")
-	dialRaw(t, srv).connect("b")
+	dialRaw(t, srv).Connect("a")
+	dialRaw(t, srv).Connect("b")
 	bustest.Eventually(t, 5*time.Second, func() bool {
 		s := buf.String()
 		return strings.Contains(s, "msg=health") && strings.Contains(s, "connections=2") &&
@@ -154,23 +154,23 @@ func TestHealthMonitorLogs(t *testing.T) {
 
 func TestStats(t *testing.T) {
 	srv := bustest.Start(t, nil)
-	a := dialRaw(t, srv).connect("a")
-	b := dialRaw(t, srv).connect("b")
-	c := dialRaw(t, srv).connect("c")
+	a := dialRaw(t, srv).Connect("a")
+	b := dialRaw(t, srv).Connect("b")
+	c := dialRaw(t, srv).Connect("c")
 	for range 5 {
-		a.send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"}}`)
-		a.read()
-		b.read()
+		a.Send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"}}`)
+		a.Read()
+		b.Read()
 	}
-	a.send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"*","EventName":"B"}}`)
-	a.read()
-	b.read()
-	c.read()
-	a.send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"nobody","EventName":"E"}}`)
-	a.read()
-	a.send(`garbage`)
-	a.read()
-	c.c.Close() // its counters must survive it
+	a.Send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"*","EventName":"B"}}`)
+	a.Read()
+	b.Read()
+	c.Read()
+	a.Send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"nobody","EventName":"E"}}`)
+	a.Read()
+	a.Send(`garbage`)
+	a.Read()
+	c.C.Close() // its counters must survive it
 	bustest.Eventually(t, 5*time.Second, func() bool { return srv.Health().ConnectionCount == 2 }, "c not gone")
 	st := srv.Stats()
 	if st.EventsReceived != 7 || st.EventsDelivered != 7 || st.Refused["target_not_connected"] != 1 ||

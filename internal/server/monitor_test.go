@@ -30,7 +30,7 @@ func TestIdleWarnsOncePerIdlePeriod(t *testing.T) {
 		t.Fatalf("%d warnings in one idle period, want 1:\n%s", n, buf.String())
 	}
 
-	dialRaw(t, srv).connect("a") // activity: the idle period ends
+	dialRaw(t, srv).Connect("a") // activity: the idle period ends
 	bustest.Eventually(t, 10*time.Second, func() bool { return count("WARN") == 2 },
 		"no warning for the second idle period: %s", buf.String())
 }

@@ -15,8 +15,8 @@ import (
 // returns each id's State, and whether the entry had a State member.
 func machinesOf(t *testing.T, r *raw) map[string]*string {
 	t.Helper()
-	r.send(`{"Type":101,"Id":"m"}`)
-	line := r.read()
+	r.Send(`{"Type":101,"Id":"m"}`)
+	line := r.Read()
 	var resp struct {
 		Data []map[string]any
 	}
@@ -39,14 +39,14 @@ func machinesOf(t *testing.T, r *raw) map[string]*string {
 // (every .NET client's) have no State member at all.
 func TestWireSetState(t *testing.T) {
 	srv := bustest.Start(t, nil)
-	a := dialRaw(t, srv).connect("ping")
-	b := dialRaw(t, srv).connect("dotnet")
+	a := dialRaw(t, srv).Connect("ping")
+	b := dialRaw(t, srv).Connect("dotnet")
 	tool := dialRaw(t, srv)
 
-	a.send(`{"Type":107,"Id":1,"Payload":{"MachineId":"ping","State":"#ping.pinging"}}`)
-	a.expect(`{"Success":true,"Data":null,"Error":null,"Id":1}`)
-	a.send(`{"Type":"SetState","Payload":{"MachineId":"ping","State":"#ping.a;#ping.b \u00e9"}}`)
-	a.expect(`{"Success":true,"Data":null,"Error":null}`)
+	a.Send(`{"Type":107,"Id":1,"Payload":{"MachineId":"ping","State":"#ping.pinging"}}`)
+	a.Expect(`{"Success":true,"Data":null,"Error":null,"Id":1}`)
+	a.Send(`{"Type":"SetState","Payload":{"MachineId":"ping","State":"#ping.a;#ping.b \u00e9"}}`)
+	a.Expect(`{"Success":true,"Data":null,"Error":null}`)
 	m := machinesOf(t, tool)
 	if m["ping"] == nil || *m["ping"] != "#ping.a;#ping.b é" || m["dotnet"] != nil {
 		t.Fatalf("registry states: ping %v, dotnet %v", m["ping"], m["dotnet"])
@@ -55,21 +55,21 @@ func TestWireSetState(t *testing.T) {
 		t.Fatalf("MachineInfos: %+v", got)
 	}
 	// The .NET client's traffic is byte for byte what it was.
-	b.send(`{"Type":2,"Payload":{"SourceMachineId":"dotnet","TargetMachineId":"ping","EventName":"PING"}}`)
-	a.expect(`{"Success":true,"Data":{"SourceMachineId":"dotnet","TargetMachineId":"ping","EventName":"PING"},"Error":null}`)
-	b.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"ping"},"Error":null}`)
+	b.Send(`{"Type":2,"Payload":{"SourceMachineId":"dotnet","TargetMachineId":"ping","EventName":"PING"}}`)
+	a.Expect(`{"Success":true,"Data":{"SourceMachineId":"dotnet","TargetMachineId":"ping","EventName":"PING"},"Error":null}`)
+	b.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"ping"},"Error":null}`)
 
-	a.send(`{"Type":107,"Id":2,"Payload":{"MachineId":"ping","State":""}}`)
-	a.expect(`{"Success":true,"Data":null,"Error":null,"Id":2}`)
+	a.Send(`{"Type":107,"Id":2,"Payload":{"MachineId":"ping","State":""}}`)
+	a.Expect(`{"Success":true,"Data":null,"Error":null,"Id":2}`)
 	if m := machinesOf(t, tool); m["ping"] != nil {
 		t.Fatalf("cleared state still listed: %q", *m["ping"])
 	}
 	// A new registration of the id starts without a state.
-	a.send(`{"Type":107,"Payload":{"MachineId":"ping","State":"x"}}`)
-	a.expect(`{"Success":true,"Data":null,"Error":null}`)
-	a.send(`{"Type":1,"Payload":"ping"}`)
-	a.expect(`{"Success":true,"Data":null,"Error":null}`)
-	a.connect("ping")
+	a.Send(`{"Type":107,"Payload":{"MachineId":"ping","State":"x"}}`)
+	a.Expect(`{"Success":true,"Data":null,"Error":null}`)
+	a.Send(`{"Type":1,"Payload":"ping"}`)
+	a.Expect(`{"Success":true,"Data":null,"Error":null}`)
+	a.Connect("ping")
 	if m := machinesOf(t, tool); m["ping"] != nil {
 		t.Fatalf("state survived Unregister: %q", *m["ping"])
 	}
@@ -79,10 +79,10 @@ func TestWireSetState(t *testing.T) {
 // are refused with the exact texts, and leave the registry as it was.
 func TestSetStateHostile(t *testing.T) {
 	srv := bustest.Start(t, nil)
-	a := dialRaw(t, srv).connect("a")
-	b := dialRaw(t, srv).connect("b")
-	b.send(`{"Type":107,"Payload":{"MachineId":"b","State":"mine"}}`)
-	b.expect(`{"Success":true,"Data":null,"Error":null}`)
+	a := dialRaw(t, srv).Connect("a")
+	b := dialRaw(t, srv).Connect("b")
+	b.Send(`{"Type":107,"Payload":{"MachineId":"b","State":"mine"}}`)
+	b.Expect(`{"Success":true,"Data":null,"Error":null}`)
 	tool := dialRaw(t, srv)
 	for _, tc := range []struct{ line, want string }{
 		{`{"Type":107,"Payload":{"MachineId":"b","State":"forged"}}`, "Machine id not registered on this connection: b"},
@@ -98,16 +98,16 @@ func TestSetStateHostile(t *testing.T) {
 		{`{"Type":107,"Payload":"a"}`, "Payload (a state object) is required"},
 		{`{"Type":107}`, "Payload is null"},
 	} {
-		a.send(tc.line)
-		a.expect(`{"Success":false,"Data":null,"Error":"` + tc.want + `"}`)
+		a.Send(tc.line)
+		a.Expect(`{"Success":false,"Data":null,"Error":"` + tc.want + `"}`)
 	}
 	m := machinesOf(t, tool)
 	if m["a"] != nil || m["b"] == nil || *m["b"] != "mine" {
 		t.Fatalf("after the refusals: a %v, b %v", m["a"], m["b"])
 	}
 	// A tool connection holds no id: it may set nobody's state.
-	tool.send(`{"Type":107,"Payload":{"MachineId":"b","State":"forged"}}`)
-	tool.expect(`{"Success":false,"Data":null,"Error":"Machine id not registered on this connection: b"}`)
+	tool.Send(`{"Type":107,"Payload":{"MachineId":"b","State":"forged"}}`)
+	tool.Expect(`{"Success":false,"Data":null,"Error":"Machine id not registered on this connection: b"}`)
 }
 
 // TestSetStateFlood: a connection that sets its state as fast as it can
@@ -115,9 +115,9 @@ func TestSetStateHostile(t *testing.T) {
 // the registry keeps is its last state (one per id, however many sets).
 func TestSetStateFlood(t *testing.T) {
 	srv := bustest.Start(t, nil)
-	flood := dialRaw(t, srv).connect("flood")
-	a := dialRaw(t, srv).connect("a")
-	b := dialRaw(t, srv).connect("b")
+	flood := dialRaw(t, srv).Connect("flood")
+	a := dialRaw(t, srv).Connect("a")
+	b := dialRaw(t, srv).Connect("b")
 	const n = 20000
 	var batch strings.Builder
 	for i := range n {
@@ -125,17 +125,17 @@ func TestSetStateFlood(t *testing.T) {
 	}
 	written := make(chan error, 1)
 	go func() {
-		_, err := flood.c.Write([]byte(batch.String()))
+		_, err := flood.C.Write([]byte(batch.String()))
 		written <- err
 	}()
 	// While the flood's answers pile up unread, events between others flow.
 	for i := range 100 {
-		a.send(fmt.Sprintf(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E%d"}}`, i))
-		b.expect(fmt.Sprintf(`{"Success":true,"Data":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E%d"},"Error":null}`, i))
+		a.Send(fmt.Sprintf(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E%d"}}`, i))
+		b.Expect(fmt.Sprintf(`{"Success":true,"Data":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E%d"},"Error":null}`, i))
 	}
 	for i := range n {
-		flood.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if line, err := flood.r.ReadString('\n'); err != nil || line != `{"Success":true,"Data":null,"Error":null}`+"\n" {
+		flood.C.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if line, err := flood.R.ReadString('\n'); err != nil || line != `{"Success":true,"Data":null,"Error":null}`+"\n" {
 			t.Fatalf("answer %d: %q, %v", i, line, err)
 		}
 	}

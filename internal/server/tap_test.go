@@ -33,8 +33,8 @@ func (s *sink) list() []string {
 // nothing. ConnStats counts per connection.
 func TestTap(t *testing.T) {
 	srv := bustest.Start(t, nil)
-	a := dialRaw(t, srv).connect("a")
-	b := dialRaw(t, srv).connect("b")
+	a := dialRaw(t, srv).Connect("a")
+	b := dialRaw(t, srv).Connect("b")
 
 	var mu sync.Mutex
 	var samples []string
@@ -55,12 +55,12 @@ func TestTap(t *testing.T) {
 		t.Fatal("not tapped")
 	}
 	send := func(name string, target string) {
-		a.send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"` + target + `","EventName":"` + name + `","Payload":[1,2]}}`)
-		a.read() // the acknowledgement or the error
+		a.Send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"` + target + `","EventName":"` + name + `","Payload":[1,2]}}`)
+		a.Read() // the acknowledgement or the error
 	}
 	for i := range 16 {
 		send([]string{"A", "B1"}[i%2], "b")
-		b.read()
+		b.Read()
 	}
 	send("B2", "nobody") // refused: not routed
 	mu.Lock()
@@ -92,7 +92,7 @@ func TestTap(t *testing.T) {
 	}
 	for range 8 {
 		send("B1", "b")
-		b.read()
+		b.Read()
 	}
 	if got := tail.list(); len(got) != 8 {
 		t.Errorf("the tail saw %d events after the tap was removed", len(got)-8)

@@ -80,11 +80,11 @@ func TestTLSHandshakeFlood(t *testing.T) {
 	}
 
 	// Meanwhile a real client from 127.0.0.1, over TLS, and a Unix one.
-	good := dialRawTLS(t, addr, pki.ClientTLS(t, "good", bustest.CertOptions{})).connect("good")
-	local := dialRaw(t, srv).connect("local")
-	good.send(`{"Type":2,"Payload":{"SourceMachineId":"good","TargetMachineId":"local","EventName":"PING","Payload":null}}`)
-	local.expect(`{"Success":true,"Data":{"SourceMachineId":"good","TargetMachineId":"local","EventName":"PING","Payload":null},"Error":null}`)
-	good.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"local"},"Error":null}`)
+	good := dialRawTLS(t, addr, pki.ClientTLS(t, "good", bustest.CertOptions{})).Connect("good")
+	local := dialRaw(t, srv).Connect("local")
+	good.Send(`{"Type":2,"Payload":{"SourceMachineId":"good","TargetMachineId":"local","EventName":"PING","Payload":null}}`)
+	local.Expect(`{"Success":true,"Data":{"SourceMachineId":"good","TargetMachineId":"local","EventName":"PING","Payload":null},"Error":null}`)
+	good.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"local"},"Error":null}`)
 
 	// Many addresses: the total limit holds.
 	var more []net.Conn
@@ -136,8 +136,8 @@ func TestTLSHandshakeFlood(t *testing.T) {
 		t.Errorf("timed-out handshakes not counted: %+v", st)
 	}
 	// And the registered clients are untouched.
-	local.send(`{"Type":2,"Payload":{"SourceMachineId":"local","TargetMachineId":"good","EventName":"PONG","Payload":1}}`)
-	good.expect(`{"Success":true,"Data":{"SourceMachineId":"local","TargetMachineId":"good","EventName":"PONG","Payload":1},"Error":null}`)
+	local.Send(`{"Type":2,"Payload":{"SourceMachineId":"local","TargetMachineId":"good","EventName":"PONG","Payload":1}}`)
+	good.Expect(`{"Success":true,"Data":{"SourceMachineId":"local","TargetMachineId":"good","EventName":"PONG","Payload":1},"Error":null}`)
 }
 
 // TestShutdownWithHandshakesInFlight: Shutdown does not wait out the
@@ -160,7 +160,7 @@ func TestShutdownWithHandshakesInFlight(t *testing.T) {
 	}
 	addr := srv.TLSAddr().String()
 	silent := dialFrom(t, "127.0.0.1", addr)
-	served := dialRawTLS(t, addr, pki.ClientTLS(t, "gw", bustest.CertOptions{})).connect("served")
+	served := dialRawTLS(t, addr, pki.ClientTLS(t, "gw", bustest.CertOptions{})).Connect("served")
 	bustest.Eventually(t, 5*time.Second, func() bool { return srv.Stats().TLSHandshakesInFlight == 1 }, "the silent connection is not in flight")
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -171,7 +171,7 @@ func TestShutdownWithHandshakesInFlight(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("Shutdown took %v", d)
 	}
-	if !closedWithin(silent, time.Second) || !closedWithin(served.c, time.Second) {
+	if !closedWithin(silent, time.Second) || !closedWithin(served.C, time.Second) {
 		t.Fatal("a connection outlived Shutdown")
 	}
 }

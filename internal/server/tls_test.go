@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bufio"
 	"crypto/tls"
 	"log/slog"
 	"net"
@@ -41,7 +40,7 @@ func dialRawTLS(t *testing.T, addr string, cfg *tls.Config) *raw {
 	}
 	t.Cleanup(func() { c.Close() })
 	c.Write([]byte{0xEF, 0xBB, 0xBF})
-	return &raw{t: t, c: c, r: bufio.NewReader(c)}
+	return bustest.NewRaw(t, c)
 }
 
 // TestTLSWire: a .NET-shaped client over TLS registers, subscribes, sends
@@ -50,17 +49,17 @@ func dialRawTLS(t *testing.T, addr string, cfg *tls.Config) *raw {
 func TestTLSWire(t *testing.T) {
 	pki := bustest.NewPKI(t)
 	srv := startTLS(t, pki, nil)
-	remote := dialRawTLS(t, srv.TLSAddr().String(), pki.ClientTLS(t, "gw-1", bustest.CertOptions{})).connect("remote-a")
-	local := dialRaw(t, srv).connect("local-b")
+	remote := dialRawTLS(t, srv.TLSAddr().String(), pki.ClientTLS(t, "gw-1", bustest.CertOptions{})).Connect("remote-a")
+	local := dialRaw(t, srv).Connect("local-b")
 
 	event := `{ "SourceMachineId":"remote-a", "TargetMachineId":"local-b","EventName":"PING","Payload":{"Message":"Hello","Esc":"\u00e9\n"},"Timestamp":"2025-10-03T17:16:09.8","Extra":[1]}`
-	remote.send(`{"Type":2,"Payload":` + event + `}`)
-	local.expect(`{"Success":true,"Data":` + event + `,"Error":null}`)
-	remote.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"local-b"},"Error":null}`)
+	remote.Send(`{"Type":2,"Payload":` + event + `}`)
+	local.Expect(`{"Success":true,"Data":` + event + `,"Error":null}`)
+	remote.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"local-b"},"Error":null}`)
 	back := `{"SourceMachineId":"local-b","TargetMachineId":"remote-a","EventName":"PONG","Payload":null}`
-	local.send(`{"Type":2,"Payload":` + back + `}`)
-	remote.expect(`{"Success":true,"Data":` + back + `,"Error":null}`)
-	local.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"remote-a"},"Error":null}`)
+	local.Send(`{"Type":2,"Payload":` + back + `}`)
+	remote.Expect(`{"Success":true,"Data":` + back + `,"Error":null}`)
+	local.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"remote-a"},"Error":null}`)
 
 	var found bool
 	for _, m := range srv.MachineInfos() {
@@ -80,8 +79,8 @@ func TestTLSWire(t *testing.T) {
 		t.Fatal("remote-a not in the registry")
 	}
 	// The Machines answer carries them too, to any client.
-	remote.send(`{"Type":101,"Id":7}`)
-	line := remote.read()
+	remote.Send(`{"Type":101,"Id":7}`)
+	line := remote.Read()
 	if !strings.Contains(line, `"PeerCert":"CN=gw-1","PeerAddress":"127.0.0.1:`) || strings.Count(line, "PeerCert") != 1 {
 		t.Fatalf("Machines answer: %s", line)
 	}
@@ -129,9 +128,9 @@ func TestTLSRefusedCertificates(t *testing.T) {
 			// per address and 10 s.
 			nc := dialFrom(t, "127.0.2."+strconv.Itoa(i+1), addr)
 			tc := tls.Client(nc, want.cfg)
-			c := &raw{t: t, c: tc, r: bufio.NewReader(tc)}
+			c := bustest.NewRaw(t, tc)
 			tc.Write([]byte(`{"Type":3,"Payload":"intruder"}` + "\n")) // may fail: the service hangs up
-			c.expect(`{"Success":false,"Data":null,"Error":"` + want.want + `"}`)
+			c.Expect(`{"Success":false,"Data":null,"Error":"` + want.want + `"}`)
 			if !closedWithin(tc, 5*time.Second) {
 				t.Fatal("the refused connection stayed open")
 			}
@@ -169,29 +168,29 @@ func TestTLSAccessRules(t *testing.T) {
 	addr := srv.TLSAddr().String()
 	gw := pki.ClientTLS(t, "gw-1", bustest.CertOptions{})
 	a := dialRawTLS(t, addr, gw)
-	a.send(`{"Type":3,"Payload":"controller"}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Access denied: CN=gw-1 may not register controller"}`)
-	a.send(`{"Type":3,"Payload":"reserved-1"}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Access denied: CN=gw-1 may not register reserved-1"}`)
-	a.connect("sensor-1")
-	a.send(`{"Type":2,"Payload":{"SourceMachineId":"sensor-1","TargetMachineId":"elsewhere","EventName":"X"}}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Access denied: CN=gw-1 may not send to elsewhere"}`)
+	a.Send(`{"Type":3,"Payload":"controller"}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Access denied: CN=gw-1 may not register controller"}`)
+	a.Send(`{"Type":3,"Payload":"reserved-1"}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Access denied: CN=gw-1 may not register reserved-1"}`)
+	a.Connect("sensor-1")
+	a.Send(`{"Type":2,"Payload":{"SourceMachineId":"sensor-1","TargetMachineId":"elsewhere","EventName":"X"}}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Access denied: CN=gw-1 may not send to elsewhere"}`)
 
 	ok := dialRawTLS(t, addr, pki.ClientTLS(t, "other", bustest.CertOptions{DNSNames: []string{"ok.example"}}))
-	ok.connect("reserved-1")
+	ok.Connect("reserved-1")
 	// Root, locally, may not take a certificate's reserved id.
 	local := dialRaw(t, srv)
-	local.send(`{"Type":3,"Payload":"reserved-2"}`)
-	local.expect(`{"Success":false,"Data":null,"Error":"Access denied: machine id reserved-2 is reserved for DNS:ok.example"}`)
+	local.Send(`{"Type":3,"Payload":"reserved-2"}`)
+	local.Expect(`{"Success":false,"Data":null,"Error":"Access denied: machine id reserved-2 is reserved for DNS:ok.example"}`)
 
 	// A certificate AllowCerts does not list.
 	no := dialRawTLS(t, addr, pki.ClientTLS(t, "gw-2", bustest.CertOptions{}))
-	no.expect(`{"Success":false,"Data":null,"Error":"Access denied: certificate CN=gw-2 is not allowed to connect (not in Access:AllowCerts)"}`)
+	no.Expect(`{"Success":false,"Data":null,"Error":"Access denied: certificate CN=gw-2 is not allowed to connect (not in Access:AllowCerts)"}`)
 
 	// gw-1 has one connection; a second is fine, a third is refused.
-	dialRawTLS(t, addr, gw).connect("sensor-2")
+	dialRawTLS(t, addr, gw).Connect("sensor-2")
 	third := dialRawTLS(t, addr, gw)
-	third.expect(`{"Success":false,"Data":null,"Error":"Limit reached: 2 connections per user (MaxConnectionsPerUid) for CN=gw-1; close one first"}`)
+	third.Expect(`{"Success":false,"Data":null,"Error":"Limit reached: 2 connections per user (MaxConnectionsPerUid) for CN=gw-1; close one first"}`)
 	if st := srv.Stats(); st.ConnectionsRefusedPerUID != 1 {
 		t.Errorf("per-certificate refusal not counted: %+v", st)
 	}
@@ -212,16 +211,16 @@ func TestTLSLimitsAsOnTheSocket(t *testing.T) {
 	cfg := pki.ClientTLS(t, "gw", bustest.CertOptions{})
 
 	idle := dialRawTLS(t, addr, cfg)
-	idle.expect(`{"Success":false,"Data":null,"Error":"Handshake timeout: no Register within 1s"}`)
-	if !closedWithin(idle.c, 5*time.Second) {
+	idle.Expect(`{"Success":false,"Data":null,"Error":"Handshake timeout: no Register within 1s"}`)
+	if !closedWithin(idle.C, 5*time.Second) {
 		t.Fatal("the idle TLS connection stayed open")
 	}
 
-	c := dialRawTLS(t, addr, cfg).connect("one")
-	c.send(`{"Type":3,"Payload":"two"}`)
-	c.expect(`{"Success":false,"Data":null,"Error":"Limit reached: 1 machine ids per connection (MaxIdsPerConnection); unregister one first"}`)
-	c.send(`{"Type":2,"Payload":{"SourceMachineId":"one","TargetMachineId":"x","EventName":"E","Payload":"` + strings.Repeat("a", 2000) + `"}}`)
-	c.expect(`{"Success":false,"Data":null,"Error":"Message exceeds 1024 bytes"}`)
+	c := dialRawTLS(t, addr, cfg).Connect("one")
+	c.Send(`{"Type":3,"Payload":"two"}`)
+	c.Expect(`{"Success":false,"Data":null,"Error":"Limit reached: 1 machine ids per connection (MaxIdsPerConnection); unregister one first"}`)
+	c.Send(`{"Type":2,"Payload":{"SourceMachineId":"one","TargetMachineId":"x","EventName":"E","Payload":"` + strings.Repeat("a", 2000) + `"}}`)
+	c.Expect(`{"Success":false,"Data":null,"Error":"Message exceeds 1024 bytes"}`)
 }
 
 // TestPlainTCP: plain TCP is served on loopback only when configured, and
@@ -237,7 +236,7 @@ func TestPlainTCP(t *testing.T) {
 	}
 	t.Cleanup(func() { c.Close() })
 	c.Write([]byte{0xEF, 0xBB, 0xBF})
-	(&raw{t: t, c: c, r: bufio.NewReader(c)}).connect("plain")
+	bustest.NewRaw(t, c).Connect("plain")
 	m := srv.MachineInfos()
 	if len(m) != 1 || m[0].PeerUID != os.Geteuid() || m[0].PeerPID != -1 || m[0].PeerCert != "" ||
 		m[0].PeerAddress != c.LocalAddr().String() {

@@ -97,15 +97,15 @@ func checkDeliver(t *testing.T, d, route tracetest.SpanStub, target, mode, outco
 // member of "*" and a request. Unsampled and untraced events get none.
 func TestTraceDeliverSpans(t *testing.T) {
 	srv, exp := tracedBus(t, nil)
-	a := dialRaw(t, srv).connect("a")
-	b := dialRaw(t, srv).connect("b")
-	c := dialRaw(t, srv).connect("c")
-	c.send(`{"Type":103,"Payload":{"Group":"g"}}`)
-	c.expect(`{"Success":true,"Data":null,"Error":null}`)
+	a := dialRaw(t, srv).Connect("a")
+	b := dialRaw(t, srv).Connect("b")
+	c := dialRaw(t, srv).Connect("c")
+	c.Send(`{"Type":103,"Payload":{"Group":"g"}}`)
+	c.Expect(`{"Success":true,"Data":null,"Error":null}`)
 
 	send := func(target, extra string) string {
 		ev := `{"SourceMachineId":"a","TargetMachineId":"` + target + `","EventName":"E",` + traceparent + `}`
-		a.send(`{"Type":2` + extra + `,"Payload":` + ev + `}`)
+		a.Send(`{"Type":2` + extra + `,"Payload":` + ev + `}`)
 		return ev
 	}
 	oneRoute := func() tracetest.SpanStub {
@@ -119,24 +119,24 @@ func TestTraceDeliverSpans(t *testing.T) {
 
 	// Unicast.
 	ev := send("b", "")
-	b.expect(`{"Success":true,"Data":` + ev + `,"Error":null}`)
-	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null}`)
+	b.Expect(`{"Success":true,"Data":` + ev + `,"Error":null}`)
+	a.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"b"},"Error":null}`)
 	route := oneRoute()
 	checkDeliver(t, spansNamed(t, exp, "statebus.deliver", 1)[0], route, "b", "unicast", "ok")
 	exp.Reset()
 
 	// A group: one member.
 	ev = send("@g", "")
-	c.expect(`{"Success":true,"Data":` + ev + `,"Error":null}`)
-	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"c"},"Error":null}`)
+	c.Expect(`{"Success":true,"Data":` + ev + `,"Error":null}`)
+	a.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"c"},"Error":null}`)
 	checkDeliver(t, spansNamed(t, exp, "statebus.deliver", 1)[0], oneRoute(), "c", "unicast", "ok")
 	exp.Reset()
 
 	// Broadcast: one deliver span per recipient.
 	ev = send("*", "")
-	a.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"*","Recipients":2},"Error":null}`)
-	b.expect(`{"Success":true,"Data":` + ev + `,"Error":null}`)
-	c.expect(`{"Success":true,"Data":` + ev + `,"Error":null}`)
+	a.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"*","Recipients":2},"Error":null}`)
+	b.Expect(`{"Success":true,"Data":` + ev + `,"Error":null}`)
+	c.Expect(`{"Success":true,"Data":` + ev + `,"Error":null}`)
 	route = oneRoute()
 	ds := spansNamed(t, exp, "statebus.deliver", 2)
 	if spanAttr(ds[0], "messaging.destination.name") == "c" {
@@ -148,20 +148,20 @@ func TestTraceDeliverSpans(t *testing.T) {
 
 	// A request.
 	send("b", `,"Request":true,"Id":7`)
-	got := b.expectMatch(`\{"Success":true,"Data":.*,"ReplyTo":(\d+)\}`)
+	got := b.ExpectMatch(`\{"Success":true,"Data":.*,"ReplyTo":(\d+)\}`)
 	token := got[strings.LastIndex(got, ":")+1 : len(got)-1]
-	b.send(`{"Type":102,"Payload":{"ReplyTo":` + token + `,"Payload":1}}`)
-	a.expect(`{"Success":true,"Data":1,"Error":null,"Id":7}`)
+	b.Send(`{"Type":102,"Payload":{"ReplyTo":` + token + `,"Payload":1}}`)
+	a.Expect(`{"Success":true,"Data":1,"Error":null,"Id":7}`)
 	checkDeliver(t, spansNamed(t, exp, "statebus.deliver", 1)[0], oneRoute(), "b", "request", "ok")
 	exp.Reset()
 
 	// Not sampled (flags 00), and untraced: no spans.
-	a.send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E","traceparent":"00-` + senderTrace + `-` + senderSpan + `-00"}}`)
-	b.read()
-	a.read()
-	a.send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"}}`)
-	b.read()
-	a.read()
+	a.Send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E","traceparent":"00-` + senderTrace + `-` + senderSpan + `-00"}}`)
+	b.Read()
+	a.Read()
+	a.Send(`{"Type":2,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E"}}`)
+	b.Read()
+	a.Read()
 	if spans := exp.GetSpans(); len(spans) != 0 {
 		t.Fatalf("spans of events that were not sampled: %v", spans)
 	}
@@ -173,13 +173,13 @@ func TestTraceDeliverSpans(t *testing.T) {
 // or is closed.
 func stuckBehind(t *testing.T, srv *server.Server, a *raw) *raw {
 	t.Helper()
-	stuck := dialRaw(t, srv).connect("stuck")
+	stuck := dialRaw(t, srv).Connect("stuck")
 	big := strings.Repeat("x", 60000)
 	var batch strings.Builder
 	for range 40 {
 		batch.WriteString(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"stuck","EventName":"FILL","Payload":"` + big + `"}}` + "\n")
 	}
-	a.send(strings.TrimSuffix(batch.String(), "\n"))
+	a.Send(strings.TrimSuffix(batch.String(), "\n"))
 	return stuck
 }
 
@@ -188,18 +188,18 @@ func stuckBehind(t *testing.T, srv *server.Server, a *raw) *raw {
 // status that says so; the route span said queued.
 func TestTraceDeliverDisconnected(t *testing.T) {
 	srv, exp := tracedBus(t, func(c *server.Config) { c.WriteTimeout = time.Hour })
-	a := dialRaw(t, srv).connect("a")
+	a := dialRaw(t, srv).Connect("a")
 	stuck := stuckBehind(t, srv, a)
-	a.send(`{"Type":2,"Id":1,"Payload":{"SourceMachineId":"a","TargetMachineId":"stuck","EventName":"E",` + traceparent + `}}`)
+	a.Send(`{"Type":2,"Id":1,"Payload":{"SourceMachineId":"a","TargetMachineId":"stuck","EventName":"E",` + traceparent + `}}`)
 	route := spansNamed(t, exp, "statebus.route", 1)[0]
 	if o := spanAttr(route, "statebus.outcome"); o != "queued" {
 		t.Fatalf("route outcome %q", o)
 	}
 	spansNamed(t, exp, "statebus.deliver", 0) // none ended: the filler blocks the writer
-	stuck.c.Close()
+	stuck.C.Close()
 	// The filler fails too (errors are sent without acknowledgements).
 	for line := ""; !strings.Contains(line, `"Id":1`); {
-		line = a.read()
+		line = a.Read()
 		if want := `{"Success":false,"Data":null,"Error":"Failed to deliver event: stuck disconnected before the event was written"`; !strings.HasPrefix(line, want) {
 			t.Fatalf("got  %s\nwant %s...", line, want)
 		}
@@ -216,9 +216,9 @@ func TestTraceDeliverDisconnected(t *testing.T) {
 // closed_slow_consumer.
 func TestTraceDeliverClosedSlow(t *testing.T) {
 	srv, exp := tracedBus(t, func(c *server.Config) { c.WriteTimeout = 300 * time.Millisecond })
-	a := dialRaw(t, srv).connect("a")
+	a := dialRaw(t, srv).Connect("a")
 	stuckBehind(t, srv, a)
-	a.send(`{"Type":2,"Id":1,"Payload":{"SourceMachineId":"a","TargetMachineId":"stuck","EventName":"E",` + traceparent + `}}`)
+	a.Send(`{"Type":2,"Id":1,"Payload":{"SourceMachineId":"a","TargetMachineId":"stuck","EventName":"E",` + traceparent + `}}`)
 	d := spansNamed(t, exp, "statebus.deliver", 1)[0]
 	route := spansNamed(t, exp, "statebus.route", 1)[0]
 	if spanAttr(route, "statebus.outcome") == "target_not_connected" {
@@ -237,10 +237,10 @@ func TestTraceDeliverClosedSlow(t *testing.T) {
 func TestTraceDeliverSpansBounded(t *testing.T) {
 	const limit, extra = 4096, 5
 	srv, exp := tracedBus(t, func(c *server.Config) { c.WriteTimeout = time.Hour })
-	a := dialRaw(t, srv).connect("a")
+	a := dialRaw(t, srv).Connect("a")
 	stuck := stuckBehind(t, srv, a)
 	line := `{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"stuck","EventName":"E",` + traceparent + `}}` + "\n"
-	a.send(strings.TrimSuffix(strings.Repeat(line, limit+extra), "\n"))
+	a.Send(strings.TrimSuffix(strings.Repeat(line, limit+extra), "\n"))
 	routes := spansNamed(t, exp, "statebus.route", limit+extra)
 	dropped := 0
 	for _, r := range routes {
@@ -251,7 +251,7 @@ func TestTraceDeliverSpansBounded(t *testing.T) {
 	if dropped != extra {
 		t.Fatalf("%d route spans say their deliver span was dropped, want %d", dropped, extra)
 	}
-	stuck.c.Close()
+	stuck.C.Close()
 	for _, d := range spansNamed(t, exp, "statebus.deliver", limit) {
 		if o := spanAttr(d, "statebus.outcome"); o != "disconnected" {
 			t.Fatalf("outcome %q", o)
@@ -259,8 +259,8 @@ func TestTraceDeliverSpansBounded(t *testing.T) {
 	}
 	// The spans are given back: the next event has its deliver span.
 	exp.Reset()
-	b := dialRaw(t, srv).connect("b")
-	a.send(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E",` + traceparent + `}}`)
-	b.read()
+	b := dialRaw(t, srv).Connect("b")
+	a.Send(`{"Type":2,"NoAck":true,"Payload":{"SourceMachineId":"a","TargetMachineId":"b","EventName":"E",` + traceparent + `}}`)
+	b.Read()
 	checkDeliver(t, spansNamed(t, exp, "statebus.deliver", 1)[0], spansNamed(t, exp, "statebus.route", 1)[0], "b", "unicast", "ok")
 }
