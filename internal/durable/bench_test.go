@@ -10,6 +10,7 @@ import (
 
 	"github.com/statebus/statebus/internal/durable"
 	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/internal/testdir"
 )
 
 // BenchmarkDurableUnicast: one sender pipelines events to a durable id
@@ -77,7 +78,7 @@ func BenchmarkDurableUnicast(b *testing.B) {
 
 func startDurableB(b *testing.B, edit func(*server.Config)) *server.Server {
 	cfg := server.DefaultConfig()
-	dir := b.TempDir()
+	dir := testdir.New(b)
 	cfg.SocketPath = dir + "/s"
 	cfg.HealthCheckInterval = 0
 	cfg.Durable.Store = durable.DefaultConfig(dir + "/store")

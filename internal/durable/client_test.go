@@ -11,6 +11,7 @@ import (
 	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/internal/durable"
 	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/internal/testdir"
 )
 
 // recorder is a durable client's handler: the payloads it handled, in
@@ -56,7 +57,7 @@ func restart(t *testing.T, sock, dir string) *server.Server {
 // restart of the service handles no event twice and misses none.
 func TestClientDurable(t *testing.T) {
 	ctx := t.Context()
-	sock, dir := bustest.SocketPath(t), t.TempDir()
+	sock, dir := bustest.SocketPath(t), testdir.New(t)
 	srv := restart(t, sock, dir)
 	stop := func() {
 		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,9 @@ import (
 // made larger) and statebusd restarts, every acknowledged event reads
 // back intact and new events are stored.
 func TestDiskFull(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("Linux only: mounts a tmpfs")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount a tmpfs")
 	}
@@ -116,10 +120,10 @@ func TestDiskFull(t *testing.T) {
 	}
 	// New events are stored again.
 	c2 := dialRaw(t, srv)
-	c2.send(`{"Type":0,"Payload":{"MachineId":"src"}}`)
-	c2.read()
-	c2.send(`{"Type":2,"Payload":{"SourceMachineId":"src","TargetMachineId":"ctl","EventName":"E","Payload":"after"}}`)
-	c2.expectMatch(`\{"Success":true,"Data":\{"Delivered":false,"TargetMachineId":"ctl","Stored":true,"Sequence":\d+\},"Error":null\}`)
+	c2.Send(`{"Type":0,"Payload":{"MachineId":"src"}}`)
+	c2.Read()
+	c2.Send(`{"Type":2,"Payload":{"SourceMachineId":"src","TargetMachineId":"ctl","EventName":"E","Payload":"after"}}`)
+	c2.ExpectMatch(`\{"Success":true,"Data":\{"Delivered":false,"TargetMachineId":"ctl","Stored":true,"Sequence":\d+\},"Error":null\}`)
 }
 
 type tlog struct{ t *testing.T }

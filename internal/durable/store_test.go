@@ -8,17 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/statebus/statebus/internal/testdir"
 )
-
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// nats-server keeps a few process-wide goroutines after Shutdown.
-		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*Server).Start.func1"),
-		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).Start"),
-		goleak.IgnoreTopFunction("github.com/nats-io/nats-server/v2/server.(*diskIOSemaphore).run"),
-	)
-}
 
 // outcomes collects what OnStored reports.
 type outcomes struct {
@@ -115,7 +106,7 @@ func appendN(t testing.TB, s *Store[int], mb *Mailbox[int], from, n int) {
 // delivered in order from the first unacknowledged one, also after the
 // store is reopened, and acknowledged ones are not delivered again.
 func TestStoreDeliverRecover(t *testing.T) {
-	dir := t.TempDir()
+	dir := testdir.New(t)
 	s, o := open(t, dir, nil)
 	mb, err := s.Declare("ctl", -1)
 	if err != nil {
@@ -172,7 +163,7 @@ func TestStoreDeliverRecover(t *testing.T) {
 // the dead letters, delivery goes on after it, and a re-drive stores it
 // again as a new event.
 func TestStoreRefuseDeadLetter(t *testing.T) {
-	s, o := open(t, t.TempDir(), func(c *Config) { c.MaxDeliveries = 3 })
+	s, o := open(t, testdir.New(t), func(c *Config) { c.MaxDeliveries = 3 })
 	defer s.Close()
 	mb, _ := s.Declare("w", -1)
 	appendN(t, s, mb, 0, 3)
@@ -214,7 +205,7 @@ func TestStoreRefuseDeadLetter(t *testing.T) {
 // limit (it never drops unprocessed events for room), and takes them
 // again once some are acknowledged, dropping acknowledged ones.
 func TestStoreFull(t *testing.T) {
-	s, o := open(t, t.TempDir(), func(c *Config) { c.Retention.MaxEvents = 10 })
+	s, o := open(t, testdir.New(t), func(c *Config) { c.Retention.MaxEvents = 10 })
 	defer s.Close()
 	mb, _ := s.Declare("f", -1)
 	appendN(t, s, mb, 0, 10)
@@ -244,7 +235,7 @@ func TestStoreFull(t *testing.T) {
 
 // TestStoreMailboxLimits: the number of mailboxes, in total and per user.
 func TestStoreMailboxLimits(t *testing.T) {
-	s, _ := open(t, t.TempDir(), func(c *Config) { c.MaxMailboxes = 3; c.MaxMailboxesPerUID = 2 })
+	s, _ := open(t, testdir.New(t), func(c *Config) { c.MaxMailboxes = 3; c.MaxMailboxesPerUID = 2 })
 	defer s.Close()
 	for i := range 2 {
 		if _, err := s.Declare(fmt.Sprint("u", i), 1000); err != nil {

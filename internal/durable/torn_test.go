@@ -3,10 +3,11 @@ package durable
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/statebus/statebus/internal/testdir"
 )
 
 // TestTornWrite cuts the store's last record at every byte offset, as a
@@ -15,7 +16,7 @@ import (
 // the mailbox takes new events from the sequence after the last intact
 // one.
 func TestTornWrite(t *testing.T) {
-	dir := t.TempDir()
+	dir := testdir.New(t)
 	s, o := open(t, dir, nil)
 	mb, _ := s.Declare("t", -1)
 	for i := range 5 {
@@ -39,9 +40,9 @@ func TestTornWrite(t *testing.T) {
 	rel, _ := filepath.Rel(dir, blks[0])
 	t.Logf("last record: bytes %d to %d of %s", before, after, rel)
 	for off := before; off <= after; off++ {
-		cut := filepath.Join(t.TempDir(), "s")
-		if out, err := exec.Command("cp", "-a", dir, cut).CombinedOutput(); err != nil {
-			t.Fatalf("cp: %v %s", err, out)
+		cut := filepath.Join(testdir.New(t), "s")
+		if err := testdir.CopyDir(dir, cut); err != nil {
+			t.Fatal(err)
 		}
 		if err := os.Truncate(filepath.Join(cut, rel), off); err != nil {
 			t.Fatal(err)
@@ -73,6 +74,8 @@ func TestTornWrite(t *testing.T) {
 			t.Fatalf("cut at %d: new event got sequence %d (%v), want %d", off, o.seqs[100], o.errs[100], want+1)
 		}
 		s.Close()
-		os.RemoveAll(cut)
+		if err := testdir.RemoveAll(cut); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -1,8 +1,6 @@
 package durable_test
 
 import (
-	"bufio"
-	"net"
 	"os"
 	"regexp"
 	"strconv"
@@ -14,13 +12,14 @@ import (
 	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/internal/durable"
 	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/internal/testdir"
 )
 
 // startDurable runs a server with durable mailboxes in a temporary store.
 func startDurable(t *testing.T, dir string, edit func(*server.Config)) *server.Server {
 	t.Helper()
 	if dir == "" {
-		dir = t.TempDir()
+		dir = testdir.New(t)
 	}
 	return bustest.Start(t, func(c *server.Config) {
 		c.Durable.Store = durable.DefaultConfig(dir)
@@ -30,68 +29,12 @@ func startDurable(t *testing.T, dir string, edit func(*server.Config)) *server.S
 	})
 }
 
-// raw talks bytes as the .NET client does.
-type raw struct {
-	t *testing.T
-	c net.Conn
-	r *bufio.Reader
-}
+// raw is the .NET-shaped client the wire tests talk through.
+type raw = bustest.Raw
 
 func dialRaw(t *testing.T, srv *server.Server) *raw {
 	t.Helper()
-	c, err := net.Dial("unix", srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &raw{t: t, c: c, r: bufio.NewReader(c)}
-}
-
-func (r *raw) send(line string) {
-	r.t.Helper()
-	if _, err := r.c.Write([]byte(line + "\n")); err != nil {
-		r.t.Fatal(err)
-	}
-}
-
-func (r *raw) read() string {
-	r.t.Helper()
-	r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, err := r.r.ReadString('\n')
-	if err != nil {
-		r.t.Fatalf("read: %v (got %q)", err, line)
-	}
-	return strings.TrimSuffix(line, "\n")
-}
-
-func (r *raw) expect(want string) {
-	r.t.Helper()
-	if got := r.read(); got != want {
-		r.t.Fatalf("got  %s\nwant %s", got, want)
-	}
-}
-
-func (r *raw) expectMatch(re string) {
-	r.t.Helper()
-	if got := r.read(); !regexp.MustCompile("^" + re + "$").MatchString(got) {
-		r.t.Fatalf("got  %s\nwant /%s/", got, re)
-	}
-}
-
-const ts = `"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z"`
-
-// connect registers (durable when asked) and subscribes id.
-func (r *raw) connect(id string, durable bool) *raw {
-	r.t.Helper()
-	d := ""
-	if durable {
-		d = `,"Durable":true`
-	}
-	r.send(`{"Type":0,"Payload":{"MachineId":"` + id + `","ProcessName":"T","ProcessId":1` + d + `}}`)
-	r.expectMatch(`\{"Success":true,"Data":\{"MachineId":"` + id + `","RegisteredAt":` + ts + `\},"Error":null\}`)
-	r.send(`{"Type":3,"Payload":"` + id + `"}`)
-	r.expectMatch(`\{"Success":true,"Data":\{"MachineId":"` + id + `","SubscribedAt":` + ts + `\},"Error":null\}`)
-	return r
+	return bustest.DialRaw(t, srv.Addr())
 }
 
 func event(from, to string, i int) string {
@@ -105,61 +48,61 @@ func event(from, to string, i int) string {
 // are what they always were, byte for byte.
 func TestWireDurable(t *testing.T) {
 	srv := startDurable(t, "", nil)
-	a := dialRaw(t, srv).connect("a", false)
-	b := dialRaw(t, srv).connect("ctl", true)
+	a := dialRaw(t, srv).Connect("a")
+	b := dialRaw(t, srv).ConnectDurable("ctl")
 
-	a.send(`{"Type":2,"Id":1,"Payload":` + event("a", "ctl", 1) + `}`)
-	a.expect(`{"Success":true,"Data":{"Delivered":false,"TargetMachineId":"ctl","Stored":true,"Sequence":1},"Error":null,"Id":1}`)
-	b.expect(`{"Success":true,"Data":` + event("a", "ctl", 1) + `,"Error":null,"Mailbox":"ctl","Sequence":1}`)
-	b.send(`{"Type":108,"Id":"k","Payload":{"MachineId":"ctl","Sequence":1}}`)
-	b.expect(`{"Success":true,"Data":null,"Error":null,"Id":"k"}`)
+	a.Send(`{"Type":2,"Id":1,"Payload":` + event("a", "ctl", 1) + `}`)
+	a.Expect(`{"Success":true,"Data":{"Delivered":false,"TargetMachineId":"ctl","Stored":true,"Sequence":1},"Error":null,"Id":1}`)
+	b.Expect(`{"Success":true,"Data":` + event("a", "ctl", 1) + `,"Error":null,"Mailbox":"ctl","Sequence":1}`)
+	b.Send(`{"Type":108,"Id":"k","Payload":{"MachineId":"ctl","Sequence":1}}`)
+	b.Expect(`{"Success":true,"Data":null,"Error":null,"Id":"k"}`)
 
 	// The receiver goes away; events wait for it.
-	b.c.Close()
+	b.C.Close()
 	bustest.Eventually(t, 5*time.Second, func() bool { return len(srv.Machines()) == 1 }, "ctl still registered")
 	for i := 2; i <= 4; i++ {
-		a.send(`{"Type":2,"Payload":` + event("a", "ctl", i) + `}`)
-		a.expect(`{"Success":true,"Data":{"Delivered":false,"TargetMachineId":"ctl","Stored":true,"Sequence":` + strconv.Itoa(i) + `},"Error":null}`)
+		a.Send(`{"Type":2,"Payload":` + event("a", "ctl", i) + `}`)
+		a.Expect(`{"Success":true,"Data":{"Delivered":false,"TargetMachineId":"ctl","Stored":true,"Sequence":` + strconv.Itoa(i) + `},"Error":null}`)
 	}
-	b = dialRaw(t, srv).connect("ctl", false) // declared once is durable
+	b = dialRaw(t, srv).Connect("ctl") // declared once is durable
 	for i := 2; i <= 4; i++ {
-		b.expect(`{"Success":true,"Data":` + event("a", "ctl", i) + `,"Error":null,"Mailbox":"ctl","Sequence":` + strconv.Itoa(i) + `}`)
+		b.Expect(`{"Success":true,"Data":` + event("a", "ctl", i) + `,"Error":null,"Mailbox":"ctl","Sequence":` + strconv.Itoa(i) + `}`)
 	}
-	b.send(`{"Type":108,"Payload":{"MachineId":"ctl","Sequence":3}}`)
+	b.Send(`{"Type":108,"Payload":{"MachineId":"ctl","Sequence":3}}`)
 	// Refused: handed over again, marked Rewound.
-	b.send(`{"Type":108,"Payload":{"MachineId":"ctl","Sequence":4,"Refuse":"not now"}}`)
-	b.expect(`{"Success":true,"Data":` + event("a", "ctl", 4) + `,"Error":null,"Mailbox":"ctl","Sequence":4,"Rewound":true}`)
+	b.Send(`{"Type":108,"Payload":{"MachineId":"ctl","Sequence":4,"Refuse":"not now"}}`)
+	b.Expect(`{"Success":true,"Data":` + event("a", "ctl", 4) + `,"Error":null,"Mailbox":"ctl","Sequence":4,"Rewound":true}`)
 
 	// Replay from a sequence.
-	b.send(`{"Type":109,"Id":7,"Payload":{"MachineId":"ctl","FromSequence":3,"Limit":1}}`)
-	b.expectMatch(`\{"Success":true,"Data":\{"MachineId":"ctl","Events":\[\{"Sequence":3,"StoredAt":"[^"]+","Event":` +
+	b.Send(`{"Type":109,"Id":7,"Payload":{"MachineId":"ctl","FromSequence":3,"Limit":1}}`)
+	b.ExpectMatch(`\{"Success":true,"Data":\{"MachineId":"ctl","Events":\[\{"Sequence":3,"StoredAt":"[^"]+","Event":` +
 		regexp.QuoteMeta(event("a", "ctl", 3)) + `\}\],"Next":4,"FirstSequence":1,"LastSequence":4,"Acknowledged":3\},"Error":null,"Id":7\}`)
 
 	// A plain id: the original protocol's bytes.
-	a.send(`{"Type":2,"Payload":{"SourceMachineId":"ctl","TargetMachineId":"a","EventName":"X"}}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Machine id not registered on this connection: ctl"}`)
-	b.send(`{"Type":2,"Payload":{"SourceMachineId":"ctl","TargetMachineId":"a","EventName":"X"}}`)
-	a.expect(`{"Success":true,"Data":{"SourceMachineId":"ctl","TargetMachineId":"a","EventName":"X"},"Error":null}`)
-	b.expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"a"},"Error":null}`)
+	a.Send(`{"Type":2,"Payload":{"SourceMachineId":"ctl","TargetMachineId":"a","EventName":"X"}}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Machine id not registered on this connection: ctl"}`)
+	b.Send(`{"Type":2,"Payload":{"SourceMachineId":"ctl","TargetMachineId":"a","EventName":"X"}}`)
+	a.Expect(`{"Success":true,"Data":{"SourceMachineId":"ctl","TargetMachineId":"a","EventName":"X"},"Error":null}`)
+	b.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"a"},"Error":null}`)
 
 	// Ack of an id the connection does not hold, or of a plain id.
-	a.send(`{"Type":108,"Payload":{"MachineId":"ctl","Sequence":4}}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Machine id not registered on this connection: ctl"}`)
-	a.send(`{"Type":108,"Payload":{"MachineId":"a","Sequence":4}}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"No durable mailbox: a"}`)
+	a.Send(`{"Type":108,"Payload":{"MachineId":"ctl","Sequence":4}}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Machine id not registered on this connection: ctl"}`)
+	a.Send(`{"Type":108,"Payload":{"MachineId":"a","Sequence":4}}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"No durable mailbox: a"}`)
 }
 
 // TestWireDurablePatterns: ids matching MessageBus:Durable store events
 // before anyone registered them.
 func TestWireDurablePatterns(t *testing.T) {
 	srv := startDurable(t, "", func(c *server.Config) { c.Durable.Patterns = []string{"ctl-*"} })
-	a := dialRaw(t, srv).connect("a", false)
-	a.send(`{"Type":2,"Payload":` + event("a", "ctl-1", 1) + `}`)
-	a.expect(`{"Success":true,"Data":{"Delivered":false,"TargetMachineId":"ctl-1","Stored":true,"Sequence":1},"Error":null}`)
-	a.send(`{"Type":2,"Payload":` + event("a", "other", 1) + `}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Target machine not connected: other"}`)
-	c := dialRaw(t, srv).connect("ctl-1", false)
-	c.expect(`{"Success":true,"Data":` + event("a", "ctl-1", 1) + `,"Error":null,"Mailbox":"ctl-1","Sequence":1}`)
+	a := dialRaw(t, srv).Connect("a")
+	a.Send(`{"Type":2,"Payload":` + event("a", "ctl-1", 1) + `}`)
+	a.Expect(`{"Success":true,"Data":{"Delivered":false,"TargetMachineId":"ctl-1","Stored":true,"Sequence":1},"Error":null}`)
+	a.Send(`{"Type":2,"Payload":` + event("a", "other", 1) + `}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Target machine not connected: other"}`)
+	c := dialRaw(t, srv).Connect("ctl-1")
+	c.Expect(`{"Success":true,"Data":` + event("a", "ctl-1", 1) + `,"Error":null,"Mailbox":"ctl-1","Sequence":1}`)
 }
 
 // TestDurableHostile: a restricted user may not declare durable ids
@@ -172,28 +115,28 @@ func TestDurableHostile(t *testing.T) {
 		c.Access.Rules = []access.Rule{{UID: uid, Register: []string{"*"}, Durable: []string{"mine-*"}}}
 		c.Durable.Store.Retention.MaxEvents = 50
 	})
-	a := dialRaw(t, srv).connect("a", false)
-	a.send(`{"Type":0,"Payload":{"MachineId":"theirs","Durable":true}}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Access denied: uid ` + strconv.Itoa(uid) + ` may not declare theirs durable"}`)
+	a := dialRaw(t, srv).Connect("a")
+	a.Send(`{"Type":0,"Payload":{"MachineId":"theirs","Durable":true}}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Access denied: uid ` + strconv.Itoa(uid) + ` may not declare theirs durable"}`)
 	for _, m := range srv.Machines() {
 		if m.MachineID == "theirs" {
 			t.Fatal("a refused durable declaration left the id registered")
 		}
 	}
-	m := dialRaw(t, srv).connect("mine-1", true)
-	a.send(`{"Type":109,"Payload":{"MachineId":"mine-1"}}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Access denied: uid ` + strconv.Itoa(uid) + ` may not read the mailbox of mine-1"}`)
-	a.send(`{"Type":110,"Payload":{}}`)
-	a.expect(`{"Success":false,"Data":null,"Error":"Access denied: uid ` + strconv.Itoa(uid) + ` may not list every mailbox's dead letters"}`)
+	m := dialRaw(t, srv).ConnectDurable("mine-1")
+	a.Send(`{"Type":109,"Payload":{"MachineId":"mine-1"}}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Access denied: uid ` + strconv.Itoa(uid) + ` may not read the mailbox of mine-1"}`)
+	a.Send(`{"Type":110,"Payload":{}}`)
+	a.Expect(`{"Success":false,"Data":null,"Error":"Access denied: uid ` + strconv.Itoa(uid) + ` may not list every mailbox's dead letters"}`)
 
 	// Flood: the receiver reads nothing and acknowledges nothing.
-	m.c.Close()
+	m.C.Close()
 	stored, full := 0, 0
 	for i := range 200 {
-		a.send(`{"Type":2,"Payload":` + event("a", "mine-1", i) + `}`)
+		a.Send(`{"Type":2,"Payload":` + event("a", "mine-1", i) + `}`)
 	}
 	for range 200 {
-		switch line := a.read(); {
+		switch line := a.Read(); {
 		case strings.Contains(line, `"Stored":true`):
 			stored++
 		case line == `{"Success":false,"Data":null,"Error":"Limit reached: durable mailbox mine-1 holds 50 unprocessed events (DurableMaxEvents); its receiver must catch up first"}`:
