@@ -422,27 +422,28 @@ nats_pubsub() { # key subject subs msgs size
 # <prefix>.k with its share of msgs, and records the sum of the
 # subscribers' msgs/s as nats_<key>.
 nats_pairs() { # key prefix n msgs size
-	local key=nats_$1 prefix=$2 n=$3 msgs=$4 size=$5 k m ok=1 sum=0 v
+	local key=nats_$1 prefix=$2 n=$3 msgs=$4 size=$5 k ok=1 sum=0 v
 	local -a nsub npub sps pps
 	natscmds
-	for k in $(seq "$n"); do
-		m=$((msgs / n + (k <= msgs % n ? 1 : 0)))
-		timeout --kill-after=10 "$STEP_TIMEOUT" "${nsub[@]}" bench sub "$prefix.$k" --msgs "$m" \
-			--size "$size" --no-progress >"$tmp/pair$k.out" 2>&1 &
-		sps+=($!)
-		pids+=($!)
-	done
+	# half starts side (sub or pub) of every pair in the background, each
+	# with its share of msgs, and adds their pids to the array named $1.
+	half() { # pid-array side ext command...
+		local -n _p=$1
+		local side=$2 ext=$3 k
+		shift 3
+		for k in $(seq "$n"); do
+			timeout --kill-after=10 "$STEP_TIMEOUT" "$@" bench "$side" "$prefix.$k" \
+				--msgs $((msgs / n + (k <= msgs % n ? 1 : 0))) --size "$size" --no-progress >"$tmp/pair$k.$ext" 2>&1 &
+			_p+=($!)
+			pids+=($!)
+		done
+	}
+	half sps sub out "${nsub[@]}"
 	for k in $(seq "$n"); do
 		waitfor "[[ \$(natssubs $prefix.$k) -ge 1 ]]" 30 || ok=0
 	done
 	if ((ok)); then
-		for k in $(seq "$n"); do
-			m=$((msgs / n + (k <= msgs % n ? 1 : 0)))
-			timeout --kill-after=10 "$STEP_TIMEOUT" "${npub[@]}" bench pub "$prefix.$k" --msgs "$m" \
-				--size "$size" --no-progress >"$tmp/pair$k.pub" 2>&1 &
-			pps+=($!)
-			pids+=($!)
-		done
+		half pps pub pub "${npub[@]}"
 		for k in "${pps[@]}" "${sps[@]}"; do
 			wait "$k" || ok=0
 		done
