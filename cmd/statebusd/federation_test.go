@@ -121,13 +121,21 @@ func (p *fedProc) mustDial(t *testing.T, id string) *statebus.Client {
 	return c
 }
 
-// reachable waits until from's daemon routes to id (held elsewhere).
+// reachable waits until from's daemon routes to id (held elsewhere):
+// three pings in a row arrive (right after a partition heals, the
+// directories of the daemons catch up for a moment).
 func reachable(t *testing.T, from *statebus.Client, id string, timeout time.Duration) {
 	t.Helper()
+	ok := 0
 	bustest.Eventually(t, timeout, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		return from.SendEvent(ctx, id, "ping", nil) == nil
+		if from.SendEvent(ctx, id, "ping", nil) != nil {
+			ok = 0
+			return false
+		}
+		ok++
+		return ok == 3
 	}, "%s never reached %s", from.ID(), id)
 }
 
@@ -398,7 +406,7 @@ func TestFederationPartition(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := a.SendEvent(ctx, "c", "hello", nil); err != nil {
-		t.Fatalf("a -> c on n2: %v", err)
+		t.Fatalf("a -> c on n2: %v\nn1:\n%s\nn2:\n%s", err, ps[0].stderr, ps[1].stderr)
 	}
 	if err := b.SendEvent(ctx, "a", "hello", nil); err != nil {
 		t.Fatalf("b -> a during the partition: %v", err)

@@ -371,6 +371,8 @@ type directory struct {
 	mine    map[string]uint64            // ids held here -> record revision
 	mineGrp map[string][]string          // ids held here -> groups
 	rr      map[string]*uint64           // group -> round-robin counter
+	// lastLive is when the last renewal of any daemon was seen.
+	lastLive time.Time
 }
 
 func (d *directory) init() {
@@ -428,6 +430,16 @@ func (d *directory) left(group, id string) bool {
 	return false
 }
 
+// fresh reports whether l's renewals are current: seen within a lease,
+// or seen no more than a lease before the last renewal of any daemon. The
+// second case is the lease bucket stalling (its JetStream leader was cut
+// off and the rest elect another, 4 to 9 s and more under load): no
+// daemon's renewal arrives then, and none is taken for dead for it; a
+// daemon that is gone stops renewing while the others go on. d.mu is held.
+func (d *directory) fresh(l liveRec, lease time.Duration) bool {
+	return time.Since(l.seen) < lease || d.lastLive.Sub(l.seen) < lease/2
+}
+
 // Lookup returns the daemon that holds id, if another live one does, as
 // the directory knows it: a holder whose renewal has not been seen for a
 // lease (the watch may be catching up) does not count; Find then asks the
@@ -438,7 +450,7 @@ func (n *Node) Lookup(id string) (node string, ok bool) {
 	r, ok := d.ids[id]
 	if ok {
 		l, live := d.live[r.Node]
-		ok = live && l.Epoch == r.Epoch && r.Node != n.cfg.Node && time.Since(l.seen) < n.cfg.Lease
+		ok = live && l.Epoch == r.Epoch && r.Node != n.cfg.Node && d.fresh(l, n.cfg.Lease)
 	}
 	d.mu.RUnlock()
 	return r.Node, ok
@@ -567,6 +579,7 @@ func (n *Node) liveChanged(e jetstream.KeyValueEntry) {
 		json.Unmarshal(e.Value(), &l)
 		l.seen = time.Now()
 		d.live[node] = l
+		d.lastLive = l.seen
 	}
 	d.mu.Unlock()
 	if deleted(e) && node != n.cfg.Node {

@@ -230,7 +230,10 @@ func (n *Node) Find(id string) (node string, ok bool) {
 		return "", false
 	}
 	n.Metrics.Lookups.Add(1)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	// Seconds, not less: right after a partition heals or a JetStream
+	// leader changes, reads of the buckets take a while, and a shorter
+	// wait would answer "not connected" for an id that is held.
+	ctx, cancel := context.WithTimeout(context.Background(), FindTimeout)
 	defer cancel()
 	e, err := n.ids.Get(ctx, idKey(id))
 	if err != nil {
@@ -252,9 +255,10 @@ func (n *Node) Find(id string) (node string, ok bool) {
 
 // Bounds on Find's reads of the buckets.
 const (
-	MissTTL    = time.Second
-	MaxMisses  = 4096
-	LookupRate = 200
+	FindTimeout = 3 * time.Second
+	MissTTL     = time.Second
+	MaxMisses   = 4096
+	LookupRate  = 200
 )
 
 // misses bounds Find's bucket reads: the ids recently found held nowhere,
