@@ -35,6 +35,12 @@ type Request struct {
 	// buf holds Payload when it had to be copied, reused across decodes
 	// up to maxKeptBuf.
 	buf []byte
+	// Framed says the request came as a frame (compact framing, see
+	// frame.go): Payload is then nil, Event holds the event, and NumID is
+	// the Id (0: none), also in ID as its digits (in idBuf).
+	Framed bool
+	NumID  uint64
+	idBuf  [20]byte
 }
 
 // maxKeptBuf is the most a Request keeps between decodes for copies.
@@ -43,7 +49,7 @@ const maxKeptBuf = 64 << 10
 // EventErr returns nil when the request's Payload is a usable event
 // object (r.Event then holds its fields), else the error to send.
 func (r *Request) EventErr() error {
-	if r.Payload == nil {
+	if r.Payload == nil && !r.Framed {
 		return ErrPayloadNull.New("")
 	}
 	return r.eventErr
@@ -196,6 +202,9 @@ type Registration struct {
 	// Durable ("Durable":true, a statebus extension) declares the id's
 	// mailbox durable (see docs/durability.md).
 	Durable bool
+	// Framing ("Framing":"compact/1", a statebus extension) asks for the
+	// compact framing (frame.go); "" when absent or not a string.
+	Framing string
 }
 
 // DecodeRegistration decodes a Register payload.
@@ -227,6 +236,10 @@ func DecodeRegistration(payload []byte, reg *Registration) error {
 			reg.RegisteredAt = it.raw(&s)
 		case it.is("Durable"):
 			reg.Durable = it.Kind == 't'
+		case it.is("Framing"):
+			if it.Kind == '"' {
+				reg.Framing, _ = stringValue(it.raw(&s))
+			}
 		}
 	}
 	if err := s.finish(); err != nil {
@@ -412,6 +425,18 @@ type Response struct {
 	Sequence uint64
 	Mailbox  []byte
 	Rewound  bool
+	// Framed says the response came as a frame (DecodeFrame). Then NumID
+	// is its Id (0: none) and ID is nil; ForID is For without quotes;
+	// Time is the event's timestamp and DeadlineNs a request's deadline
+	// (unix nanoseconds, 0: none); an acknowledgement has Recipients (-1:
+	// not a fan-out) and its target in AckTarget.
+	Framed     bool
+	NumID      uint64
+	ForID      []byte
+	Time       int64
+	DeadlineNs int64
+	Recipients int
+	AckTarget  []byte
 }
 
 // DecodeResponse decodes a line the service wrote.

@@ -246,15 +246,22 @@ func appendEnd(b, id []byte) []byte {
 // AppendAck appends the acknowledgement of a delivered event. recipients
 // is written only for broadcasts (n >= 0).
 func AppendAck(b []byte, target []byte, recipients int, id []byte) []byte {
-	b = append(b, okPrefix+`{"Delivered":true,"TargetMachineId":`...)
+	b = append(b, okPrefix...)
+	b = AppendAckData(b, target, recipients)
+	b = append(b, noError...)
+	return appendEnd(b, id)
+}
+
+// AppendAckData appends an acknowledgement's Data:
+// {"Delivered":true,"TargetMachineId":target[,"Recipients":n]}.
+func AppendAckData(b []byte, target []byte, recipients int) []byte {
+	b = append(b, `{"Delivered":true,"TargetMachineId":`...)
 	b = appendStringBytes(b, target)
 	if recipients >= 0 {
 		b = append(b, `,"Recipients":`...)
 		b = strconv.AppendInt(b, int64(recipients), 10)
 	}
-	b = append(b, '}')
-	b = append(b, noError...)
-	return appendEnd(b, id)
+	return append(b, '}')
 }
 
 // AppendError appends an error response.
@@ -286,6 +293,14 @@ func AppendMachineTime(b, id []byte, field string, t time.Time) []byte {
 	b = append(b, field...)
 	b = append(b, '"', ':')
 	b = AppendTime(b, t)
+	return append(b, '}')
+}
+
+// AppendFraming adds "Framing":name to the object at the end of b (the
+// Data of a Register response that accepts the compact framing).
+func AppendFraming(b []byte, name string) []byte {
+	b = append(b[:len(b)-1], `,"Framing":`...)
+	b = AppendString(b, name)
 	return append(b, '}')
 }
 

@@ -4,6 +4,7 @@ package lines
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 )
@@ -34,7 +35,16 @@ type Reader struct {
 	long int
 	// onRead is called after each read that returned data, with its size.
 	onRead func(int)
+	// FrameBelow, when not 0, makes NextMsg also return frames: a message
+	// whose first byte is below it, but not 0, is a frame, that byte its type, then
+	// its body's length (little-endian uint32) and the body (see
+	// protocol.FrameSend).
+	FrameBelow byte
+	skip       int64 // bytes of a frame over the limit still to skip
 }
+
+// frameHeader is a frame's type and length.
+const frameHeader = 5
 
 // NewReader returns a Reader of rd for lines of at most max bytes. onRead,
 // if not nil, is called after every read that returned data.
@@ -45,35 +55,75 @@ func NewReader(rd io.Reader, max int, onRead func(n int)) *Reader {
 // Next returns the next line without its "\n" or "\r\n". The line is valid
 // until the next call.
 func (l *Reader) Next() ([]byte, error) {
+	_, line, err := l.NextMsg()
+	return line, err
+}
+
+// NextMsg returns the next line (typ 0) or, with FrameBelow set, the next
+// frame's type and body. What it returns is valid until the next call. A
+// frame longer than the limit is skipped, reported as ErrTooLong with its
+// type.
+func (l *Reader) NextMsg() (typ byte, msg []byte, err error) {
 	discarding := false
 	for {
-		if i := bytes.IndexByte(l.buf[l.r:l.w], '\n'); i >= 0 {
-			line := l.buf[l.r : l.r+i]
-			l.r += i + 1
-			if discarding || len(line) > l.max {
-				return nil, ErrTooLong
+		need := 0 // bytes the next frame needs in the buffer
+		if l.skip > 0 {
+			n := min(l.skip, int64(l.w-l.r))
+			l.r += int(n)
+			l.skip -= n
+			if l.skip > 0 {
+				l.r, l.w = 0, 0
 			}
-			if n := len(line); n > 0 && line[n-1] == '\r' {
-				line = line[:n-1]
-			}
-			if len(line) > maxReadBuf/2 {
-				l.long = keepLong
-			} else if l.long > 0 {
-				l.long--
-			}
-			return line, nil
 		}
-		if discarding {
-			l.r, l.w = 0, 0
-		} else if l.w-l.r > l.max {
-			discarding = true
-			l.r, l.w = 0, 0
+		if l.skip == 0 && l.r < l.w && l.buf[l.r] != 0 && l.buf[l.r] < l.FrameBelow && !discarding {
+			if avail := l.w - l.r; avail >= frameHeader {
+				typ = l.buf[l.r]
+				n := int64(binary.LittleEndian.Uint32(l.buf[l.r+1:]))
+				if n > int64(l.max) {
+					l.skip = frameHeader + n
+					return typ, nil, ErrTooLong
+				}
+				if end := frameHeader + int(n); avail >= end {
+					msg = l.buf[l.r+frameHeader : l.r+end : l.r+end]
+					l.r += end
+					l.noteLen(len(msg))
+					return typ, msg, nil
+				} else {
+					need = end
+				}
+			} else {
+				need = frameHeader
+			}
+		} else if l.skip == 0 {
+			if i := bytes.IndexByte(l.buf[l.r:l.w], '\n'); i >= 0 {
+				line := l.buf[l.r : l.r+i]
+				l.r += i + 1
+				if discarding || len(line) > l.max {
+					return 0, nil, ErrTooLong
+				}
+				if n := len(line); n > 0 && line[n-1] == '\r' {
+					line = line[:n-1]
+				}
+				l.noteLen(len(line))
+				return 0, line, nil
+			}
+			if discarding {
+				l.r, l.w = 0, 0
+			} else if l.w-l.r > l.max {
+				discarding = true
+				l.r, l.w = 0, 0
+			}
 		}
 		if l.r > 0 {
 			l.w = copy(l.buf, l.buf[l.r:l.w])
 			l.r = 0
 		}
-		if l.w == len(l.buf) || l.full && len(l.buf) < maxReadBuf {
+		switch {
+		case need > len(l.buf):
+			nb := make([]byte, max(need, min(2*len(l.buf), maxReadBuf), minReadBuf))
+			copy(nb, l.buf[:l.w])
+			l.buf = nb
+		case l.w == len(l.buf) || l.full && len(l.buf) < maxReadBuf:
 			if len(l.buf) == 0 {
 				l.buf = make([]byte, minReadBuf)
 			} else {
@@ -86,7 +136,7 @@ func (l *Reader) Next() ([]byte, error) {
 				copy(nb, l.buf[:l.w])
 				l.buf = nb
 			}
-		} else if l.w == 0 && len(l.buf) > maxReadBuf && l.long == 0 {
+		case l.w == 0 && len(l.buf) > maxReadBuf && l.long == 0:
 			// Long lines came and went: give the memory back.
 			l.buf = make([]byte, minReadBuf)
 		}
@@ -100,7 +150,16 @@ func (l *Reader) Next() ([]byte, error) {
 			if n > 0 {
 				continue // deliver what arrived first
 			}
-			return nil, err
+			return 0, nil, err
 		}
+	}
+}
+
+// noteLen counts a long message, so its buffer is kept for the next few.
+func (l *Reader) noteLen(n int) {
+	if n > maxReadBuf/2 {
+		l.long = keepLong
+	} else if l.long > 0 {
+		l.long--
 	}
 }

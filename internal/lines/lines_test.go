@@ -81,3 +81,61 @@ func FuzzLines(f *testing.F) {
 		}
 	})
 }
+
+// frame makes a frame of type typ around body.
+func frame(typ byte, body string) string {
+	n := len(body)
+	return string([]byte{typ, byte(n), byte(n >> 8), byte(n >> 16), byte(n >> 24)}) + body
+}
+
+// Lines and frames mixed on one stream, read one byte at a time and in
+// one go: each comes out whole, in order; a frame over the limit is
+// skipped and reported with its type; frame bodies may hold newlines.
+func TestFrames(t *testing.T) {
+	stream := "{\"a\":1}\n" + frame(1, "x\ny") + frame(2, "") + "\r\n" + frame(3, strings.Repeat("z", 40)) +
+		"{\"b\":2}\n" + frame(4, "ok") + strings.Repeat("w", 50) + "\n" + "tail\n"
+	want := []string{"0:{\"a\":1}", "1:x\ny", "2:", "0:", "3:too long", "0:{\"b\":2}", "4:ok", "0:too long", "0:tail"}
+	for _, rd := range []io.Reader{strings.NewReader(stream), iotest.OneByteReader(strings.NewReader(stream))} {
+		l := NewReader(rd, 32, nil)
+		l.FrameBelow = 7
+		var got []string
+		for {
+			typ, msg, err := l.NextMsg()
+			if err == io.EOF {
+				break
+			}
+			s := string(msg)
+			if err == ErrTooLong {
+				s = "too long"
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, string(rune('0'+typ))+":"+s)
+		}
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Fatalf("got  %q\nwant %q", got, want)
+		}
+	}
+	// Without FrameBelow the same bytes are lines.
+	l := NewReader(strings.NewReader(frame(1, "x\ny")), 64, nil)
+	if line, err := l.Next(); err != nil || line[0] != 1 {
+		t.Fatalf("%q %v", line, err)
+	}
+}
+
+// A frame whose header claims more than the limit costs no memory: it is
+// skipped as it arrives.
+func TestHugeFrameSkipped(t *testing.T) {
+	big := frame(1, strings.Repeat("q", 1<<20)) + frame(2, "next")
+	l := NewReader(strings.NewReader(big), 1024, nil)
+	l.FrameBelow = 7
+	if typ, _, err := l.NextMsg(); typ != 1 || err != ErrTooLong {
+		t.Fatalf("%d %v", typ, err)
+	}
+	if typ, msg, err := l.NextMsg(); typ != 2 || string(msg) != "next" || err != nil {
+		t.Fatalf("%d %q %v", typ, msg, err)
+	}
+	if len(l.buf) > 64<<10 {
+		t.Fatalf("buffer grew to %d bytes for a skipped frame", len(l.buf))
+	}
+}
