@@ -165,8 +165,17 @@ func (s *session) registerID(ctx context.Context, id string) (registered bool, e
 	if c.opt.durable && id == c.id {
 		reg = protocol.AppendRegisterDurable // WithDurable
 	}
-	if _, err := s.call(ctx, seq, reg(nil, seq, id, c.opt.processName, os.Getpid(), time.Now()), false); err != nil {
+	line := reg(nil, seq, id, c.opt.processName, os.Getpid(), time.Now())
+	ask := c.opt.framing == FramingCompact && !s.compact.Load()
+	if ask {
+		line = protocol.AskFraming(line)
+	}
+	data, err := s.call(ctx, seq, line, ask)
+	if err != nil {
 		return false, err
+	}
+	if ask && string(protocol.Field(data, "Framing")) == `"`+protocol.Framing+`"` {
+		s.compact.Store(true)
 	}
 	seq = c.seq.Add(1)
 	_, err = s.call(ctx, seq, protocol.AppendMachineRequest(nil, protocol.Subscribe, seq, id), false)

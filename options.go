@@ -42,6 +42,8 @@ type options struct {
 	backoffMax    time.Duration
 
 	tracer trace.Tracer // WithTracerProvider; nil: no tracing
+
+	framing Framing // WithFraming
 }
 
 // The defaults of the limits.
@@ -197,4 +199,26 @@ func maxDuration(a, b time.Duration) time.Duration {
 // failing at once with ErrNotConnected.
 func WithWaitForReconnect() Option {
 	return func(o *options) { o.waitReconnect = true }
+}
+
+// Framing is how a client's events travel to and from the service.
+type Framing uint8
+
+const (
+	// FramingCompact (the default) asks the service, at Register, for the
+	// compact framing: events, their acknowledgements and errors, and
+	// requests and replies travel as length-prefixed binary frames
+	// (docs/protocol.md, "Compact framing"); everything else stays JSON
+	// lines. A service that does not offer it (the .NET service, an older
+	// statebusd, or one with the framing turned off) is spoken to in JSON
+	// lines, as with FramingJSON. Other clients see no difference: a JSON
+	// client receives a compact client's events as JSON lines.
+	FramingCompact Framing = iota
+	// FramingJSON speaks only the JSON lines of the .NET clients.
+	FramingJSON
+)
+
+// WithFraming selects the framing (default FramingCompact).
+func WithFraming(f Framing) Option {
+	return func(o *options) { o.framing = f }
 }

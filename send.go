@@ -164,7 +164,12 @@ func (s *session) send(ctx context.Context, src, target, name string, p []byte, 
 	if k != sendPost {
 		o.ID = c.seq.Add(1)
 	}
-	line := protocol.AppendSendEvent(b, src, target, name, p, time.Now(), o)
+	var line []byte
+	if s.compact.Load() {
+		line = protocol.AppendSendFrame(b, src, target, name, p, o)
+	} else {
+		line = protocol.AppendSendEvent(b, src, target, name, p, time.Now(), o)
+	}
 	size := len(line) - start
 	if int64(size-1) > max {
 		s.q.abandon()

@@ -35,6 +35,9 @@ type session struct {
 	writeErr   atomic.Pointer[error] // why the writer stopped, if it failed
 	intern     map[string]string     // reader goroutine only
 	maxMessage atomic.Int64          // longest line to write; lowered when the service refuses a shorter one
+	// compact is set once the service accepted the compact framing at
+	// Register: events and replies are written as frames from then on.
+	compact atomic.Bool
 
 	mu      sync.Mutex // guards the calls
 	pending map[uint64]pendingCall
@@ -369,6 +372,10 @@ func (s *session) reply(token uint64, payload []byte, errText string) {
 	if err != nil {
 		return
 	}
+	if s.compact.Load() {
+		s.q.commit(protocol.AppendReplyFrame(b, token, payload, errText))
+		return
+	}
 	s.q.commit(protocol.AppendReply(b, token, payload, errText))
 }
 
@@ -388,10 +395,14 @@ func (s *session) readLoop() {
 	defer close(s.readerDone)
 	c := s.c
 	lr := lines.NewReader(s.nc, maxLine, nil)
+	if c.opt.framing == FramingCompact {
+		lr.FrameBelow = protocol.FrameBelow
+	}
 	var r protocol.Response
+	var forBuf []byte
 	var last string // the last error the service sent outside any call
 	for {
-		line, err := lr.Next()
+		typ, line, err := lr.NextMsg()
 		if err == lines.ErrTooLong {
 			continue
 		}
@@ -405,7 +416,19 @@ func (s *session) readLoop() {
 			s.end(fmt.Errorf("%w: connection to %s lost: %w", ErrNotConnected, c.path, err))
 			return
 		}
-		if protocol.DecodeResponse(line, &r) != nil {
+		if typ != 0 {
+			if protocol.DecodeFrame(typ, line, &r) != nil {
+				continue
+			}
+			if r.ForID != nil {
+				forBuf = protocol.AppendString(forBuf[:0], string(r.ForID))
+				r.For = forBuf
+			}
+			if r.NumID != 0 {
+				s.complete(&r)
+				continue
+			}
+		} else if protocol.DecodeResponse(line, &r) != nil {
 			continue
 		}
 		if r.ID != nil {
@@ -435,6 +458,9 @@ func (s *session) readLoop() {
 			}
 		}
 		it := item{ev: s.makeEvent(&r.Event)}
+		if r.Time != 0 {
+			it.ev.Timestamp = time.Unix(0, r.Time).UTC()
+		}
 		if durable {
 			it.ev.Sequence, it.ev.durGen = r.Sequence, c.dur.stamp()
 		}
@@ -443,6 +469,8 @@ func (s *session) readLoop() {
 			it.req = &request{s: s, replyTo: r.ReplyTo}
 			if r.Deadline != nil {
 				it.req.deadline, _ = protocol.ParseTimeBytes(r.Deadline[1 : len(r.Deadline)-1])
+			} else if r.DeadlineNs != 0 {
+				it.req.deadline = time.Unix(0, r.DeadlineNs)
 			}
 		case r.Watch != 0:
 			if it.watch = s.watch(r.Watch); it.watch == nil {
@@ -505,7 +533,10 @@ func (s *session) uncalledError(text string, forID []byte) {
 
 // complete hands a response to the call waiting for it.
 func (s *session) complete(r *protocol.Response) {
-	seq, ok := parseUint(r.ID)
+	seq, ok := r.NumID, r.NumID != 0
+	if !r.Framed {
+		seq, ok = parseUint(r.ID)
+	}
 	var pc pendingCall
 	if ok {
 		s.mu.Lock()
@@ -525,7 +556,11 @@ func (s *session) complete(r *protocol.Response) {
 		return
 	}
 	resp := response{err: err}
-	if pc.data && r.Data != nil {
+	switch {
+	case pc.data && r.Framed && r.AckTarget != nil:
+		// SendEventAck's Data, as the line would have carried it.
+		resp.data = protocol.AppendAckData(nil, r.AckTarget, r.Recipients)
+	case pc.data && r.Data != nil:
 		resp.data = bytes.Clone(r.Data)
 	}
 	if pc.ws != nil && err == nil {

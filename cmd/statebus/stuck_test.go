@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,11 @@ func stuckReceiver(t *testing.T, srv *server.Server, id string) {
 			t.Fatal(err)
 		}
 	}
+	// Posted is queued in the client: wait until the service has them all
+	// queued for id, ahead of whatever the test sends next.
+	bustest.Eventually(t, 10*time.Second, func() bool {
+		return slices.ContainsFunc(srv.ConnStats(), func(cs server.ConnStat) bool { return cs.Received >= 40 })
+	}, "the filler's events did not all reach the service")
 }
 
 // A send to a receiver that does not read says so, after --ack-timeout,

@@ -119,6 +119,12 @@ var settings = []setting{
 			s.HTTPMachines = b
 			return err
 		}},
+	{"CompactFraming", "STATEBUS_COMPACT_FRAMING", "compact-framing", "offer the compact binary framing to clients that ask for it (Go clients do); false answers everyone in JSON lines, as the .NET service does; see docs/protocol.md (default true)",
+		func(s *Settings, v string) error {
+			b, err := strconv.ParseBool(v)
+			s.Server.NoCompactFraming = !b
+			return err
+		}},
 	{"DashboardToken", "STATEBUS_DASHBOARD_TOKEN", "dashboard-token", "a secret the monitoring endpoint's /dashboard/ asks for (open /dashboard/?token=...); prefer the environment or the file, which ps does not show (default none)",
 		func(s *Settings, v string) error { s.DashboardToken = v; return nil }},
 	{"ShutdownTimeoutSeconds", "STATEBUS_SHUTDOWN_TIMEOUT_SECONDS", "shutdown-timeout", "seconds to flush queued events on shutdown (default 5)",

@@ -65,6 +65,9 @@ type conn struct {
 	// is routable: from then on every delivery to it says which of its ids
 	// it is for ("For"). Senders read it; it is never cleared.
 	multi atomic.Bool
+	// compact is set once the client negotiated the compact framing
+	// (frame.go): deliveries to it are frames from then on. Never cleared.
+	compact atomic.Bool
 
 	// Owned by the reader goroutine.
 	greeted      bool                   // the handshake is done: it registered or asked a question
@@ -80,6 +83,9 @@ type conn struct {
 	copies       []string               // scratch for routing rules
 	durSubs      []*durSub              // durable mailboxes it receives
 	req          protocol.Request
+	framed       bool      // frames are read (the compact framing was negotiated)
+	readAt       time.Time // when the current read happened, once touch ran for it
+	evObj        []byte    // a frame's event object for JSON readers (eventJSON)
 
 	tailed []*router.Watch[TailSink] // scratch for the tap's tail (reader)
 	tapSeq uint32                    // counts events for the tap's sampling (reader)
@@ -110,9 +116,18 @@ type delivery struct {
 // reqID is a request's optional "Id", kept without allocating when it is a
 // plain number.
 type reqID struct {
-	num uint64
-	raw []byte // a copy, for ids that are not plain numbers
-	set bool
+	num   uint64
+	raw   []byte // a copy, for ids that are not plain numbers
+	set   bool
+	frame bool // the request came as a frame: its answers may be frames
+}
+
+// reqIDOf returns r's Id as the service keeps it.
+func reqIDOf(r *protocol.Request) reqID {
+	if r.Framed {
+		return reqID{num: r.NumID, set: r.NumID != 0, frame: true}
+	}
+	return makeReqID(r.ID)
 }
 
 func makeReqID(raw []byte) reqID {
@@ -289,13 +304,14 @@ func (c *conn) readLoop() error {
 	})
 	c.setReadDeadline(c.connectedAt.Add(s.cfg.HandshakeTimeout))
 	for {
-		line, err := lr.Next()
+		typ, line, err := lr.NextMsg()
 		if err != nil && !c.greeted && errors.Is(err, os.ErrDeadlineExceeded) && !c.stopping() {
 			c.replyError(protocol.ErrHandshake.New("no Register within "+s.cfg.HandshakeTimeout.String()), nil)
 			s.log.Info("handshake timeout", c.logArgs("conn", c.id)...)
 			return err
 		}
 		if err == lines.ErrTooLong {
+			c.req.Framed, c.req.NumID = typ != 0, 0 // the answer's form; its Id is not known
 			c.replyError(protocol.TooLarge(s.cfg.MaxMessageBytes), nil)
 			continue
 		}
@@ -317,11 +333,18 @@ func (c *conn) readLoop() error {
 		if c.stopping() {
 			return nil // what was read before the stop is not executed
 		}
+		if typ != 0 {
+			c.handleFrame(typ, line)
+			continue
+		}
 		line = bytes.TrimPrefix(line, bom)
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue // blank lines are ignored, as keep-alives
 		}
 		c.handle(line)
+		if c.framed && lr.FrameBelow == 0 {
+			lr.FrameBelow = protocol.FrameBelow
+		}
 		if !c.greeted && (len(c.ids) > 0 || c.req.Type == protocol.Health || c.req.Type == protocol.Machines) {
 			c.greeted = true
 			c.setReadDeadline(time.Time{})
@@ -335,7 +358,8 @@ func (c *conn) readLoop() error {
 func (c *conn) touch() {
 	if !c.stamped {
 		c.stamped = true
-		c.srv.lastActivity.Store(time.Now().UnixNano())
+		c.readAt = time.Now()
+		c.srv.lastActivity.Store(c.readAt.UnixNano())
 	}
 }
 
@@ -356,6 +380,11 @@ func (c *conn) handle(line []byte) {
 	if r.Type != protocol.Health && r.Type != protocol.Machines {
 		c.touch()
 	}
+	c.execute(r)
+}
+
+// execute runs a decoded request, line or frame, and answers its error.
+func (c *conn) execute(r *protocol.Request) {
 	var err error
 	switch r.Type {
 	case protocol.SendEvent:
@@ -444,7 +473,16 @@ func (c *conn) register(r *protocol.Request) error {
 		}
 	}
 	c.srv.log.Debug("registered", "machine", id, "conn", c.id, "pid", c.pid)
-	c.reply(protocol.AppendMachineTime(nil, reg.MachineID, "RegisteredAt", info.RegisteredAt), r.ID)
+	data := protocol.AppendMachineTime(nil, reg.MachineID, "RegisteredAt", info.RegisteredAt)
+	if reg.Framing == protocol.Framing && !c.srv.cfg.NoCompactFraming {
+		// From the next read on, frames are read too; deliveries to c may
+		// be frames from now on (its id is routable already): the client
+		// asked, so it reads both.
+		c.framed = true
+		c.compact.Store(true)
+		data = protocol.AppendFraming(data, protocol.Framing)
+	}
+	c.reply(data, r.ID)
 	return nil
 }
 
@@ -773,7 +811,15 @@ var noDeadline time.Time
 func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, mode deliveryMode, token uint64, deadline time.Time, wait bool) error {
 	s := c.srv
 	multi := target.multi.Load()
-	n := len(r.Payload) + protocol.DeliveryOverhead + 64 + RecordBytes + forBytes(multi, tid)
+	compact := target.compact.Load()
+	var n int
+	if compact {
+		ev := &r.Event
+		n = len(ev.Source) + len(ev.Target) + len(ev.Name) + len(ev.Payload) + len(ev.TraceParent) + len(ev.TraceState) +
+			protocol.EventFrameOverhead + RecordBytes + forBytes(multi, tid)
+	} else {
+		n = len(c.eventJSON(r)) + protocol.DeliveryOverhead + 64 + RecordBytes + forBytes(multi, tid)
+	}
 	var ds *deliverSpan
 	if c.traced != nil {
 		ds = c.traced.startDeliver(tid, mode, token != 0)
@@ -802,14 +848,25 @@ func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, mode de
 		ds.refused(err)
 		return err
 	}
-	d := delivery{sender: c, target: tid, id: makeReqID(r.ID), broadcast: mode != modeUnicast, noAck: r.NoAck, quiet: mode == modeCopy, trace: ds}
-	if token != 0 {
-		b = protocol.AppendRequestDelivery(b, r.Payload, token, deadline)
-		d.noAck, d.request = true, true
-	} else {
-		b = protocol.AppendDelivery(b, r.Payload)
+	d := delivery{sender: c, target: tid, id: reqIDOf(r), broadcast: mode != modeUnicast, noAck: r.NoAck, quiet: mode == modeCopy, trace: ds}
+	switch {
+	case compact:
+		f := protocol.EventFrame{Timestamp: c.eventTime(r), ReplyTo: token}
+		if token != 0 && !deadline.IsZero() {
+			f.Deadline = deadline.UnixNano()
+		}
+		if multi {
+			f.For = tid
+		}
+		b = protocol.AppendEventFrame(b, &r.Event, &f)
+	case token != 0:
+		b = addressed(protocol.AppendRequestDelivery(b, r.Payload, token, deadline), multi, tid)
+	default:
+		b = addressed(protocol.AppendDelivery(b, r.Payload), multi, tid)
 	}
-	b = addressed(b, multi, tid)
+	if token != 0 {
+		d.noAck, d.request = true, true
+	}
 	if c.sample++; c.sample%64 == 0 && s.cfg.OnRouteLatency != nil {
 		d.queuedAt = time.Now().UnixNano()
 	}
@@ -841,7 +898,7 @@ func (c *conn) broadcast(r *protocol.Request) error {
 	if err != nil {
 		return nil
 	}
-	c.q.Commit(protocol.AppendAck(b, []byte(protocol.Broadcast), n, r.ID))
+	c.q.Commit(appendAck(b, protocol.Broadcast, n, reqIDOf(r)))
 	return nil
 }
 
@@ -863,7 +920,6 @@ func (c *conn) written(recs []delivery) {
 			}
 		}
 	}
-	var idb [20]byte
 	for i := 0; i < len(recs); {
 		sender := recs[i].sender
 		if sender == nil { // from another daemon, or a remote broadcast
@@ -874,8 +930,7 @@ func (c *conn) written(recs []delivery) {
 		b, err := sender.q.BeginNoWait()
 		for ; i < len(recs) && recs[i].sender == sender; i++ {
 			if err == nil && !recs[i].broadcast && !recs[i].noAck {
-				d := &recs[i]
-				b = protocol.AppendAck(b, []byte(d.target), -1, d.id.bytes(idb[:]))
+				b = appendAck(b, recs[i].target, -1, recs[i].id)
 			}
 		}
 		if err == nil {
@@ -913,7 +968,7 @@ func (c *conn) failed(recs []delivery, cause error) {
 			continue
 		}
 		text := protocol.ErrDeliveryFailed.New(d.target + why).Text
-		d.sender.q.Commit(protocol.AppendError(b, text, d.id.bytes(idb[:])))
+		d.sender.q.Commit(appendError(b, text, d.id, idb[:]))
 	}
 	c.srv.log.Debug("undelivered events", "conn", c.id, "count", len(recs), "err", cause)
 }
@@ -935,15 +990,108 @@ func (c *conn) replyErrorFor(err error, source string) {
 	if qerr != nil {
 		return
 	}
+	if c.req.Framed {
+		c.q.Commit(protocol.AppendErrorFrame(b, 0, protocol.Wire(err).Text, source))
+		return
+	}
 	c.q.Commit(protocol.AppendFor(protocol.AppendError(b, protocol.Wire(err).Text, nil), source))
 }
 
-// replyError queues an error response.
+// replyError queues the error response to the request being read (c.req,
+// whose form, line or frame, the answer takes).
 func (c *conn) replyError(err error, id []byte) {
 	c.srv.countRefusal(err, 1)
 	b, qerr := c.q.BeginNoWait()
 	if qerr != nil {
 		return
 	}
+	if c.req.Framed {
+		c.q.Commit(protocol.AppendErrorFrame(b, c.req.NumID, protocol.Wire(err).Text, ""))
+		return
+	}
 	c.q.Commit(protocol.AppendError(b, protocol.Wire(err).Text, id))
+}
+
+// appendAck appends the acknowledgement of an event with id: a frame for
+// a frame, else a line.
+func appendAck(b []byte, target string, recipients int, id reqID) []byte {
+	if id.frame {
+		if !id.set {
+			return b
+		}
+		return protocol.AppendAckFrame(b, id.num, target, recipients)
+	}
+	var idb [20]byte
+	return protocol.AppendAck(b, []byte(target), recipients, id.bytes(idb[:]))
+}
+
+// appendError appends an error response to the request with id: a frame
+// for a frame, else a line. idb is scratch for a numeric id.
+func appendError(b []byte, text string, id reqID, idb []byte) []byte {
+	if id.frame {
+		return protocol.AppendErrorFrame(b, id.num, text, "")
+	}
+	return protocol.AppendError(b, text, id.bytes(idb))
+}
+
+// appendResult appends the successful response to the request with id,
+// whose Data is data.
+func appendResult(b []byte, data []byte, id reqID, idb []byte) []byte {
+	if id.frame {
+		return protocol.AppendResultFrame(b, id.num, data)
+	}
+	return protocol.AppendOK(b, data, id.bytes(idb))
+}
+
+// eventJSON returns the event object of r as a JSON reader gets it: the
+// bytes the sender wrote, for a line; for a frame, the object built from
+// its fields once (then kept in r.Payload until the next request),
+// stamped with the time of the read that brought it.
+func (c *conn) eventJSON(r *protocol.Request) []byte {
+	if r.Payload == nil && r.Framed {
+		if cap(c.evObj) > 64<<10 {
+			c.evObj = nil
+		}
+		c.evObj = protocol.AppendEventObject(c.evObj[:0], &r.Event, c.readAt)
+		r.Payload = c.evObj
+	}
+	return r.Payload
+}
+
+// eventTime is r's timestamp for a frame, in unix nanoseconds: the
+// sender's Timestamp for a line (0 when absent or unreadable), the read's
+// time for a frame.
+func (c *conn) eventTime(r *protocol.Request) int64 {
+	if r.Framed {
+		return c.readAt.UnixNano()
+	}
+	if ts := r.Event.Timestamp; len(ts) > 2 && ts[0] == '"' {
+		if t, err := protocol.ParseTimeBytes(ts[1 : len(ts)-1]); err == nil {
+			return t.UnixNano()
+		}
+	}
+	return 0
+}
+
+// handleFrame executes one frame (the compact framing).
+func (c *conn) handleFrame(typ byte, body []byte) {
+	r := &c.req
+	switch typ {
+	case protocol.FrameSend:
+		if err := protocol.DecodeSendFrame(body, r); err != nil {
+			c.replyError(err, nil)
+			return
+		}
+		c.touch()
+		c.execute(r)
+	case protocol.FrameReply:
+		*r = protocol.Request{Type: protocol.Reply, Framed: true}
+		c.touch()
+		if err := c.replyFrame(body); err != nil {
+			c.replyError(err, nil)
+		}
+	default:
+		*r = protocol.Request{Framed: true}
+		c.replyError(protocol.ErrMalformedFrame.New("frame type "+strconv.Itoa(int(typ))+" is not one a client sends (SendEvent 1, Reply 2)"), nil)
+	}
 }

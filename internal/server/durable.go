@@ -84,7 +84,7 @@ func (s *Server) durableMailbox(target []byte) (*mailbox, error) {
 // store appends an event to a durable mailbox; its sender is acknowledged
 // (or told it failed) once the write holding it is stable.
 func (c *conn) store(mb *mailbox, r *protocol.Request) error {
-	err := c.srv.dur.Append(mb, r.Payload, durTag{sender: c, id: makeReqID(r.ID), noAck: r.NoAck}, c.quit)
+	err := c.srv.dur.Append(mb, c.eventJSON(r), durTag{sender: c, id: makeReqID(r.ID), noAck: r.NoAck}, c.quit)
 	if err != nil {
 		return durErr(err)
 	}

@@ -104,7 +104,7 @@ func (c *conn) toRemote(node, target string, r *protocol.Request) error {
 // holds, and its acknowledgement names the member that got it.
 func (c *conn) toRemoteMember(node, target, group string, r *protocol.Request) error {
 	s := c.srv
-	m := federation.Msg{Kind: federation.KindEvent, Priority: uint8(r.Priority), Target: target, Text: group, Payload: r.Payload}
+	m := federation.Msg{Kind: federation.KindEvent, Priority: uint8(r.Priority), Target: target, Text: group, Payload: c.eventJSON(r)}
 	noAck := r.NoAck
 	if noAck {
 		m.Flags |= federation.FlagNoAck
@@ -166,7 +166,7 @@ func (c *conn) ruleCopyRemote(r *protocol.Request, to string) bool {
 		}
 		target = to
 	}
-	m := federation.Msg{Kind: federation.KindEvent, Flags: federation.FlagNoAck, Priority: uint8(r.Priority), Target: target, Text: group, Payload: r.Payload}
+	m := federation.Msg{Kind: federation.KindEvent, Flags: federation.FlagNoAck, Priority: uint8(r.Priority), Target: target, Text: group, Payload: c.eventJSON(r)}
 	if group != "" {
 		m.Flags |= federation.FlagGroup
 	}
@@ -367,7 +367,7 @@ func (c *conn) broadcastRemote(r *protocol.Request, target []byte, local int) {
 	left, total := len(nodes), local
 	tgt := string(target)
 	for _, node := range nodes {
-		m := federation.Msg{Kind: federation.KindBroadcast, Priority: uint8(r.Priority), Source: string(r.Event.Source), Target: tgt, Payload: r.Payload}
+		m := federation.Msg{Kind: federation.KindBroadcast, Priority: uint8(r.Priority), Source: string(r.Event.Source), Target: tgt, Payload: c.eventJSON(r)}
 		done := func(a *federation.Msg, lost string) {
 			mu.Lock()
 			if a != nil && a.Kind == federation.KindCount {
@@ -467,7 +467,7 @@ func (c *conn) requestRemote(node, target string, r *protocol.Request) error {
 	if r.TimeoutMs > 0 {
 		timeout = min(timeout, time.Duration(r.TimeoutMs)*time.Millisecond)
 	}
-	m := federation.Msg{Kind: federation.KindRequest, Priority: uint8(r.Priority), Target: target, Payload: r.Payload, N: int64(r.TimeoutMs)}
+	m := federation.Msg{Kind: federation.KindRequest, Priority: uint8(r.Priority), Target: target, Payload: c.eventJSON(r), N: int64(r.TimeoutMs)}
 	id := makeReqID(r.ID)
 	c.remoteOut.Add(1)
 	err := s.fed.Send(node, &m, func(a *federation.Msg, lost string) {
@@ -546,7 +546,7 @@ func (s *Server) remoteWatchCopy(m *federation.Msg) {
 func (c *conn) watchRemote(r *protocol.Request) {
 	ev := &r.Event
 	c.srv.fed.MatchWatches(string(ev.Name), string(ev.Source), string(ev.Target), func(node string, watchID uint64) {
-		m := federation.Msg{Kind: federation.KindWatchCopy, Priority: uint8(r.Priority), N: int64(watchID), Payload: r.Payload}
+		m := federation.Msg{Kind: federation.KindWatchCopy, Priority: uint8(r.Priority), N: int64(watchID), Payload: c.eventJSON(r)}
 		c.srv.fed.Send(node, &m, nil, 0)
 	})
 }

@@ -61,7 +61,7 @@ func (c *conn) requestTo(route router.Route[*conn], r *protocol.Request, wait bo
 	if r.TimeoutMs > 0 {
 		sent = now.Add(timeout)
 	}
-	p := &pendingRequest{caller: c, id: makeReqID(r.ID), target: route.ID, deadline: now.Add(timeout), timeout: timeout}
+	p := &pendingRequest{caller: c, id: reqIDOf(r), target: route.ID, deadline: now.Add(timeout), timeout: timeout}
 	c.outMu.Lock() // listed first: a reply may come as soon as it is pending
 	if c.out == nil {
 		c.out = make(map[uint64]*conn)
@@ -187,8 +187,7 @@ func (p *pendingRequest) answerError(text string) {
 		return
 	}
 	var idb [20]byte
-	id := p.id.bytes(idb[:])
-	p.caller.sendLine(func(b []byte) []byte { return protocol.AppendError(b, text, id) })
+	p.caller.sendLine(func(b []byte) []byte { return appendError(b, text, p.id, idb[:]) })
 }
 
 // replyTo routes a Reply to the caller of the request it answers, as the
@@ -199,6 +198,27 @@ func (c *conn) replyTo(r *protocol.Request) error {
 	if err := protocol.DecodeReply(r.Payload, &rp); err != nil {
 		return err
 	}
+	if err := c.answer(&rp); err != nil {
+		return err
+	}
+	if r.ID != nil {
+		c.reply(nil, r.ID)
+	}
+	return nil
+}
+
+// replyFrame routes a Reply frame as replyTo routes a line. Nothing
+// acknowledges it.
+func (c *conn) replyFrame(body []byte) error {
+	var rp protocol.ReplyPayload
+	if err := protocol.DecodeReplyFrame(body, &rp, &c.evObj); err != nil {
+		return err
+	}
+	return c.answer(&rp)
+}
+
+// answer sends the caller of the request rp answers its reply.
+func (c *conn) answer(rp *protocol.ReplyPayload) error {
 	p := c.takePending(rp.ReplyTo)
 	if p == nil {
 		return protocol.ErrNoRequest.New(strconv.FormatUint(rp.ReplyTo, 10))
@@ -209,11 +229,7 @@ func (c *conn) replyTo(r *protocol.Request) error {
 		c.srv.answer(p.remote, federation.KindReply, "", rp.Payload)
 	} else {
 		var idb [20]byte
-		id := p.id.bytes(idb[:])
-		p.caller.sendLine(func(b []byte) []byte { return protocol.AppendOK(b, rp.Payload, id) })
-	}
-	if r.ID != nil {
-		c.reply(nil, r.ID)
+		p.caller.sendLine(func(b []byte) []byte { return appendResult(b, rp.Payload, p.id, idb[:]) })
 	}
 	return nil
 }

@@ -131,6 +131,9 @@ type Config struct {
 	// (see package federation): ids are claimed cluster-wide and events
 	// to ids held elsewhere are routed there. Nil: a standalone bus.
 	Federation *federation.Node
+	// NoCompactFraming refuses the compact framing (docs/protocol.md):
+	// every client is answered in JSON lines, as by the .NET service.
+	NoCompactFraming bool
 }
 
 // DefaultConfig returns the configuration statebusd runs with when nothing

@@ -63,8 +63,12 @@ func (c *conn) tapped(t *Tap, r *protocol.Request) {
 	}
 	if t.Tail != nil {
 		c.tailed = t.Tail.Match(c.tailed[:0], ev.Name, ev.Source, ev.Target)
+		size := len(r.Payload)
+		if r.Framed {
+			size = len(ev.Payload)
+		}
 		for _, w := range c.tailed {
-			w.Owner.Offer(ev.Name, ev.Source, ev.Target, len(r.Payload))
+			w.Owner.Offer(ev.Name, ev.Source, ev.Target, size)
 		}
 		clear(c.tailed)
 	}

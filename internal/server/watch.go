@@ -54,6 +54,9 @@ func (c *conn) watch(r *protocol.Request) error {
 func (c *conn) copyToWatchers(r *protocol.Request) {
 	ev := &r.Event
 	c.watched = c.srv.watches.Match(c.watched[:0], ev.Name, ev.Source, ev.Target)
+	if len(c.watched) > 0 {
+		c.eventJSON(r)
+	}
 	for _, w := range c.watched {
 		b, err := w.Owner.q.TryBegin(outqPriority(r), len(r.Payload)+protocol.DeliveryOverhead+32)
 		if err != nil {
