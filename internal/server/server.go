@@ -122,8 +122,9 @@ type Config struct {
 	// Durable turns on durable mailboxes: see DurableConfig.
 	Durable DurableConfig
 	// Tracer, when set, traces the routing of events whose sender
-	// attached a sampled W3C trace context (trace.go). Nil: events are
-	// routed without a look at their trace context.
+	// attached a sampled W3C trace context, and the delivery of each line
+	// they queue (trace.go). Nil: events are routed without a look at
+	// their trace context.
 	Tracer trace.Tracer
 	// Logger receives the service's logs. Nil discards them.
 	Logger *slog.Logger
