@@ -12,11 +12,11 @@ import (
 // that selects each; a name whose option is nil is known but not in this
 // build's client library.
 var benchFramings = map[string]statebus.Option{
-	"json":    nil, // the only framing of this client library: nothing to select
-	"compact": nil, // statebus.WithFraming(statebus.FramingCompact), once the library has it
+	"json":    statebus.WithFraming(statebus.FramingJSON),    // the .NET clients' JSON lines
+	"compact": statebus.WithFraming(statebus.FramingCompact), // the library's default
 }
 
-// benchFramingJSON is the framing a client without the option uses.
+// benchFramingJSON is the framing every client library has.
 const benchFramingJSON = "json"
 
 func benchFramingKnown(name string) bool {
