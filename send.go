@@ -106,7 +106,7 @@ func (c *Client) send(ctx context.Context, src, target, name string, payload any
 	if src == "" {
 		return nil, errNoID
 	}
-	p, err := encodePayload(payload)
+	p, raw, err := marshalPayload(payload)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func (c *Client) send(ctx context.Context, src, target, name string, payload any
 		if err != nil {
 			return nil, err
 		}
-		data, err := s.send(ctx, src, target, name, p, k, o)
+		data, err := s.send(ctx, src, target, name, p, raw, k, o)
 		if u, ok := err.(unsent); ok {
 			if c.opt.waitReconnect && ctx.Err() == nil {
 				continue // s ended before the line was taken: wait for the next one
@@ -147,8 +147,14 @@ type unsent struct{ error }
 const lineOverhead = 200
 
 // send writes a SendEvent line on s and waits for its response.
-func (s *session) send(ctx context.Context, src, target, name string, p []byte, k sendKind, o protocol.SendOptions) ([]byte, error) {
+func (s *session) send(ctx context.Context, src, target, name string, p []byte, raw bool, k sendKind, o protocol.SendOptions) ([]byte, error) {
 	c := s.c
+	// A frame's raw payload is the service's to check, once; a line's
+	// must be valid JSON before it is written.
+	p, err := lineReady(p, raw, !s.compact.Load())
+	if err != nil {
+		return nil, err
+	}
 	max := s.maxMessage.Load()
 	if n := len(p) + len(target) + len(name) + len(src); int64(n) > max {
 		return nil, tooLarge(name, target, true, n, max)
@@ -209,29 +215,46 @@ const maxPayloadDepth = protocol.MaxDepth - 2
 // end the line), anything else marshalled with encoding/json. Payloads
 // nested deeper than the service takes are refused.
 func encodePayload(payload any) ([]byte, error) {
-	var p []byte
+	p, raw, err := marshalPayload(payload)
+	if err != nil {
+		return nil, err
+	}
+	return lineReady(p, raw, true)
+}
+
+// marshalPayload returns payload as JSON: a json.RawMessage as it is
+// (raw: nothing checked it), anything else marshalled with encoding/json.
+func marshalPayload(payload any) (p []byte, raw bool, err error) {
 	switch v := payload.(type) {
 	case nil:
-		return nil, nil
+		return nil, false, nil
 	case json.RawMessage:
-		if !protocol.Valid(v) {
-			if json.Valid(v) && nestedOver(v, maxPayloadDepth) {
+		return v, true, nil
+	}
+	if p, err = json.Marshal(payload); err != nil {
+		return nil, false, fmt.Errorf("statebus: cannot encode payload: %w", err)
+	}
+	return p, false, nil
+}
+
+// lineReady makes a payload ready to send: a raw one is compacted onto
+// one line (and with check, checked first: for a line, whose service
+// would otherwise read a broken line); none may nest deeper than the
+// service takes.
+func lineReady(p []byte, raw, check bool) ([]byte, error) {
+	if raw {
+		if check && !protocol.Valid(p) {
+			if json.Valid(p) && nestedOver(p, maxPayloadDepth) {
 				return nil, errTooDeep()
 			}
 			return nil, fmt.Errorf("statebus: payload is not valid JSON (a json.RawMessage must hold one JSON value)")
 		}
-		p = v
 		if bytes.IndexByte(p, '\n') >= 0 {
 			var buf bytes.Buffer
 			if err := json.Compact(&buf, p); err != nil {
 				return nil, fmt.Errorf("statebus: cannot compact payload: %w", err)
 			}
 			p = buf.Bytes()
-		}
-	default:
-		var err error
-		if p, err = json.Marshal(payload); err != nil {
-			return nil, fmt.Errorf("statebus: cannot encode payload: %w", err)
 		}
 	}
 	if nestedOver(p, maxPayloadDepth) {

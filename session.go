@@ -34,7 +34,9 @@ type session struct {
 	writerDone chan struct{}
 	writeErr   atomic.Pointer[error] // why the writer stopped, if it failed
 	intern     map[string]string     // reader goroutine only
-	maxMessage atomic.Int64          // longest line to write; lowered when the service refuses a shorter one
+	recent     [4]string             // the last strings str returned (reader only)
+	next       uint8
+	maxMessage atomic.Int64 // longest line to write; lowered when the service refuses a shorter one
 	// compact is set once the service accepted the compact framing at
 	// Register: events and replies are written as frames from then on.
 	compact atomic.Bool
@@ -607,6 +609,19 @@ func (s *session) makeEvent(ev *protocol.Event) Event {
 // str returns b as a string, reusing an earlier copy: ids and event names
 // repeat, so most events allocate nothing for them.
 func (s *session) str(b []byte) string {
+	for _, v := range s.recent {
+		if v == string(b) {
+			return v // the ids and names of the last events: no hashing
+		}
+	}
+	v := s.lookup(b)
+	s.recent[s.next%uint8(len(s.recent))] = v
+	s.next++
+	return v
+}
+
+// lookup is str through the intern map.
+func (s *session) lookup(b []byte) string {
 	if v, ok := s.intern[string(b)]; ok {
 		return v
 	}

@@ -264,12 +264,23 @@ func (f *frameReader) byte(what string) byte {
 }
 
 func (f *frameReader) uvarint(what string) uint64 {
+	return f.uvarintOf(what, "")
+}
+
+// uvarintOf reads a uvarint, named what+of in the error: the text is
+// made only when there is one.
+func (f *frameReader) uvarintOf(what, of string) uint64 {
 	if f.err != nil {
 		return 0
 	}
+	if len(f.b) > 0 && f.b[0] < 0x80 {
+		v := uint64(f.b[0]) // one byte, the common case
+		f.b = f.b[1:]
+		return v
+	}
 	v, n := binary.Uvarint(f.b)
 	if n <= 0 {
-		f.err = ErrMalformedFrame.New("its " + what + " is not a valid uvarint")
+		f.err = ErrMalformedFrame.New("its " + what + of + " is not a valid uvarint")
 		return 0
 	}
 	f.b = f.b[n:]
@@ -290,7 +301,7 @@ func (f *frameReader) int64(what string) int64 {
 }
 
 func (f *frameReader) str(what string) []byte {
-	n := f.uvarint(what + "'s length")
+	n := f.uvarintOf(what, "'s length")
 	if f.err != nil {
 		return nil
 	}
@@ -311,11 +322,14 @@ func (f *frameReader) str(what string) []byte {
 // may rewrite body in place, and r.ID is set even when it fails, if the
 // frame had one. The slices point into body.
 func DecodeSendFrame(body []byte, r *Request) error {
-	buf := r.buf
-	if cap(buf) > maxKeptBuf {
-		buf = nil
+	if cap(r.buf) > maxKeptBuf {
+		r.buf = nil
 	}
-	*r = Request{Type: SendEvent, Framed: true, Priority: Normal, buf: buf}
+	// Field by field, not a whole new Request: every event comes this way.
+	r.Type, r.TypeText, r.Payload, r.ID, r.NumID = SendEvent, nil, nil, nil, 0
+	r.NoAck, r.IsRequest, r.TimeoutMs, r.Priority, r.Framed = false, false, 0, Normal, true
+	r.Event = Event{}
+	r.eventErr = nil
 	f := frameReader{b: body}
 	flags := f.byte("flags")
 	pri := Priority(f.byte("priority"))
@@ -410,13 +424,16 @@ func DecodeReplyFrame(body []byte, rp *ReplyPayload, buf *[]byte) error {
 	return nil
 }
 
-// CheckPayload checks that p is one JSON value (at most MaxDepth deep,
+// CheckPayload checks that p is one JSON value (at most MaxDepth-2 deep,
 // valid UTF-8) and makes it safe to forward on a line: raw '\r' and '\n'
 // between tokens become spaces in place, and raw U+0085, U+2028 and
 // U+2029 are escaped in a copy appended to (*buf)[:0]. It returns p, or
 // the copy.
 func CheckPayload(p []byte, buf *[]byte) ([]byte, error) {
-	s := scanner{data: p, blank: true}
+	// depth 2: in the line a JSON reader gets, the payload sits in the
+	// response's Data and the event object, and the line may nest
+	// MaxDepth levels, as one a .NET sender writes.
+	s := scanner{data: p, blank: true, depth: 2}
 	s.value()
 	s.skipSpace()
 	if s.err != nil {

@@ -110,9 +110,12 @@ func TestCheckPayloadLineBreaks(t *testing.T) {
 	if p, err := CheckPayload([]byte("null"), &buf); p != nil || err != nil {
 		t.Fatalf("null: %q %v", p, err)
 	}
-	deep := strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1)
-	if _, err := CheckPayload([]byte(deep), &buf); err == nil {
-		t.Fatal("a payload deeper than MaxDepth was taken")
+	nest := func(n int) []byte { return []byte(strings.Repeat("[", n) + strings.Repeat("]", n)) }
+	if _, err := CheckPayload(nest(MaxDepth-2), &buf); err != nil {
+		t.Fatalf("%d levels: %v", MaxDepth-2, err)
+	}
+	if _, err := CheckPayload(nest(MaxDepth-1), &buf); err != ErrTooDeep {
+		t.Fatalf("a payload that would nest deeper than MaxDepth in a line: %v", err)
 	}
 }
 
