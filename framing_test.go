@@ -32,7 +32,9 @@ func TestCompactAndJSONPeers(t *testing.T) {
 
 	// Go -> .NET: an event, acknowledged.
 	done := make(chan error, 1)
-	go func() { done <- g.SendEvent(context.Background(), "net", "PING", map[string]string{"Message": "hi\u2028"}) }()
+	go func() {
+		done <- g.SendEvent(context.Background(), "net", "PING", map[string]string{"Message": "hi\u2028"})
+	}()
 	n.ExpectMatch(`\{"Success":true,"Data":\{"SourceMachineId":"go","TargetMachineId":"net","EventName":"PING","Payload":\{"Message":"hi\\u2028"\},"Timestamp":` + netTS + `\},"Error":null\}`)
 	if err := <-done; err != nil {
 		t.Fatal(err)
