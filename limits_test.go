@@ -14,6 +14,7 @@ import (
 	"github.com/statebus/statebus"
 	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/protocol"
 )
 
 // TestSlowHandlerBounded: a handler blocks while 200,000 events arrive.
@@ -228,10 +229,12 @@ func TestPayloadTooLarge(t *testing.T) {
 }
 
 // TestPayloadTooDeep: a payload nested deeper than the service takes
-// inside an event is refused before it is written.
+// inside an event is refused before it is written (JSON lines), or by the
+// service (compact framing).
 func TestPayloadTooDeep(t *testing.T) {
 	srv := bustest.Start(t, nil)
-	a := dial(t, srv, "a")
+	a := dial(t, srv, "a", statebus.WithFraming(statebus.FramingJSON))
+	c := dial(t, srv, "c")
 	dial(t, srv, "b")
 	nest := func(n int) json.RawMessage {
 		return json.RawMessage(strings.Repeat("[", n) + `"]["` + strings.Repeat("]", n))
@@ -242,6 +245,14 @@ func TestPayloadTooDeep(t *testing.T) {
 		}
 		if err := a.SendEvent(context.Background(), "b", "E", nest(63)); err == nil || !strings.Contains(err.Error(), "nests more than 62 levels") {
 			t.Errorf("63 levels: %v", err)
+		}
+		// On the compact framing the service refuses it, as deep for the
+		// line a JSON receiver would get.
+		if err := c.SendEvent(context.Background(), "b", "E", nest(62)); err != nil {
+			t.Errorf("62 levels, compact: %v", err)
+		}
+		if err := c.SendEvent(context.Background(), "b", "E", nest(63)); !errors.Is(err, protocol.ErrTooDeep) {
+			t.Errorf("63 levels, compact: %v", err)
 		}
 		var deep any = "x"
 		for range 70 {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/statebus/statebus"
 	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/protocol"
 )
@@ -14,12 +15,17 @@ import (
 // too deep, naming the limit, not as invalid JSON.
 func TestRawPayloadTooDeep(t *testing.T) {
 	srv := bustest.Start(t, nil)
-	a := dial(t, srv, "a")
+	a := dial(t, srv, "a", statebus.WithFraming(statebus.FramingJSON))
 	dial(t, srv, "b")
 	deep := json.RawMessage(strings.Repeat("[", 70) + strings.Repeat("]", 70))
 	err := a.SendEvent(ctx(t), "b", "E", deep)
 	if !errors.Is(err, protocol.ErrTooDeep) || !strings.Contains(err.Error(), "more than 62 levels deep") ||
 		!strings.Contains(err.Error(), "64 levels in a line") {
 		t.Errorf("got %v", err)
+	}
+	// On the compact framing, the service says so.
+	c := dial(t, srv, "c")
+	if err := c.SendEvent(ctx(t), "b", "E", deep); !errors.Is(err, protocol.ErrTooDeep) {
+		t.Errorf("compact: got %v", err)
 	}
 }

