@@ -22,9 +22,7 @@ import (
 // statebus.HandleRequest (server) span are its children, and a request
 // the handler makes with its ctx is a child of the handler's span.
 func TestTracingRequestReply(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	defer tp.Shutdown(context.Background())
+	tp, exp := bustest.Traced(t)
 	srv := bustest.Start(t, func(c *server.Config) { c.Tracer = tp.Tracer("statebusd") })
 	tracing := statebus.WithTracerProvider(tp)
 

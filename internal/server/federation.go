@@ -113,7 +113,12 @@ func (c *conn) toRemoteMember(node, target, group string, r *protocol.Request) e
 		m.Flags |= federation.FlagGroup
 	}
 	id := makeReqID(r.ID)
+	var ds *deliverSpan
+	if c.traced != nil {
+		ds = c.traced.startRemote(target, node)
+	}
 	err := s.fed.Send(node, &m, func(a *federation.Msg, lost string) {
+		ds.answered(a, lost)
 		var idb [20]byte
 		switch {
 		case lost != "":
@@ -130,7 +135,10 @@ func (c *conn) toRemoteMember(node, target, group string, r *protocol.Request) e
 			c.sendLine(func(b []byte) []byte { return protocol.AppendAck(b, []byte(got), -1, id.bytes(idb[:])) })
 		}
 	}, s.fed.AckTimeout())
-	return c.fedErr(err)
+	if err = c.fedErr(err); err != nil {
+		ds.refused(err)
+	}
+	return err
 }
 
 func (c *conn) fedErr(err error) error {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -10,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/statebus/statebus/internal/federation"
 	"github.com/statebus/statebus/internal/outq"
 	"github.com/statebus/statebus/protocol"
 )
@@ -115,12 +117,51 @@ func (t *tracedRoute) startDeliver(tid string, mode deliveryMode, request bool) 
 	return &deliverSpan{span: span, live: live}
 }
 
+// startRemote starts the deliver span of an event handed to daemon node
+// for target (federation): it ends when that daemon answers.
+func (t *tracedRoute) startRemote(target, node string) *deliverSpan {
+	ds := t.startDeliver(target, modeUnicast, false)
+	if ds != nil {
+		ds.span.SetAttributes(remoteMode, attribute.String("statebus.daemon", node))
+	}
+	return ds
+}
+
+var remoteMode = attribute.String("statebus.delivery", "remote")
+
+// answered ends the span of an event handed to another daemon with that
+// daemon's answer: its acknowledgement (written to the target's socket
+// there: ok), its error (the outcome the error's text names), or lost
+// (no answer within the acknowledgement timeout, or the daemon left).
+func (ds *deliverSpan) answered(a *federation.Msg, lost string) {
+	switch {
+	case ds == nil:
+	case lost != "":
+		ds.end(outcomeLost, lost)
+	case a.Kind == federation.KindError:
+		outcome := refusalReason(protocol.ParseError(a.Text))
+		if outcome == "delivery_failed" {
+			outcome = outcomeDisconnected
+			if strings.Contains(a.Text, " was closed as a slow consumer ") { // failed's text there
+				outcome = outcomeClosedSlow
+			}
+		}
+		ds.end(outcome, a.Text)
+	default:
+		if a.Target != "" {
+			ds.span.SetAttributes(attribute.String("messaging.destination.name", a.Target)) // a group's member there
+		}
+		ds.end(outcomeWritten, "")
+	}
+}
+
 // Outcomes of a deliver span, besides the refusal reasons of a line that
 // was not queued (slow_consumer, target_not_connected, shutting_down).
 const (
 	outcomeWritten      = "ok"                   // written to the target's socket
 	outcomeDisconnected = "disconnected"         // the target's connection ended first
 	outcomeClosedSlow   = "closed_slow_consumer" // the target was closed as a slow consumer first
+	outcomeLost         = "lost"                 // another daemon did not answer in time, or left
 )
 
 // end ends the span with its outcome; status Error with text when not
