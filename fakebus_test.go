@@ -11,9 +11,10 @@ import (
 
 	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/internal/server"
+	"github.com/statebus/statebus/internal/wine"
 )
 
-// fakeBus is a raw Unix listener that speaks just enough of the wire
+// fakeBus is a raw listener (a Unix socket, a named pipe on Windows) that speaks just enough of the wire
 // protocol to let a client connect, and misbehaves on purpose: it hangs up
 // at a chosen step of one connection's handshake, or never answers a
 // chosen request type.
@@ -55,6 +56,9 @@ func newFakeBus(t testing.TB) *fakeBus {
 	path := bustest.SocketPath(t)
 	ln, err := server.Listen(path, 0o600)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wine.SpendFirstInstance(path); err != nil {
 		t.Fatal(err)
 	}
 	fb := &fakeBus{t: t, ln: ln, path: path, conns: map[net.Conn]bool{}, mute: map[int]bool{}, seen: map[int][]string{}}
