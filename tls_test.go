@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -206,7 +207,9 @@ func TestURLFromEnvironment(t *testing.T) {
 	if len(ms) != 1 || ms[0].PeerCert != "CN=env" {
 		t.Fatalf("registry %+v", ms)
 	}
-	u, err := statebus.Dial(ctx(t), "over-unix", statebus.WithURL("unix://"+srv.Addr()))
+	// unix:// and the pipe name in slashes: unix:///tmp/.../bus.sock, on
+	// Windows unix:////./pipe/statebus-... (\\.\pipe\ in slashes).
+	u, err := statebus.Dial(ctx(t), "over-unix", statebus.WithURL("unix://"+filepath.ToSlash(srv.Addr())))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +265,7 @@ func TestTLSClientCertificateRenewed(t *testing.T) {
 	path := bustest.SocketPath(t)
 	srv := startTLS(t, pki, path, "127.0.0.1:0")
 	addr := srv.TLSAddr().String()
-	dir := t.TempDir()
+	dir := bustest.TempDir(t)
 	certFile, keyFile := dir+"/me.pem", dir+"/me-key.pem"
 	install := func(cn string) {
 		c, k := pki.Client(t, cn, bustest.CertOptions{})
