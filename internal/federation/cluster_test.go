@@ -17,7 +17,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, fedtest.LeakOptions...)
+	goleak.VerifyTestMain(m, append([]goleak.Option{bustest.IgnoreWinio}, fedtest.LeakOptions...)...)
 }
 
 func freePorts(t *testing.T, n int) []int { return fedtest.FreePorts(t, n) }

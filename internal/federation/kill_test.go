@@ -13,6 +13,7 @@ import (
 	"github.com/statebus/statebus"
 	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/internal/federation"
+	"github.com/statebus/statebus/internal/fedtest"
 	"github.com/statebus/statebus/internal/server"
 )
 
@@ -20,12 +21,13 @@ import (
 // routes on 127.0.0.1, and returns them with their client URLs.
 func natsCluster(t *testing.T, n int) ([]*natsserver.Server, []string) {
 	t.Helper()
+	fedtest.SkipLargeClusterUnderWine(t, n)
 	ports := freePorts(t, 2*n)
 	servers := make([]*natsserver.Server, n)
 	urls := make([]string, n)
 	for i := range n {
 		opts := &natsserver.Options{ServerName: "nats" + strconv.Itoa(i+1), Host: "127.0.0.1", Port: ports[i],
-			JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+			JetStream: true, StoreDir: bustest.TempDir(t), NoSigs: true, NoLog: true,
 			Cluster: natsserver.ClusterOpts{Name: "c", Host: "127.0.0.1", Port: ports[n+i]}}
 		for j := range n {
 			if j != i {
