@@ -423,6 +423,9 @@ func CheckPayload(p []byte, buf *[]byte) ([]byte, error) {
 	s := scanner{data: p, blank: true, depth: 2}
 	s.value()
 	s.skipSpace()
+	if s.err == ErrTooDeep {
+		return nil, errPayloadTooDeep
+	}
 	if s.err != nil {
 		return nil, s.err
 	}
@@ -438,6 +441,11 @@ func CheckPayload(p []byte, buf *[]byte) ([]byte, error) {
 	}
 	return p, nil
 }
+
+// errPayloadTooDeep is a frame's payload nested deeper than a line's
+// payload may be.
+var errPayloadTooDeep = ErrTooDeep.New(": the payload nests more than " + strconv.Itoa(MaxDepth-2) +
+	" levels deep, the most an event's payload may (it sits two levels deep in the line a JSON receiver gets)")
 
 // AppendEventObject appends the event object a JSON reader gets for an
 // event that arrived as a frame: the envelope's fields in the order the

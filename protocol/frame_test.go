@@ -115,7 +115,7 @@ func TestCheckPayloadLineBreaks(t *testing.T) {
 	if _, err := CheckPayload(nest(MaxDepth-2), &buf); err != nil {
 		t.Fatalf("%d levels: %v", MaxDepth-2, err)
 	}
-	if _, err := CheckPayload(nest(MaxDepth-1), &buf); err != ErrTooDeep {
+	if _, err := CheckPayload(nest(MaxDepth-1), &buf); err != errPayloadTooDeep {
 		t.Fatalf("a payload that would nest deeper than MaxDepth in a line: %v", err)
 	}
 }

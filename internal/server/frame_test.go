@@ -201,7 +201,7 @@ func TestFrameMalformed(t *testing.T) {
 		{"empty send", []byte{1, 0, 0, 0, 0}, 0, "Malformed frame: it ends before its flags"},
 		{"cut", []byte{1, 4, 0, 0, 0, 0, 1, 5, 9}, 5, "Malformed frame: its source is longer than the frame (9 bytes)"},
 		{"payload", protocol.AppendSendFrame(nil, "a", "a", "E", []byte(`{"x"`), protocol.SendOptions{ID: 6}), 6, "Invalid JSON format"},
-		{"deep", protocol.AppendSendFrame(nil, "a", "a", "E", []byte(strings.Repeat("[", 65)+strings.Repeat("]", 65)), protocol.SendOptions{ID: 7}), 7, "JSON nested deeper than 64 levels"},
+		{"deep", protocol.AppendSendFrame(nil, "a", "a", "E", []byte(strings.Repeat("[", 65)+strings.Repeat("]", 65)), protocol.SendOptions{ID: 7}), 7, "JSON nested deeper than 64 levels: the payload nests more than 62 levels deep, the most an event's payload may (it sits two levels deep in the line a JSON receiver gets)"},
 		{"too long", protocol.AppendSendFrame(nil, "a", "a", "E", []byte(`"`+strings.Repeat("x", 2000)+`"`), protocol.SendOptions{ID: 8}), 0, "Message exceeds 1024 bytes"},
 		{"reply", protocol.AppendReplyFrame(nil, 99, nil, ""), 0, "No request is waiting for ReplyTo 99"},
 	} {
