@@ -199,7 +199,7 @@ func benchParse(e *env, args []string) (cfg benchConfig, code int, ok bool) {
 	fs.Int64Var(&cfg.rate, "rate", 0, "events (round trips) per second per publisher (requester), paced in batches of a millisecond's worth; 0: as fast as the bus takes them")
 	fs.Int64Var(&cfg.msgs, "msgs", 100_000, fmt.Sprintf("events published in all (round trips in reqrep, connections in connect: %d unless given), split over the publishers", benchConnects))
 	fs.IntVar(&cfg.size, "size", 128, fmt.Sprintf("payload bytes per event (at least %d)", benchMinSize))
-	fs.StringVar(&cfg.framing, "framing", "", "how the clients frame what they exchange with statebusd: "+benchFramingNames()+" (default: the client library's)")
+	fs.StringVar(&cfg.framing, "framing", "", "how the clients frame what they exchange with statebusd: "+benchFramingNames()+" (default: the client library's, compact, which falls back to json where the service does not offer it; json is the .NET clients' lines)")
 	fs.StringVar(&cfg.subPipe, "sub-pipe-name", "", "subscribers (responders in reqrep) connect to this statebusd instead: with a federation (Cluster) of two daemons, measures events and round trips across daemons")
 	fs.BoolVar(&cfg.inproc, "inproc", false, "start a statebusd in this process on a temporary socket (no daemon needed)")
 	fs.StringVar(&cfg.transport, "transport", "unix", "with --inproc, what the clients connect over: unix, tls (mutual TLS on 127.0.0.1, with certificates made for the run) or tcp (plain TCP on 127.0.0.1)")
