@@ -12,6 +12,7 @@ import (
 
 	"github.com/statebus/statebus/internal/config"
 	"github.com/statebus/statebus/internal/dashboard"
+	"github.com/statebus/statebus/internal/durable"
 	"github.com/statebus/statebus/internal/federation"
 	"github.com/statebus/statebus/internal/httpapi"
 	"github.com/statebus/statebus/internal/logging"
@@ -107,6 +108,12 @@ func start(st *config.Settings, args []string, getenv func(string) string, stder
 	if st.Cluster.Mode != "" {
 		fc := st.Cluster
 		fc.Logger = logs.Logger(logging.Server)
+		if dc := cfg.Durable.Store; dc.Dir != "" {
+			// Durable mailboxes live in the federation's JetStream: its
+			// node flushes as DurableSync says (docs/durability.md).
+			fc.SyncAlways = dc.Sync != durable.SyncInterval
+			fc.SyncInterval = dc.SyncInterval
+		}
 		d.log.Info("joining the federation", "mode", fc.Mode, "name", fc.Name, "node", fc.Node)
 		if d.fed, err = federation.Start(context.Background(), fc); err != nil {
 			return nil, err

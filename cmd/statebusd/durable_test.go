@@ -124,6 +124,34 @@ func (s *rawSender) run(t *testing.T, path, id, target string, from, to int) {
 	}
 }
 
+// tally checks that the events got (payloads as handled) came once each
+// and in order, and counts the acknowledged events missing from them and
+// the events in them whose acknowledgement the sender did not read.
+func (s *rawSender) tally(t *testing.T, got []int) (missing, unacked int) {
+	t.Helper()
+	seen := make(map[int]bool, len(got))
+	for i, v := range got {
+		if seen[v] {
+			t.Fatalf("event %d delivered twice", v)
+		}
+		if i > 0 && v <= got[i-1] {
+			t.Fatalf("out of order: %d after %d", v, got[i-1])
+		}
+		seen[v] = true
+	}
+	for i := range s.acked {
+		if !seen[i] {
+			missing++
+		}
+	}
+	for _, v := range got {
+		if !s.acked[v] {
+			unacked++
+		}
+	}
+	return missing, unacked
+}
+
 func (s *rawSender) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -199,28 +227,7 @@ func TestDurableKilled(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	seen := make(map[int]bool, len(got))
-	for i, v := range got {
-		if seen[v] {
-			t.Fatalf("event %d delivered twice", v)
-		}
-		if i > 0 && v <= got[i-1] {
-			t.Fatalf("out of order: %d after %d", v, got[i-1])
-		}
-		seen[v] = true
-	}
-	missing := 0
-	for i := range snd.acked {
-		if !seen[i] {
-			missing++
-		}
-	}
-	unacked := 0
-	for _, v := range got {
-		if !snd.acked[v] {
-			unacked++
-		}
-	}
+	missing, unacked := snd.tally(t, got)
 	t.Logf("killed after %d of %d events were acknowledged (the receiver had handled %d); %d more sent after the restart; %d acknowledged in all, %d delivered once each and in order, %d of those stored but their acknowledgement lost with the connection; %d acknowledged but not delivered",
 		ackedBefore, n, handledAtKill, more, len(snd.acked), len(got), unacked, missing)
 	if missing > 0 {

@@ -40,6 +40,7 @@ type fedSpec struct {
 	wrap  []string // command run before the test binary, or none
 	route string   // host:port of its route listener
 	lease int      // ClusterLeaseSeconds (default 2)
+	args  []string // more statebusd arguments
 }
 
 // startFedProcs starts the daemons n1..nN at once (their JetStream needs
@@ -63,6 +64,7 @@ func startFedProcs(t *testing.T, dir string, specs []fedSpec) []*fedProc {
 			"--cluster-route-listen", sp.route, "--cluster-routes", strings.Join(routes, ","),
 			"--cluster-store-dir", filepath.Join(dir, name+"-js"),
 			"--cluster-lease", strconv.Itoa(max(sp.lease, 2)), "--cluster-ack-timeout", "5")
+		args = append(args, sp.args...)
 		p.cmd = exec.Command(args[0], args[1:]...)
 		p.cmd.Env = append(os.Environ(), "STATEBUSD_TEST_MAIN=1")
 		p.cmd.Stderr = p.stderr

@@ -27,8 +27,10 @@ type write[T any] struct {
 	stFut     jetstream.PubAckFuture
 	deadFut   []jetstream.PubAckFuture
 	jsSeq     uint64 // where the events were stored
+	expJs     uint64 // Shared: where the mailbox's last write is
 	deadTaken int
 	stateOK   bool
+	conflict  bool // Shared: another daemon wrote to the mailbox first
 	err       error
 }
 
@@ -76,12 +78,16 @@ func (s *Store[T]) committer() {
 
 		s.mu.Lock()
 		results = results[:0]
-		freed := 0
+		freed, conflicts := 0, false
 		var purges []purge
 		for i := range writes {
 			w := &writes[i]
+			if w.conflict {
+				s.requeueLocked(w)
+				conflicts = true
+			}
 			freed += w.taken
-			if w.n > 0 {
+			if w.n > 0 && !w.conflict {
 				results = append(results, Stored[T]{Mailbox: w.mb.id, First: w.first, Tags: w.tags, Err: w.err})
 			}
 			if p, ok := s.applyLocked(w); ok {
@@ -101,6 +107,9 @@ func (s *Store[T]) committer() {
 		s.purge(purges)
 		if closed {
 			return
+		}
+		if conflicts {
+			s.awaitFollowers()
 		}
 	}
 }
@@ -145,6 +154,7 @@ func (s *Store[T]) takeLocked(mb *Mailbox[T], w *write[T]) {
 	w.body, w.n = body, n
 	mb.flyN, mb.flyBytes = n, int64(len(body))
 	w.first = mb.last + 1
+	w.expJs = mb.lastJs
 	// Append counted each record as its event plus MaxVarintLen32.
 	w.taken = recordsPayload(body) + n*binary.MaxVarintLen32
 }
@@ -171,7 +181,10 @@ func (s *Store[T]) publish(writes []write[T]) {
 	for i := range writes {
 		w := &writes[i]
 		if w.n > 0 {
-			m := nats.NewMsg(subjEvents + w.mb.tok)
+			m := nats.NewMsg(s.n.events + w.mb.tok)
+			if s.cfg.Shared != nil {
+				m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.expJs, 10))
+			}
 			m.Header.Set(hdrFirst, strconv.FormatUint(w.first, 10))
 			m.Header.Set(hdrCount, strconv.Itoa(w.n))
 			m.Header.Set(hdrBytes, strconv.Itoa(recordsPayload(w.body)))
@@ -179,7 +192,7 @@ func (s *Store[T]) publish(writes []write[T]) {
 			w.fut, w.err = s.js.PublishMsgAsync(m)
 		}
 		for _, d := range w.dead {
-			m := nats.NewMsg(subjDead + w.mb.tok)
+			m := nats.NewMsg(s.n.dead + w.mb.tok)
 			m.Header.Set(hdrSeq, strconv.FormatUint(d.seq, 10))
 			m.Header.Set(hdrReason, headerSafe(d.reason))
 			m.Data = d.event
@@ -190,7 +203,7 @@ func (s *Store[T]) publish(writes []write[T]) {
 			w.deadFut = append(w.deadFut, f)
 		}
 		if w.state != nil {
-			f, err := s.js.PublishAsync(subjState+w.mb.tok, w.state)
+			f, err := s.js.PublishAsync(s.n.stateP+w.mb.tok, w.state)
 			if err == nil {
 				w.stFut = f
 			}
@@ -217,6 +230,9 @@ func (s *Store[T]) publish(writes []write[T]) {
 			} else {
 				w.jsSeq = a.Sequence
 			}
+		}
+		if w.err != nil && w.n > 0 && s.conflicted(w) {
+			w.conflict, w.err = true, nil
 		}
 		if w.err != nil && w.n > 0 {
 			w.err = s.failed(w.err)
@@ -252,6 +268,14 @@ func (s *Store[T]) failed(err error) error {
 	if errors.As(err, &se) {
 		return err
 	}
+	if s.cfg.Shared != nil {
+		// A cluster that did not answer may be electing a leader: the
+		// next write may succeed, and this one may have been stored.
+		if errors.Is(err, errNoAnswer) {
+			err = errors.New("the federation's JetStream did not answer within " + engineTimeout.String())
+		}
+		return &StoreError{Err: err, Cluster: true}
+	}
 	if !errors.Is(err, errNoAnswer) {
 		return &StoreError{Err: err}
 	}
@@ -279,7 +303,7 @@ type purge struct {
 // count and bytes retention; it returns what to delete.
 func (s *Store[T]) applyLocked(w *write[T]) (purge, bool) {
 	mb := w.mb
-	if w.n > 0 {
+	if w.n > 0 && !w.conflict {
 		mb.flyN, mb.flyBytes = 0, 0
 	}
 	if w.state != nil && !w.stateOK && !s.closed {
@@ -289,21 +313,35 @@ func (s *Store[T]) applyLocked(w *write[T]) (purge, bool) {
 	now := time.Now().UnixNano()
 	mb.deadOut -= w.deadTaken
 	for _, d := range w.dead {
-		if d.jsSeq != 0 {
+		if d.jsSeq != 0 && (s.cfg.Shared == nil || !s.hasDeadLocked(d.jsSeq)) {
 			s.addDeadLocked(deadLetter{mailbox: mb.id, seq: d.seq, reason: d.reason, at: now, bytes: len(d.event), jsSeq: d.jsSeq})
 		}
 	}
-	if w.n == 0 || w.err != nil {
+	if w.n == 0 || w.err != nil || w.conflict {
 		return purge{}, false
 	}
+	mb.conflicts = 0
+	s.ctr.Stored.Add(uint64(w.n))
+	if w.jsSeq <= mb.lastJs {
+		return purge{}, false // the followers applied it first
+	}
 	b := batch{first: w.first, n: uint32(w.n), bytes: int64(recordsPayload(w.body)), at: now, jsSeq: w.jsSeq}
+	return s.addBatchLocked(mb, b, w.body)
+}
+
+// addBatchLocked records a stored write of mb (data: its records) and
+// hands it to the pump; it returns what the retention deletes.
+func (s *Store[T]) addBatchLocked(mb *Mailbox[T], b batch, data []byte) (purge, bool) {
+	if len(mb.batches) == 0 && mb.count == 0 {
+		mb.first = b.first
+	}
 	mb.batches = append(mb.batches, b)
 	mb.last = b.last()
+	mb.lastJs = b.jsSeq
 	mb.count += int64(b.n)
 	mb.bytes += b.bytes
-	b.data = w.body
+	b.data = data
 	mb.tail = b
-	s.ctr.Stored.Add(uint64(w.n))
 	mb.poke()
 	return s.evictLocked(mb, false)
 }
@@ -317,8 +355,13 @@ func (s *Store[T]) evictLocked(mb *Mailbox[T], aged bool) (purge, bool) {
 	}
 	var below uint64
 	cut := time.Now().Add(-mb.ret.MaxAge).UnixNano()
-	i := 0
-	for ; i < mb.ackedIdx; i++ {
+	i, keep := 0, mb.ackedIdx
+	if s.cfg.Shared != nil {
+		// The newest write stays: the next append names it as the
+		// mailbox's last (Nats-Expected-Last-Subject-Sequence).
+		keep = min(keep, len(mb.batches)-1)
+	}
+	for ; i < keep; i++ {
 		b := &mb.batches[i]
 		if mb.count <= mb.ret.MaxEvents && mb.bytes <= mb.ret.MaxBytes && !(aged && b.at < cut) {
 			break
@@ -335,7 +378,7 @@ func (s *Store[T]) evictLocked(mb *Mailbox[T], aged bool) (purge, bool) {
 	}
 	mb.batches = append(mb.batches[:0:0], mb.batches[i:]...)
 	mb.ackedIdx -= i
-	return purge{subject: subjEvents + mb.tok, below: below}, true
+	return purge{subject: s.n.events + mb.tok, below: below}, true
 }
 
 func (s *Store[T]) purge(ps []purge) {

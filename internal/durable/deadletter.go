@@ -3,7 +3,10 @@ package durable
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // deadLetter is one event in the dead letters.
@@ -136,6 +139,11 @@ func (s *Store[T]) DeadLetters(id string, limit int) (list []DeadLetter, total i
 	s.mu.Unlock()
 	for _, d := range sel {
 		ev, err := s.readMsg(d.jsSeq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			s.forgetDead(d.jsSeq) // re-driven or deleted by another daemon
+			total--
+			continue
+		}
 		if err != nil {
 			return nil, 0, err
 		}
@@ -164,22 +172,31 @@ func (s *Store[T]) Redrive(id string, seq uint64, tag T) (int, error) {
 	n := 0
 	for _, d := range sel {
 		ev, err := s.readMsg(d.jsSeq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			s.forgetDead(d.jsSeq) // re-driven or deleted by another daemon
+			continue
+		}
 		if err != nil {
 			return n, err
 		}
 		if err := s.Append(mb, ev, tag, nil); err != nil {
 			return n, err
 		}
-		s.mu.Lock()
-		for i := range s.dead {
-			if s.dead[i].jsSeq == d.jsSeq {
-				s.dead = append(s.dead[:i], s.dead[i+1:]...)
-				break
-			}
-		}
-		s.mu.Unlock()
+		s.forgetDead(d.jsSeq)
 		s.deleteMsg(d.jsSeq)
 		n++
 	}
 	return n, nil
+}
+
+// forgetDead removes the dead letter stored at jsSeq from the index.
+func (s *Store[T]) forgetDead(jsSeq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.dead {
+		if s.dead[i].jsSeq == jsSeq {
+			s.dead = append(s.dead[:i], s.dead[i+1:]...)
+			return
+		}
+	}
 }

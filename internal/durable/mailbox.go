@@ -23,6 +23,7 @@ type Mailbox[T any] struct {
 	last       uint64  // last stored sequence
 	count      int64   // retained events
 	bytes      int64   // retained event bytes
+	lastJs     uint64  // stream sequence of the last write (0: none)
 	acked      uint64  // last acknowledged sequence
 	ackedIdx   int     // batches[:ackedIdx] are fully acknowledged
 	ackedBytes int64   // their bytes
@@ -37,6 +38,9 @@ type Mailbox[T any] struct {
 	stateDirt bool      // acked (or the declaration) changed since written
 	deadPend  []deadJob // refused events on their way to the dead letters
 	deadOut   int       // dead letters in the round being written
+	conflicts int       // Shared: rounds in a row another daemon's write came first
+	conflict0 time.Time // Shared: when the first of them failed
+	ackHint   uint64    // Shared: acknowledged elsewhere, beyond what is known here
 
 	// Delivery.
 	sub      Subscriber
@@ -78,6 +82,10 @@ func (s *Store[T]) Declare(id string, owner int) (*Mailbox[T], error) {
 	if mb := s.Lookup([]byte(id)); mb != nil {
 		return mb, nil
 	}
+	var known *stateRecord
+	if s.cfg.Shared != nil {
+		known = s.sharedState(id) // declared by another daemon, not yet read here
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -85,6 +93,11 @@ func (s *Store[T]) Declare(id string, owner int) (*Mailbox[T], error) {
 	}
 	boxes := *s.boxes.Load()
 	if mb := boxes[id]; mb != nil {
+		return mb, nil
+	}
+	if known != nil {
+		mb := s.newMailboxLocked(id, known.Owner)
+		mb.ackHint = known.Acked
 		return mb, nil
 	}
 	if len(boxes) >= s.cfg.MaxMailboxes {
@@ -202,9 +215,18 @@ func (s *Store[T]) Ack(mb *Mailbox[T], seq uint64) {
 }
 
 func (s *Store[T]) ackLocked(mb *Mailbox[T], seq uint64) {
+	if s.advanceAckLocked(mb, seq) {
+		mb.stateDirt = true
+		s.markDirtyLocked(mb)
+	}
+}
+
+// advanceAckLocked moves mb's acknowledged position to seq; false if it
+// was there already.
+func (s *Store[T]) advanceAckLocked(mb *Mailbox[T], seq uint64) bool {
 	seq = min(seq, mb.last)
 	if seq <= mb.acked {
-		return
+		return false
 	}
 	mb.acked = seq
 	if mb.refused <= seq {
@@ -219,8 +241,7 @@ func (s *Store[T]) ackLocked(mb *Mailbox[T], seq uint64) {
 		mb.ackedCount += int64(b.n)
 		mb.ackedIdx++
 	}
-	mb.stateDirt = true
-	s.markDirtyLocked(mb)
+	return true
 }
 
 // Refuse records that the subscriber could not process seq: it is

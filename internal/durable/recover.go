@@ -15,18 +15,21 @@ import (
 
 // recover rebuilds the mailboxes from the store: their states, then the
 // headers of every stored write and dead letter. The file store has
-// already checked each record's checksum and truncated a torn tail.
-func (s *Store[T]) recover() error {
+// already checked each record's checksum and truncated a torn tail. It
+// returns the last stream sequences it read (the followers of a shared
+// store go on from there).
+func (s *Store[T]) recover() (from followFrom, err error) {
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Minute)
 	defer cancel()
 	states := map[string]stateRecord{}
-	if err := s.scan(ctx, s.state, false, func(m jetstream.Msg, _ *jetstream.MsgMetadata) {
+	from.state, err = s.scan(ctx, s.state, false, func(m jetstream.Msg, _ *jetstream.MsgMetadata) {
 		var st stateRecord
 		if json.Unmarshal(m.Data(), &st) == nil && st.ID != "" {
 			states[st.ID] = st
 		}
-	}); err != nil {
-		return err
+	})
+	if err != nil {
+		return from, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -39,19 +42,18 @@ func (s *Store[T]) recover() error {
 		byTok[mb.tok] = mb
 	}
 	var lost int
-	err := s.scan(ctx, s.data, true, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
-		subj := m.Subject()
-		var tok string
-		dead := false
-		switch {
-		case strings.HasPrefix(subj, subjEvents):
-			tok = subj[len(subjEvents):]
-		case strings.HasPrefix(subj, subjDead):
-			tok, dead = subj[len(subjDead):], true
-		default:
+	from.data, err = s.scan(ctx, s.data, true, func(m jetstream.Msg, md *jetstream.MsgMetadata) {
+		tok, dead, ok := s.subjectToken(m.Subject())
+		if !ok {
 			return
 		}
 		mb := byTok[tok]
+		if mb == nil && s.cfg.Shared != nil {
+			// Declared by another daemon after the states were read.
+			if mb = s.mailboxOfTokenLocked(tok); mb != nil {
+				byTok[tok] = mb
+			}
+		}
 		if mb == nil {
 			lost++ // its state record is gone: nothing to deliver it to
 			return
@@ -77,11 +79,12 @@ func (s *Store[T]) recover() error {
 		}
 		mb.batches = append(mb.batches, b)
 		mb.last = b.last()
+		mb.lastJs = b.jsSeq
 		mb.count += int64(n)
 		mb.bytes += b.bytes
 	})
 	if err != nil {
-		return err
+		return from, err
 	}
 	for _, mb := range *s.boxes.Load() {
 		if len(mb.batches) == 0 {
@@ -102,26 +105,39 @@ func (s *Store[T]) recover() error {
 	if len(s.dead) > s.cfg.MaxDeadLetters {
 		s.dead = s.dead[len(s.dead)-s.cfg.MaxDeadLetters:]
 	}
-	s.log.Info("durable store opened", "dir", s.cfg.Dir, "mailboxes", len(*s.boxes.Load()),
+	s.log.Info("durable store opened", "dir", s.cfg.Dir, "shared", s.cfg.Shared != nil, "mailboxes", len(*s.boxes.Load()),
 		"dead_letters", len(s.dead), "sync", s.cfg.Sync, "unattributed_writes", lost)
-	return nil
+	return from, nil
+}
+
+// subjectToken returns the mailbox token of an event stream subject and
+// whether it is a dead letter's.
+func (s *Store[T]) subjectToken(subj string) (tok string, dead, ok bool) {
+	switch {
+	case strings.HasPrefix(subj, s.n.events):
+		return subj[len(s.n.events):], false, true
+	case strings.HasPrefix(subj, s.n.dead):
+		return subj[len(s.n.dead):], true, true
+	}
+	return "", false, false
 }
 
 // scan reads every message of st in order (only headers with
-// headersOnly) with an ordered consumer.
-func (s *Store[T]) scan(ctx context.Context, st jetstream.Stream, headersOnly bool, f func(jetstream.Msg, *jetstream.MsgMetadata)) error {
+// headersOnly) with an ordered consumer, and returns the last stream
+// sequence it got to: every message up to it was read (or deleted).
+func (s *Store[T]) scan(ctx context.Context, st jetstream.Stream, headersOnly bool, f func(jetstream.Msg, *jetstream.MsgMetadata)) (uint64, error) {
 	info, err := st.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("durable: cannot read the store: %w", err)
+		return 0, fmt.Errorf("durable: cannot read the store: %w", err)
 	}
 	if info.State.Msgs == 0 {
-		return nil
+		return info.State.LastSeq, nil
 	}
 	last, want := info.State.LastSeq, info.State.Msgs
-	seen := uint64(0)
+	seen, at := uint64(0), uint64(0)
 	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{HeadersOnly: headersOnly})
 	if err != nil {
-		return fmt.Errorf("durable: cannot read the store: %w", err)
+		return 0, fmt.Errorf("durable: cannot read the store: %w", err)
 	}
 	// Stop at the last sequence or once the stream's message count was
 	// read: after a torn tail was cut, the state may still name a last
@@ -130,7 +146,7 @@ func (s *Store[T]) scan(ctx context.Context, st jetstream.Stream, headersOnly bo
 	for {
 		b, err := c.Fetch(1000, jetstream.FetchMaxWait(100*time.Millisecond))
 		if err != nil {
-			return fmt.Errorf("durable: cannot read the store: %w", err)
+			return 0, fmt.Errorf("durable: cannot read the store: %w", err)
 		}
 		got, done := 0, false
 		for m := range b.Messages() { // to the end, so the fetch ends
@@ -141,18 +157,19 @@ func (s *Store[T]) scan(ctx context.Context, st jetstream.Stream, headersOnly bo
 			}
 			f(m, md)
 			seen++
-			done = md.Sequence.Stream >= last || seen >= want
+			at = md.Sequence.Stream
+			done = at >= last || seen >= want
 		}
 		if done {
-			return nil
+			return at, nil
 		}
 		if err := b.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
-			return fmt.Errorf("durable: cannot read the store: %w", err)
+			return 0, fmt.Errorf("durable: cannot read the store: %w", err)
 		}
 		if got > 0 {
 			stalled = time.Now()
 		} else if time.Since(stalled) > 30*time.Second {
-			return fmt.Errorf("durable: reading the store %s stalled after %d of %d messages", st.CachedInfo().Config.Name, seen, want)
+			return 0, fmt.Errorf("durable: reading the store %s stalled after %d of %d messages", st.CachedInfo().Config.Name, seen, want)
 		}
 	}
 }
@@ -176,7 +193,11 @@ func (s *Store[T]) janitor() {
 		}
 		var purges []purge
 		for _, mb := range *s.boxes.Load() {
-			s.expireLocked(mb)
+			if s.cfg.Shared == nil || mb.sub != nil {
+				// Shared: only the daemon delivering a mailbox moves
+				// its old events to the dead letters, once.
+				s.expireLocked(mb)
+			}
 			if p, ok := s.evictLocked(mb, true); ok {
 				purges = append(purges, p)
 			}

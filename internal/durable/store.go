@@ -13,7 +13,10 @@
 //   - delivery: a pump per attached subscriber that sends stored events
 //     in order from its last acknowledged sequence, then live ones;
 //   - recovery: at Open the mailboxes are rebuilt from the store's
-//     headers; a torn tail is truncated by the file store.
+//     headers; a torn tail is truncated by the file store;
+//   - across daemons (Config.Shared): the same mailboxes in a replicated
+//     stream of a federation's JetStream, appended by every daemon with
+//     optimistic concurrency and followed by each (shared.go).
 //
 // It knows nothing of sockets: statebusd's server appends, attaches
 // subscribers and receives the outcome of every append through callbacks.
@@ -26,6 +29,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -67,8 +71,13 @@ type Retention struct {
 
 // Config is the durable store's configuration. Start from DefaultConfig.
 type Config struct {
-	// Dir is where the store lives (JetStream's store directory).
+	// Dir is where the store lives (JetStream's store directory). With
+	// Shared it only names the disk that diagnostics look at.
 	Dir string
+	// Shared, when set, keeps the mailboxes in a NATS cluster's
+	// JetStream (a federation's) instead of an nats-server of the
+	// store's own: see Shared.
+	Shared *Shared
 	// Sync is the durability policy; SyncInterval is the flush interval
 	// of SyncInterval (ignored by SyncAlways).
 	Sync         SyncPolicy
@@ -123,8 +132,10 @@ func DefaultConfig(dir string) Config {
 // Validate reports the first field that cannot work.
 func (c *Config) Validate() error {
 	switch {
-	case c.Dir == "":
+	case c.Dir == "" && c.Shared == nil:
 		return errors.New("durable: DurableDir is empty")
+	case c.Shared != nil && (c.Shared.Conn == nil || c.Shared.Replicas < 1 || c.Shared.Replicas > 5 || !nameRE.MatchString(c.Shared.Name)):
+		return fmt.Errorf("durable: Shared needs a connection, 1 to 5 replicas and a name of letters, digits, '-' or '_', not %d replicas and %q", c.Shared.Replicas, c.Shared.Name)
 	case c.Sync != SyncAlways && c.Sync != SyncInterval:
 		return fmt.Errorf("durable: DurableSync must be %q or %q, not %q", SyncAlways, SyncInterval, c.Sync)
 	case c.Sync == SyncInterval && c.SyncInterval <= 0:
@@ -147,6 +158,8 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
 // The store's errors. Their texts are what senders see.
 var (
 	// ErrClosed: the store was closed.
@@ -165,15 +178,21 @@ func (e *FullError) Error() string { return e.Text }
 // StoreError wraps a failure of the storage engine to store events
 // (disk full, I/O error): nothing of the failed write was acknowledged.
 // With Restart the engine stopped storing and statebusd must be
-// restarted once the disk is fixed.
+// restarted once the disk is fixed. With Cluster the shared store (a
+// federation's JetStream) failed or did not answer: the write may still
+// have been stored.
 type StoreError struct {
 	Err     error
 	Restart bool
+	Cluster bool
 }
 
 func (e *StoreError) Error() string {
-	if e.Restart {
+	switch {
+	case e.Restart:
 		return "durable store cannot store the event (" + e.Err.Error() + "); free disk space or check the store's disk, then restart statebusd and send again"
+	case e.Cluster:
+		return "durable store cannot confirm the event was stored (" + e.Err.Error() + "); it may have been: send again once the federation's JetStream has a quorum of its nodes"
 	}
 	return "durable store cannot store the event (" + e.Err.Error() + "); free disk space or check the store's disk, then send again"
 }
@@ -196,19 +215,41 @@ type Stored[T any] struct {
 	Err     error
 }
 
-// Stream and subject names.
+// Stream names and subject prefixes of a store of its own; a shared
+// store adds the federation's name (namesFor).
 const (
 	dataStream  = "STATEBUS_DURABLE"
 	stateStream = "STATEBUS_DURABLE_STATE"
-	subjEvents  = "sbd.m."
-	subjDead    = "sbd.d."
+	subjData    = "sbd."
+	subjEvents  = "m."
+	subjDead    = "d."
 	subjState   = "sbs."
-	hdrFirst    = "Sb-First"
-	hdrCount    = "Sb-N"
-	hdrSeq      = "Sb-Seq"
-	hdrReason   = "Sb-Reason"
-	hdrBytes    = "Sb-Bytes"
 )
+
+// Header names.
+const (
+	hdrFirst  = "Sb-First"
+	hdrCount  = "Sb-N"
+	hdrSeq    = "Sb-Seq"
+	hdrReason = "Sb-Reason"
+	hdrBytes  = "Sb-Bytes"
+)
+
+// names are a store's streams and subject prefixes.
+type names struct {
+	data, state          string // streams
+	events, dead, stateP string // subject prefixes
+	dataAll              string // the event stream's subjects
+}
+
+func namesFor(sh *Shared) names {
+	p, suffix := "", ""
+	if sh != nil {
+		p, suffix = "statebus."+sh.Name+".", "_"+sh.Name
+	}
+	return names{data: dataStream + suffix, state: stateStream + suffix, events: p + subjData + subjEvents,
+		dead: p + subjData + subjDead, stateP: p + subjState, dataAll: p + subjData + ">"}
+}
 
 // Store is an open durable store. T is what the caller tags each append
 // with; it gets the tags back in OnStored.
@@ -217,7 +258,8 @@ type Store[T any] struct {
 	log      *slog.Logger
 	onStored func([]Stored[T])
 
-	ns     *natsserver.Server
+	n      names
+	ns     *natsserver.Server // nil when Shared
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	data   jetstream.Stream
@@ -238,6 +280,8 @@ type Store[T any] struct {
 	broken    error         // the engine stopped storing: appends fail at once
 	stop      chan struct{} // closed by Close: the janitor and pumps stop
 	wg        sync.WaitGroup
+
+	follow followers // Shared: what other daemons write
 
 	ctr Counters
 }
@@ -262,20 +306,32 @@ func Open[T any](cfg Config, onStored func([]Stored[T])) (*Store[T], error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("durable: cannot create the store directory %s: %w", cfg.Dir, err)
+	if cfg.Shared == nil {
+		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("durable: cannot create the store directory %s: %w", cfg.Dir, err)
+		}
+	} else if m := int(cfg.Shared.Conn.MaxPayload()) - 64<<10; cfg.MaxBatchBytes > m {
+		cfg.MaxBatchBytes = max(m, 1<<10) // a round's write is one NATS message
 	}
 	s := &Store[T]{cfg: cfg, log: log, onStored: onStored, work: make(chan struct{}, 1),
-		room: make(chan struct{}), perUID: map[int]int{}, stop: make(chan struct{})}
+		room: make(chan struct{}), perUID: map[int]int{}, stop: make(chan struct{}), n: namesFor(cfg.Shared)}
+	s.follow.applied = make(chan struct{}, 1)
 	s.boxes.Store(&map[string]*Mailbox[T]{})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if err := s.start(); err != nil {
 		s.shutdownEngine()
 		return nil, err
 	}
-	if err := s.recover(); err != nil {
+	from, err := s.recover()
+	if err != nil {
 		s.shutdownEngine()
 		return nil, err
+	}
+	if cfg.Shared != nil {
+		if err := s.startFollowing(from); err != nil {
+			s.shutdownEngine()
+			return nil, err
+		}
 	}
 	s.wg.Add(2)
 	go s.committer()
@@ -283,8 +339,13 @@ func Open[T any](cfg Config, onStored func([]Stored[T])) (*Store[T], error) {
 	return s, nil
 }
 
-// start runs the embedded nats-server and creates (or opens) the streams.
+// start runs the embedded nats-server (or takes the shared connection)
+// and creates (or opens) the streams.
 func (s *Store[T]) start() error {
+	if s.cfg.Shared != nil {
+		s.nc = s.cfg.Shared.Conn
+		return s.openStreams(s.cfg.Shared.Replicas, "the federation's JetStream")
+	}
 	opts := &natsserver.Options{
 		ServerName:         "statebusd-durable",
 		DontListen:         true,
@@ -318,6 +379,13 @@ func (s *Store[T]) start() error {
 	if err != nil {
 		return fmt.Errorf("durable: storage engine connection: %w", err)
 	}
+	return s.openStreams(1, s.cfg.Dir)
+}
+
+// openStreams creates (or opens) the event and state streams, replicas
+// copies each; where names the store in errors.
+func (s *Store[T]) openStreams(replicas int, where string) error {
+	var err error
 	s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		return err
@@ -325,19 +393,19 @@ func (s *Store[T]) start() error {
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
 	s.data, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: dataStream, Subjects: []string{"sbd.>"}, Storage: jetstream.FileStorage,
+		Name: s.n.data, Subjects: []string{s.n.dataAll}, Storage: jetstream.FileStorage,
 		Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardNew, MaxBytes: s.cfg.MaxStoreBytes,
-		Replicas: 1, MaxMsgSize: int32(s.cfg.MaxBatchBytes + 1<<20), AllowDirect: true,
+		Replicas: replicas, MaxMsgSize: int32(s.cfg.MaxBatchBytes + 1<<20), AllowDirect: true,
 	})
 	if err != nil {
-		return fmt.Errorf("durable: cannot open stream %s in %s: %w", dataStream, s.cfg.Dir, err)
+		return fmt.Errorf("durable: cannot open stream %s in %s: %w", s.n.data, where, err)
 	}
 	s.state, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: stateStream, Subjects: []string{"sbs.>"}, Storage: jetstream.FileStorage,
-		MaxMsgsPerSubject: 1, Replicas: 1, AllowDirect: true,
+		Name: s.n.state, Subjects: []string{s.n.stateP + ">"}, Storage: jetstream.FileStorage,
+		MaxMsgsPerSubject: 1, Replicas: replicas, AllowDirect: true,
 	})
 	if err != nil {
-		return fmt.Errorf("durable: cannot open stream %s in %s: %w", stateStream, s.cfg.Dir, err)
+		return fmt.Errorf("durable: cannot open stream %s in %s: %w", s.n.state, where, err)
 	}
 	return nil
 }
@@ -359,12 +427,16 @@ func (s *Store[T]) Close() error {
 	s.mu.Unlock()
 	s.kick()
 	s.wg.Wait()
+	s.stopFollowing()
 	s.cancel()
 	s.shutdownEngine()
 	return nil
 }
 
 func (s *Store[T]) shutdownEngine() {
+	if s.cfg.Shared != nil {
+		return // the connection is the federation's
+	}
 	if s.nc != nil {
 		s.nc.Close()
 	}

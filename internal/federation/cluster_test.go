@@ -44,14 +44,7 @@ func startFederation(t *testing.T, n int, edit func(*server.Config)) []*daemon {
 
 func dial(t *testing.T, d *daemon, id string, opts ...statebus.Option) *statebus.Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := statebus.Dial(ctx, id, append([]statebus.Option{statebus.WithPipeName(d.sock), statebus.WithReconnect(false)}, opts...)...)
-	if err != nil {
-		t.Fatalf("dial %s on %s: %v", id, d.node.Name(), err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return fedtest.Dial(t, &fedtest.Daemon{Node: d.node, Srv: d.srv, Sock: d.sock}, id, opts...)
 }
 
 // seen waits until daemon d's directory knows id is held elsewhere.

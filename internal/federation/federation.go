@@ -68,6 +68,13 @@ type Config struct {
 	RouteListen  string
 	Routes       []string
 	StoreDir     string
+	// SyncAlways makes the embedded node flush (fsync) every JetStream
+	// write before acknowledging it, SyncInterval (when not 0) every
+	// interval instead of nats-server's default of two minutes. Durable
+	// mailboxes set them from DurableSync (docs/durability.md); in
+	// external mode the cluster's own setting applies.
+	SyncAlways   bool
+	SyncInterval time.Duration
 
 	// External mode: the cluster's URLs, a credentials file, and TLS
 	// files (CA to trust, client certificate and key).
@@ -240,6 +247,27 @@ func (n *Node) SetHandler(h Handler) { n.handle.Store(&h) }
 // OnLeaseLost sets what runs when this daemon's lease lapsed: every id it
 // holds must be dropped, since other daemons may now claim them.
 func (n *Node) OnLeaseLost(f func()) { n.lost.Store(&f) }
+
+// Conn returns the connection to NATS, for other users of the
+// federation's JetStream (durable mailboxes). They must not close it.
+func (n *Node) Conn() *nats.Conn { return n.nc }
+
+// Replicas returns how many NATS nodes keep each of the federation's
+// JetStream streams and buckets.
+func (n *Node) Replicas() int { return n.cfg.Replicas }
+
+// ClusterName returns the federation's name, which prefixes its
+// subjects, buckets and streams.
+func (n *Node) ClusterName() string { return n.cfg.Name }
+
+// StoreDir returns the embedded node's JetStream directory ("" in
+// external mode).
+func (n *Node) StoreDir() string {
+	if n.cfg.Mode != Embedded {
+		return ""
+	}
+	return n.cfg.StoreDir
+}
 
 // ClientURL returns the embedded node's client URL ("" in external mode),
 // for tools such as nats bench to use the same cluster.

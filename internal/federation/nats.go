@@ -110,6 +110,13 @@ func (n *Node) startEmbedded() (*natsserver.Server, error) {
 		NoSigs:     true,
 		NoLog:      true,
 		Cluster:    natsserver.ClusterOpts{Name: n.cfg.Name, Host: rh, Port: rp},
+		SyncAlways: n.cfg.SyncAlways,
+		// Durable mailboxes write a mailbox's round as one message (up
+		// to 4 MiB of events); NATS warns only above 8 MiB.
+		MaxPayload: 8 << 20,
+	}
+	if !n.cfg.SyncAlways && n.cfg.SyncInterval > 0 {
+		opts.SyncInterval = n.cfg.SyncInterval
 	}
 	for _, r := range n.cfg.Routes {
 		u, err := url.Parse(r)

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/statebus/statebus"
 	"github.com/statebus/statebus/internal/bustest"
 	"github.com/statebus/statebus/internal/federation"
 	"github.com/statebus/statebus/internal/server"
@@ -126,6 +127,20 @@ func Start(t testing.TB, n int, fedit func(*federation.Config), edit func(*serve
 		ds[i] = &Daemon{Node: nd, Srv: srv, Sock: srv.Addr()}
 	}
 	return ds
+}
+
+// Dial connects a client as id to daemon d, without reconnecting; it is
+// closed when the test ends.
+func Dial(t testing.TB, d *Daemon, id string, opts ...statebus.Option) *statebus.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := statebus.Dial(ctx, id, append([]statebus.Option{statebus.WithPipeName(d.Sock), statebus.WithReconnect(false)}, opts...)...)
+	if err != nil {
+		t.Fatalf("dial %s on %s: %v", id, d.Node.Name(), err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // Seen waits until daemon d's directory knows id is held elsewhere.

@@ -41,11 +41,13 @@ func (s *Server) openDurable() error {
 	if dc.Store.Dir == "" {
 		return nil
 	}
-	if s.cfg.Federation != nil {
-		// A durable id's events would be stored on the sender's daemon
-		// while its receiver may hold the id on another: not yet
-		// (docs/durability.md, "Across daemons").
-		return errors.New("config: DurableDir and Cluster cannot both be set yet: durable mailboxes work on one daemon (docs/durability.md, \"Across daemons\")")
+	if s.fed != nil {
+		// Every daemon reaches every mailbox: they live in the
+		// federation's JetStream (docs/durability.md, "Across daemons").
+		dc.Store.Shared = &durable.Shared{Conn: s.fed.Conn(), Replicas: s.fed.Replicas(), Name: s.fed.ClusterName()}
+		if d := s.fed.StoreDir(); d != "" {
+			dc.Store.Dir = d
+		}
 	}
 	for _, p := range dc.Patterns {
 		if _, err := path.Match(p, ""); err != nil {
