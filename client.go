@@ -88,8 +88,8 @@ type Event struct {
 	Payload json.RawMessage `json:"Payload"`
 	// Timestamp is when the sender sent it (zero if it gave none).
 	Timestamp time.Time `json:"Timestamp"`
-	// Sequence is the event's number in this client's durable mailbox
-	// (WithDurable); 0 for other events.
+	// Sequence is the event's number in the durable mailbox of the id it
+	// was delivered to (WithDurable, IdentityDurable); 0 for other events.
 	Sequence uint64 `json:"-"`
 	durGen   uint64 // the durable generation it was received in
 	// TraceParent and TraceState are the W3C trace context the sender
@@ -147,9 +147,6 @@ type Client struct {
 	// routes maps the ids in idents to them, for the reader; nil when
 	// there are none. Replaced, never changed, under mu.
 	routes atomic.Pointer[map[string]*Identity]
-
-	dur    durState    // WithDurable: what was handled and acknowledged
-	ackDue atomic.Bool // the dispatcher has an acknowledgement to write
 }
 
 // Dial connects to the service, checks that it is served by a trusted
@@ -192,6 +189,9 @@ func dial(ctx context.Context, id string, opts []Option) (*Client, error) {
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.disp = newDispatcher(c, id)
 	c.disp.onErr = o.errorHandler
+	if o.durable && id != "" {
+		c.disp.dur = &durMailbox{id: id, manualAck: o.manualAck}
+	}
 	for _, install := range o.handlers {
 		install(c)
 	}
@@ -239,7 +239,7 @@ func (c *Client) Pending() (events, bytes int) { return c.disp.pending() }
 // kept across reconnects. The returned function removes h.
 func (c *Client) OnEvent(name string, h Handler) (remove func()) {
 	remove = c.disp.add(name, h)
-	c.handlerAdded()
+	c.disp.handlerAdded()
 	return remove
 }
 

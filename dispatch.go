@@ -24,6 +24,7 @@ import (
 type dispatcher struct {
 	c        *Client
 	id       string      // the machine id whose events it runs: the client's, or an Identity's
+	dur      *durMailbox // its durable mailbox (WithDurable, IdentityDurable); nil if none. Set before the first item.
 	discard  atomic.Bool // closed with discard: what is left of a batch is dropped too
 	onErr    func(error) // where errors go; nil: nowhere. Set before the first item.
 	handlers atomic.Pointer[map[string][]*Handler]
@@ -322,12 +323,12 @@ func (d *dispatcher) loop() {
 			*it = item{} // what ran is not held until the batch ends
 			if msgs == releaseEvery {
 				d.release(msgs, bytes)
-				d.c.flushAck()
+				d.flushAck()
 				msgs, bytes = 0, 0
 			}
 		}
 		d.release(msgs, bytes)
-		d.c.flushAck()
+		d.flushAck()
 		if cap(batch) > keepItems {
 			batch = nil // a burst's queue goes back to the garbage collector
 		}
@@ -374,7 +375,7 @@ func (d *dispatcher) dispatch(it *item) {
 		defer span.End()
 	}
 	hm := *d.handlers.Load()
-	if it.ev.Sequence != 0 && !d.c.runnable(&it.ev, len(hm[it.ev.Name])+len(hm["*"]) > 0) {
+	if it.ev.Sequence != 0 && !d.runnable(&it.ev, len(hm[it.ev.Name])+len(hm["*"]) > 0) {
 		return // a durable event that comes again
 	}
 	for _, h := range hm[it.ev.Name] {
@@ -384,7 +385,7 @@ func (d *dispatcher) dispatch(it *item) {
 		(*h)(it.ev)
 	}
 	if it.ev.Sequence != 0 {
-		d.c.handled(it.ev.Sequence)
+		d.handled(it.ev.Sequence)
 	}
 	if d.nwaiters.Load() == 0 {
 		return

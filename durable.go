@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/statebus/statebus/protocol"
@@ -88,22 +89,32 @@ func (d *durState) stamp() uint64 {
 	return d.gen
 }
 
+// durMailbox is the client's side of one durable mailbox: the client's
+// own id (WithDurable) or an Identity's (IdentityDurable). It belongs to
+// the id's dispatcher, which runs its events and acknowledges them.
+type durMailbox struct {
+	id        string
+	manualAck bool
+	st        durState
+	ackDue    atomic.Bool // the dispatcher has an acknowledgement to write
+}
+
 // runnable reports whether the dispatcher may run ev's handlers: not
 // when it is stale (queued before a refusal, a rewind or a new session:
 // it comes again), and not when no handler takes it: then it, and what
 // follows, wait until OnEvent adds one (it is asked for again then).
-func (c *Client) runnable(ev *Event, handled bool) bool {
-	d := &c.dur
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if ev.durGen != d.gen {
+func (d *dispatcher) runnable(ev *Event, handled bool) bool {
+	st := &d.dur.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if ev.durGen != st.gen {
 		return false
 	}
 	if !handled {
-		d.gen++
-		d.awaiting = true
-		d.received = ev.Sequence - 1
-		d.held = ev.Sequence
+		st.gen++
+		st.awaiting = true
+		st.received = ev.Sequence - 1
+		st.held = ev.Sequence
 		return false
 	}
 	return true
@@ -111,59 +122,60 @@ func (c *Client) runnable(ev *Event, handled bool) bool {
 
 // handlerAdded asks for the held events again, now that a handler may
 // take them.
-func (c *Client) handlerAdded() {
-	d := &c.dur
-	d.mu.Lock()
-	seq := d.held
-	d.held = 0
-	d.mu.Unlock()
+func (d *dispatcher) handlerAdded() {
+	if d.dur == nil {
+		return
+	}
+	st := &d.dur.st
+	st.mu.Lock()
+	seq := st.held
+	st.held = 0
+	st.mu.Unlock()
 	if seq != 0 {
-		if s := c.sess.Load(); s != nil {
-			if b, err := s.q.beginNoWait(); err == nil {
-				s.q.commit(protocol.AppendRewindRequest(b, c.id, seq))
-			}
-		}
+		d.writeRewind(seq)
 	}
 }
 
 // handled records that seq's handlers returned; unless it was refused
 // (or acknowledgements are manual) it is acknowledged with the batch.
-func (c *Client) handled(seq uint64) {
-	d := &c.dur
-	d.mu.Lock()
-	if seq > d.processed {
-		d.processed = seq
+func (d *dispatcher) handled(seq uint64) {
+	st := &d.dur.st
+	st.mu.Lock()
+	if seq > st.processed {
+		st.processed = seq
 	}
-	if d.refused == seq || c.opt.manualAck {
-		d.mu.Unlock()
+	if st.refused == seq || d.dur.manualAck {
+		st.mu.Unlock()
 		return
 	}
-	d.done = max(d.done, seq)
-	d.mu.Unlock()
-	c.ackDue.Store(true)
+	st.done = max(st.done, seq)
+	st.mu.Unlock()
+	d.dur.ackDue.Store(true)
 }
 
 // flushAck acknowledges what the handlers processed, once per batch of
 // events: the service keeps only the highest.
-func (c *Client) flushAck() {
-	if !c.ackDue.Load() || !c.ackDue.CompareAndSwap(true, false) {
+func (d *dispatcher) flushAck() {
+	if d.dur == nil || !d.dur.ackDue.Load() || !d.dur.ackDue.CompareAndSwap(true, false) {
 		return
 	}
-	d := &c.dur
-	d.mu.Lock()
-	seq := d.done
-	if seq <= d.acked {
-		d.mu.Unlock()
+	st := &d.dur.st
+	st.mu.Lock()
+	seq := st.done
+	if seq <= st.acked {
+		st.mu.Unlock()
 		return
 	}
-	d.acked = seq
-	d.mu.Unlock()
-	c.writeAck(seq, "", false)
+	st.acked = seq
+	st.mu.Unlock()
+	d.writeAck(seq, "", false)
 }
 
-// writeAck writes an Ack line on the live session, if any; a lost one is
-// made good by the redelivery after the reconnect, which the client drops.
-func (c *Client) writeAck(seq uint64, refuse string, refused bool) error {
+// writeAck writes an Ack line for the dispatcher's id on the live
+// session, if any; a lost one is made good by the redelivery after the
+// reconnect, which the client drops.
+func (d *dispatcher) writeAck(seq uint64, refuse string, refused bool) error {
+	c := d.c
 	s := c.sess.Load()
 	if s == nil {
 		return fmt.Errorf("%w: reconnecting to %s", ErrNotConnected, c.path)
@@ -175,57 +187,100 @@ func (c *Client) writeAck(seq uint64, refuse string, refused bool) error {
 	if refused && refuse == "" {
 		refuse = "refused"
 	}
-	s.q.commit(protocol.AppendAckRequest(b, c.id, seq, refuse))
+	s.q.commit(protocol.AppendAckRequest(b, d.id, seq, refuse))
 	return nil
+}
+
+// writeRewind asks the service for seq and every later event of the
+// dispatcher's id again.
+func (d *dispatcher) writeRewind(seq uint64) {
+	if s := d.c.sess.Load(); s != nil {
+		if b, err := s.q.beginNoWait(); err == nil {
+			s.q.commit(protocol.AppendRewindRequest(b, d.id, seq))
+		}
+	}
 }
 
 // rewind asks the service for seq and every later event again: the
 // handlers' queue was full (WithPendingLimits), so seq was dropped.
-func (c *Client) rewind(seq uint64) {
-	d := &c.dur
-	d.mu.Lock()
-	if d.awaiting {
-		d.mu.Unlock()
+func (d *dispatcher) rewind(seq uint64) {
+	st := &d.dur.st
+	st.mu.Lock()
+	if st.awaiting {
+		st.mu.Unlock()
 		return // a rewind is on its way already
 	}
-	d.awaiting = true
-	d.received = seq - 1
-	d.gen++
-	d.mu.Unlock()
-	if s := c.sess.Load(); s != nil {
-		if b, err := s.q.beginNoWait(); err == nil {
-			s.q.commit(protocol.AppendRewindRequest(b, c.id, seq))
-		}
+	st.awaiting = true
+	st.received = seq - 1
+	st.gen++
+	st.mu.Unlock()
+	d.writeRewind(seq)
+}
+
+// ack acknowledges every durable event of the dispatcher's id up to seq.
+func (d *dispatcher) ack(seq uint64) error {
+	if st := d.durState(); st != nil {
+		st.mu.Lock()
+		st.done = max(st.done, seq)
+		st.acked = max(st.acked, seq)
+		st.mu.Unlock()
 	}
+	return d.writeAck(seq, "", false)
+}
+
+// refuse refuses durable event seq of the dispatcher's id.
+func (d *dispatcher) refuse(seq uint64, reason string) error {
+	if st := d.durState(); st != nil {
+		st.mu.Lock()
+		st.refused = seq
+		st.awaiting = true
+		st.received = seq - 1
+		st.gen++
+		st.mu.Unlock()
+	}
+	return d.writeAck(seq, reason, true)
+}
+
+func (d *dispatcher) durState() *durState {
+	if d.dur == nil {
+		return nil
+	}
+	return &d.dur.st
 }
 
 // Ack acknowledges every durable event up to seq (Event.Sequence): the
 // service will not hand them over again. With WithDurable alone the
 // client does this itself after the handlers return.
-func (c *Client) Ack(seq uint64) error {
-	d := &c.dur
-	d.mu.Lock()
-	d.done = max(d.done, seq)
-	d.acked = max(d.acked, seq)
-	d.mu.Unlock()
-	return c.writeAck(seq, "", false)
-}
+func (c *Client) Ack(seq uint64) error { return c.disp.ack(seq) }
 
 // Refuse tells the service that durable event seq could not be processed:
 // it is handed over again, with every later one, and after the service's
 // DurableMaxDeliveries refusals it goes to the dead letters instead.
 // Called from the event's handler, it also keeps the client from
 // acknowledging it.
-func (c *Client) Refuse(seq uint64, reason string) error {
-	d := &c.dur
-	d.mu.Lock()
-	d.refused = seq
-	d.awaiting = true
-	d.received = seq - 1
-	d.gen++
-	d.mu.Unlock()
-	return c.writeAck(seq, reason, true)
+func (c *Client) Refuse(seq uint64, reason string) error { return c.disp.refuse(seq, reason) }
+
+// IdentityDurable declares the identity's id durable, as WithDurable
+// does the client's: its events are stored while it is away, delivered
+// in order with their Sequence, acknowledged after its handlers return
+// (IdentityManualAck: by Identity.Ack), and what comes again after a
+// reconnect is dropped. See docs/durability.md.
+func IdentityDurable() IdentityOption {
+	return func(x *Identity) { x.disp.dur = &durMailbox{id: x.id} }
 }
+
+// IdentityManualAck is IdentityDurable with the acknowledgements left to
+// Identity.Ack, as WithManualAck.
+func IdentityManualAck() IdentityOption {
+	return func(x *Identity) { x.disp.dur = &durMailbox{id: x.id, manualAck: true} }
+}
+
+// Ack acknowledges every durable event of the identity up to seq, as
+// Client.Ack does the client's.
+func (x *Identity) Ack(seq uint64) error { return x.disp.ack(seq) }
+
+// Refuse refuses the identity's durable event seq, as Client.Refuse.
+func (x *Identity) Refuse(seq uint64, reason string) error { return x.disp.refuse(seq, reason) }
 
 // StoredEvent is an event read back from a durable mailbox.
 type StoredEvent struct {

@@ -136,7 +136,7 @@ func (c *Client) register(ctx context.Context, x *Identity) (*Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	registered, err := s.registerID(ctx, x.id)
+	registered, err := s.registerID(ctx, x.id, x.disp.dur != nil)
 	switch {
 	case err == nil:
 		return x, nil
@@ -156,14 +156,15 @@ func (c *Client) register(ctx context.Context, x *Identity) (*Identity, error) {
 	return nil, fmt.Errorf("statebus: cannot register %q at %s: %w", x.id, c.path, err)
 }
 
-// registerID registers and subscribes id on s; registered reports whether
-// the Register was accepted.
-func (s *session) registerID(ctx context.Context, id string) (registered bool, err error) {
+// registerID registers and subscribes id on s, declared durable with
+// durable (WithDurable, IdentityDurable); registered reports whether the
+// Register was accepted.
+func (s *session) registerID(ctx context.Context, id string, durable bool) (registered bool, err error) {
 	c := s.c
 	seq := c.seq.Add(1)
 	reg := protocol.AppendRegister
-	if c.opt.durable && id == c.id {
-		reg = protocol.AppendRegisterDurable // WithDurable
+	if durable {
+		reg = protocol.AppendRegisterDurable
 	}
 	line := reg(nil, seq, id, c.opt.processName, os.Getpid(), time.Now())
 	ask := c.opt.framing == FramingCompact && !s.compact.Load()
@@ -354,7 +355,9 @@ func (x *Identity) Err() error {
 // event), as Client.OnEvent does for the client's. The returned function
 // removes it.
 func (x *Identity) OnEvent(name string, h Handler) (remove func()) {
-	return x.disp.add(name, h)
+	remove = x.disp.add(name, h)
+	x.disp.handlerAdded()
+	return remove
 }
 
 // HandleRequest sets the handler for the identity's requests named name

@@ -124,10 +124,10 @@ func (c *Client) establish(ctx context.Context, attempt int) error {
 func (s *session) handshake(ctx context.Context, attempt int) error {
 	c := s.c
 	if c.id != "" {
-		if c.opt.durable {
-			c.dur.newSession()
+		if dm := c.disp.dur; dm != nil {
+			dm.st.newSession()
 		}
-		if _, err := s.registerID(ctx, c.id); err != nil {
+		if _, err := s.registerID(ctx, c.id, c.disp.dur != nil); err != nil {
 			return err
 		}
 	}
@@ -153,7 +153,10 @@ func (s *session) handshake(ctx context.Context, attempt int) error {
 		}
 	}
 	for _, is := range idents {
-		if _, err := s.registerID(ctx, is.x.id); err != nil {
+		if dm := is.x.disp.dur; dm != nil {
+			dm.st.newSession()
+		}
+		if _, err := s.registerID(ctx, is.x.id, is.x.disp.dur != nil); err != nil {
 			if !refused(err) {
 				return err
 			}
@@ -449,12 +452,13 @@ func (s *session) readLoop() {
 		if r.For != nil || c.routes.Load() != nil {
 			d = s.dispatcherFor(&r)
 		}
-		// A durable mailbox's event for the client's own id (WithDurable).
-		durable := r.Sequence != 0 && c.opt.durable && d == c.disp
+		// A durable mailbox's event for an id declared durable by this
+		// client (WithDurable, IdentityDurable).
+		durable := r.Sequence != 0 && d != nil && d.dur != nil
 		if durable {
-			if ok, reack := c.dur.accept(r.Sequence, r.Rewound); !ok {
+			if ok, reack := d.dur.st.accept(r.Sequence, r.Rewound); !ok {
 				if reack != 0 {
-					c.writeAck(reack, "", false)
+					d.writeAck(reack, "", false)
 				}
 				continue // handled already, or before a refusal's redelivery
 			}
@@ -464,7 +468,7 @@ func (s *session) readLoop() {
 			it.ev.Timestamp = time.Unix(0, r.Time).UTC()
 		}
 		if durable {
-			it.ev.Sequence, it.ev.durGen = r.Sequence, c.dur.stamp()
+			it.ev.Sequence, it.ev.durGen = r.Sequence, d.dur.st.stamp()
 		}
 		switch {
 		case r.ReplyTo != 0:
@@ -490,7 +494,7 @@ func (s *session) readLoop() {
 		}
 		dropped := d.enqueue(it)
 		if dropped && it.ev.Sequence != 0 {
-			c.rewind(it.ev.Sequence) // the service hands it over again
+			d.rewind(it.ev.Sequence) // the service hands it over again
 			continue
 		}
 		if dropped && it.req != nil {

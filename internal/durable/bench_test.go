@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,17 +42,22 @@ func BenchmarkDurableAcrossDaemons(b *testing.B) {
 		c.Durable.Store.Retention.MaxEvents = 10_000_000
 		c.Durable.Store.Retention.MaxBytes = 4 << 30
 	})
+	run := 0
 	for _, where := range []string{"same", "across"} {
 		b.Run(where, func(b *testing.B) {
 			to := ds[1]
 			if where == "same" {
 				to = ds[0]
 			}
-			id := "ctl-" + where
+			// Ids of their own each time b.Run runs this (with b.N 1
+			// first): a released id is free in the federation a moment
+			// after its connection closed.
+			run++
+			id, src := "ctl-"+where+strconv.Itoa(run), "src-"+where+strconv.Itoa(run)
 			recv := dialB(b, to.Sock, id, true)
 			bustest.Eventually(b, 10*time.Second, func() bool { return ds[0].Srv.Durable().Lookup([]byte(id)) != nil }, "n1 never saw %s declared", id)
-			send := dialB(b, ds[0].Sock, "src-"+where, false)
-			pipelined(b, "src-"+where, send, recv, ds[0].Srv.Durable().Counters())
+			send := dialB(b, ds[0].Sock, src, false)
+			pipelined(b, src, send, recv, ds[0].Srv.Durable().Counters())
 		})
 	}
 }

@@ -52,19 +52,40 @@ func restart(t *testing.T, sock, dir string) *server.Server {
 	return srv
 }
 
+// restartable is a service on one socket and store that a test stops
+// and starts again; the last one stops when the test ends.
+type restartable struct {
+	sock, dir string
+	srv       *server.Server
+	t         *testing.T
+}
+
+func newRestartable(t *testing.T) *restartable {
+	r := &restartable{sock: bustest.SocketPath(t), dir: testdir.New(t), t: t}
+	r.srv = restart(t, r.sock, r.dir)
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *restartable) stop() {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r.srv.Shutdown(c)
+}
+
+// again stops the service and starts it again on the same store.
+func (r *restartable) again() {
+	r.stop()
+	r.srv = restart(r.t, r.sock, r.dir)
+}
+
 // TestClientDurable: the Go client declares its id durable, acknowledges
 // after its handler, gets what was sent while it was away, and across a
 // restart of the service handles no event twice and misses none.
 func TestClientDurable(t *testing.T) {
 	ctx := t.Context()
-	sock, dir := bustest.SocketPath(t), testdir.New(t)
-	srv := restart(t, sock, dir)
-	stop := func() {
-		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(c)
-	}
-	defer func() { stop() }()
+	svc := newRestartable(t)
+	sock := svc.sock
 
 	rec := &recorder{}
 	ctl, err := statebus.Dial(ctx, "ctl", statebus.WithPipeName(sock), statebus.WithDurable(),
@@ -86,12 +107,11 @@ func TestClientDurable(t *testing.T) {
 		}
 	}
 	bustest.Eventually(t, 10*time.Second, func() bool { return rec.len() == 100 }, "100 handled")
-	mb := srv.Durable().Lookup([]byte("ctl"))
-	bustest.Eventually(t, 10*time.Second, func() bool { return srv.Durable().Info(mb).Acknowledged == 100 }, "100 acknowledged")
+	mb := svc.srv.Durable().Lookup([]byte("ctl"))
+	bustest.Eventually(t, 10*time.Second, func() bool { return svc.srv.Durable().Info(mb).Acknowledged == 100 }, "100 acknowledged")
 
 	// The service restarts; the client reconnects. Events 101..200.
-	stop()
-	srv = restart(t, sock, dir)
+	svc.again()
 	for i := 101; i <= 200; i++ {
 		if err := src.SendEvent(ctx, "ctl", "E", i); err != nil {
 			t.Fatal(err)
@@ -163,5 +183,81 @@ func TestClientDurableLateHandler(t *testing.T) {
 		if n != i+1 {
 			t.Fatalf("handled %v", rec.got)
 		}
+	}
+}
+
+// TestClientIdentityDurable: an identity a client holds next to its own
+// id (Client.Register, as the orchestrator hosts machines) declares its
+// id durable with IdentityDurable: it gets what was stored while it was
+// away, in order, with sequences, acknowledges after its handler, and
+// across a restart of the service handles nothing twice; the client's
+// own handlers see none of it.
+func TestClientIdentityDurable(t *testing.T) {
+	ctx := t.Context()
+	svc := newRestartable(t)
+	sock := svc.sock
+	backoff := statebus.WithReconnectBackoff(10*time.Millisecond, 50*time.Millisecond)
+	src, err := statebus.Dial(ctx, "src", statebus.WithPipeName(sock), statebus.WithWaitForReconnect(), backoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	host, err := statebus.Connect(ctx, statebus.WithPipeName(sock), backoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	var own recorder
+	host.OnEvent("*", own.handle)
+	rec := &recorder{}
+	register := func() *statebus.Identity {
+		x, err := host.Register(ctx, "box", statebus.IdentityDurable(), statebus.IdentityHandler("E", rec.handle))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	x := register()
+	send := func(from, to int) {
+		for i := from; i <= to; i++ {
+			if err := src.SendEvent(ctx, "box", "E", i); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	send(1, 10)
+	bustest.Eventually(t, 10*time.Second, func() bool { return rec.len() == 10 }, "10 handled")
+	mb := svc.srv.Durable().Lookup([]byte("box"))
+	bustest.Eventually(t, 10*time.Second, func() bool { return svc.srv.Durable().Info(mb).Acknowledged == 10 }, "10 acknowledged")
+
+	// Away: events are stored for it.
+	if err := x.Unregister(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 11; i <= 20; i++ {
+		ack, err := src.SendEventAck(ctx, "box", "E", i)
+		if err != nil || !ack.Stored || ack.Sequence != uint64(i) {
+			t.Fatalf("event %d: %+v %v", i, ack, err)
+		}
+	}
+	register()
+	bustest.Eventually(t, 10*time.Second, func() bool { return rec.len() == 20 }, "20 handled")
+
+	// The service restarts: the identity is registered durable again and
+	// what comes again is dropped.
+	svc.again()
+	send(21, 30)
+	bustest.Eventually(t, 10*time.Second, func() bool { return rec.len() >= 30 }, "30 handled")
+	mb = svc.srv.Durable().Lookup([]byte("box"))
+	bustest.Eventually(t, 10*time.Second, func() bool { return svc.srv.Durable().Info(mb).Acknowledged == 30 }, "30 acknowledged")
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for i, n := range rec.got {
+		if n != i+1 || rec.seqs[i] != uint64(i+1) {
+			t.Fatalf("event %d: payload %d sequence %d (all %v)", i, n, rec.seqs[i], rec.got)
+		}
+	}
+	if len(rec.got) != 30 || own.len() != 0 {
+		t.Fatalf("box handled %d events, the client's own handler %d", len(rec.got), own.len())
 	}
 }

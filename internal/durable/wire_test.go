@@ -149,3 +149,25 @@ func TestDurableHostile(t *testing.T) {
 		t.Fatalf("stored %d, refused %d; want 50 and 150", stored, full)
 	}
 }
+
+// TestWireDurableSecondID: a connection that holds several ids may
+// declare any of them durable; the deliveries of its mailbox name the id
+// ("For", after Mailbox and Sequence) as every delivery on such a
+// connection does, and its Ack is taken.
+func TestWireDurableSecondID(t *testing.T) {
+	srv := startDurable(t, "", nil)
+	a := dialRaw(t, srv).Connect("a")
+	r := dialRaw(t, srv).Connect("main").ConnectDurable("box")
+	a.Send(`{"Type":2,"Id":1,"Payload":` + event("a", "box", 1) + `}`)
+	a.Expect(`{"Success":true,"Data":{"Delivered":false,"TargetMachineId":"box","Stored":true,"Sequence":1},"Error":null,"Id":1}`)
+	r.Expect(`{"Success":true,"Data":` + event("a", "box", 1) + `,"Error":null,"Mailbox":"box","Sequence":1,"For":"box"}`)
+	r.Send(`{"Type":108,"Id":"k","Payload":{"MachineId":"box","Sequence":1}}`)
+	r.Expect(`{"Success":true,"Data":null,"Error":null,"Id":"k"}`)
+	mb := srv.Durable().Lookup([]byte("box"))
+	if info := srv.Durable().Info(mb); info.Acknowledged != 1 || !info.Attached {
+		t.Fatalf("box: %+v", info)
+	}
+	// The first id is not durable: its events are delivered, not stored.
+	a.Send(`{"Type":2,"Id":2,"Payload":` + event("a", "main", 2) + `}`)
+	a.ExpectMatch(`\{"Success":true,"Data":\{"Delivered":true,"TargetMachineId":"main"\},"Error":null,"Id":2\}`)
+}
