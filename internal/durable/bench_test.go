@@ -35,7 +35,8 @@ func BenchmarkDurableUnicast(b *testing.B) {
 // BenchmarkDurableAcrossDaemons: BenchmarkDurableUnicast in a federation
 // of three daemons (in-process, embedded NATS nodes routed on 127.0.0.1,
 // R3 streams, every write flushed: DurableSync always): the sender on
-// n1, the receiver on n2 ("across") or on n1 too ("same").
+// n1, the receiver on n2 ("across") or on n1 too ("same"); "one": to
+// the receiver on n2, one event at a time (BenchmarkDurableOneAtATime).
 func BenchmarkDurableAcrossDaemons(b *testing.B) {
 	ds := fedtest.Start(b, 3, func(fc *federation.Config) { fc.SyncAlways = true }, func(c *server.Config) {
 		c.Durable.Store = durable.DefaultConfig(bustest.TempDir(b))
@@ -43,7 +44,7 @@ func BenchmarkDurableAcrossDaemons(b *testing.B) {
 		c.Durable.Store.Retention.MaxBytes = 4 << 30
 	})
 	run := 0
-	for _, where := range []string{"same", "across"} {
+	for _, where := range []string{"same", "across", "one"} {
 		b.Run(where, func(b *testing.B) {
 			to := ds[1]
 			if where == "same" {
@@ -57,6 +58,10 @@ func BenchmarkDurableAcrossDaemons(b *testing.B) {
 			recv := dialB(b, to.Sock, id, true)
 			bustest.Eventually(b, 10*time.Second, func() bool { return ds[0].Srv.Durable().Lookup([]byte(id)) != nil }, "n1 never saw %s declared", id)
 			send := dialB(b, ds[0].Sock, src, false)
+			if where == "one" {
+				oneAtATime(b, src, id, send)
+				return
+			}
 			pipelined(b, src, send, recv, ds[0].Srv.Durable().Counters())
 		})
 	}
@@ -194,23 +199,28 @@ func BenchmarkDurableOneAtATime(b *testing.B) {
 		b.Run(string(pol), func(b *testing.B) {
 			srv := startDurableB(b, func(c *server.Config) { c.Durable.Store.Sync = pol })
 			dialB(b, srv.Addr(), "ctl", true)
-			send := dialB(b, srv.Addr(), "src", false)
-			line := []byte(`{"Type":2,"Payload":{"SourceMachineId":"src","TargetMachineId":"ctl","EventName":"E","Payload":"` + strings.Repeat("x", 100) + `"}}` + "\n")
-			r := bufio.NewReader(send)
-			lat := make([]time.Duration, 0, b.N)
-			b.ResetTimer()
-			for range b.N {
-				t := time.Now()
-				send.Write(line)
-				l, err := r.ReadString('\n')
-				if err != nil || !strings.Contains(l, `"Stored":true`) {
-					b.Fatalf("%q %v", l, err)
-				}
-				lat = append(lat, time.Since(t))
-			}
-			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+			oneAtATime(b, "src", "ctl", dialB(b, srv.Addr(), "src", false))
 		})
 	}
+}
+
+// oneAtATime sends b.N events from src to target on send, each after the
+// previous one's "Stored" acknowledgement, and reports the time to it.
+func oneAtATime(b *testing.B, src, target string, send net.Conn) {
+	line := []byte(`{"Type":2,"Payload":{"SourceMachineId":"` + src + `","TargetMachineId":"` + target + `","EventName":"E","Payload":"` + strings.Repeat("x", 100) + `"}}` + "\n")
+	r := bufio.NewReader(send)
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		t := time.Now()
+		send.Write(line)
+		l, err := r.ReadString('\n')
+		if err != nil || !strings.Contains(l, `"Stored":true`) {
+			b.Fatalf("%q %v", l, err)
+		}
+		lat = append(lat, time.Since(t))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
