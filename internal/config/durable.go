@@ -11,7 +11,7 @@ import (
 // durableSettings configure durable mailboxes (docs/durability.md); the
 // file's MessageBus:Durable (a list of id patterns) is read in apply.
 var durableSettings = []setting{
-	{"DurableDir", "STATEBUS_DURABLE_DIR", "durable-dir", "directory of the durable mailbox store (docs/durability.md); \"\" or off turns durable mailboxes off (default off)",
+	{"DurableDir", "STATEBUS_DURABLE_DIR", "durable-dir", "directory of the durable mailbox store (docs/durability.md; with Cluster the mailboxes live in the federation's JetStream and this only turns them on); \"\" or off turns durable mailboxes off (default off)",
 		func(s *Settings, v string) error {
 			if strings.EqualFold(v, "off") {
 				v = ""
