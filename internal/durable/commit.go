@@ -18,6 +18,7 @@ type write[T any] struct {
 	mb        *Mailbox[T]
 	body      []byte
 	tags      []T
+	wait      []waiter
 	n         int
 	first     uint64
 	taken     int // pending bytes it frees
@@ -89,6 +90,9 @@ func (s *Store[T]) committer() {
 			freed += w.taken
 			if w.n > 0 && !w.conflict {
 				results = append(results, Stored[T]{Mailbox: w.mb.id, First: w.first, Tags: w.tags, Err: w.err})
+				for _, x := range w.wait {
+					x.done <- w.err
+				}
 			}
 			if p, ok := s.applyLocked(w); ok {
 				purges = append(purges, p)
@@ -145,11 +149,22 @@ func (s *Store[T]) takeLocked(mb *Mailbox[T], w *write[T]) {
 		mb.pend = rest
 		w.tags = append([]T(nil), mb.pendTags[:n]...)
 		mb.pendTags = append(mb.pendTags[:0:0], mb.pendTags[n:]...)
+		if len(mb.pendWait) > 0 {
+			var rest []waiter
+			for _, x := range mb.pendWait {
+				if x.i < n {
+					w.wait = append(w.wait, x)
+				} else {
+					rest = append(rest, waiter{x.i - n, x.done})
+				}
+			}
+			mb.pendWait = rest
+		}
 		mb.pendN -= n
 		s.markDirtyLocked(mb)
 	} else {
-		w.tags = mb.pendTags
-		mb.pend, mb.pendTags, mb.pendN = nil, nil, 0
+		w.tags, w.wait = mb.pendTags, mb.pendWait
+		mb.pend, mb.pendTags, mb.pendN, mb.pendWait = nil, nil, 0, nil
 	}
 	w.body, w.n = body, n
 	mb.flyN, mb.flyBytes = n, int64(len(body))

@@ -1,6 +1,7 @@
 package durable
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -154,8 +155,9 @@ func (s *Store[T]) DeadLetters(id string, limit int) (list []DeadLetter, total i
 }
 
 // Redrive appends mailbox id's dead letters (only seq when not 0) to the
-// mailbox again, as new events, and removes them from the dead letters.
-// It returns how many it appended.
+// mailbox again, as new events, and removes each from the dead letters
+// once its copy is stored (a copy that could not be stored leaves it
+// there). It returns how many it moved, and the first error.
 func (s *Store[T]) Redrive(id string, seq uint64, tag T) (int, error) {
 	mb := s.Lookup([]byte(id))
 	if mb == nil {
@@ -169,24 +171,46 @@ func (s *Store[T]) Redrive(id string, seq uint64, tag T) (int, error) {
 		}
 	}
 	s.mu.Unlock()
-	n := 0
+	type copied struct {
+		jsSeq uint64
+		done  chan error
+	}
+	var copies []copied
+	var err error
 	for _, d := range sel {
-		ev, err := s.readMsg(d.jsSeq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
+		ev, rerr := s.readMsg(d.jsSeq)
+		if errors.Is(rerr, jetstream.ErrMsgNotFound) {
 			s.forgetDead(d.jsSeq) // re-driven or deleted by another daemon
 			continue
 		}
-		if err != nil {
-			return n, err
+		if rerr != nil {
+			err = rerr
+			break
 		}
-		if err := s.Append(mb, ev, tag, nil); err != nil {
-			return n, err
+		done := make(chan error, 1)
+		if aerr := s.appendEvent(mb, ev, tag, nil, done); aerr != nil {
+			err = aerr
+			break
 		}
-		s.forgetDead(d.jsSeq)
-		s.deleteMsg(d.jsSeq)
+		copies = append(copies, copied{d.jsSeq, done})
+	}
+	n := 0
+	for _, c := range copies {
+		var cerr error
+		select {
+		case cerr = <-c.done:
+		case <-s.stop:
+			cerr = ErrClosed
+		}
+		if cerr != nil {
+			err = cmp.Or(err, cerr)
+			continue // still a dead letter
+		}
+		s.forgetDead(c.jsSeq)
+		s.deleteMsg(c.jsSeq)
 		n++
 	}
-	return n, nil
+	return n, err
 }
 
 // forgetDead removes the dead letter stored at jsSeq from the index.

@@ -23,17 +23,7 @@ import (
 // made larger) and statebusd restarts, every acknowledged event reads
 // back intact and new events are stored.
 func TestDiskFull(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("Linux only: mounts a tmpfs")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a tmpfs")
-	}
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	dir := tmpfs(t, "2m")
 	store := dir + "/store"
 	sock := bustest.SocketPath(t)
 	start := func() *server.Server {
@@ -126,6 +116,100 @@ func TestDiskFull(t *testing.T) {
 	c2.ExpectMatch(`\{"Success":true,"Data":\{"Delivered":false,"TargetMachineId":"ctl","Stored":true,"Sequence":\d+\},"Error":null\}`)
 }
 
+// tmpfs mounts a tmpfs of size on a temporary directory (Linux, root;
+// else the test is skipped) and returns it.
+func tmpfs(t *testing.T, size string) string {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		t.Skip("Linux only: mounts a tmpfs")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
 type tlog struct{ t *testing.T }
 
 func (w tlog) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+
+// TestRedriveDiskFull: a dead letter stays one until its copy is stored.
+// The disk fills up (a file takes the room) right before a re-drive:
+// the re-drive fails with the store's error, and once there is room and
+// statebusd restarted, the dead letter is still listed and re-drives.
+func TestRedriveDiskFull(t *testing.T) {
+	dir := tmpfs(t, "4m")
+	sock := bustest.SocketPath(t)
+	start := func() *server.Server {
+		return bustest.Start(t, func(c *server.Config) {
+			c.SocketPath = sock
+			c.Durable.Store = durable.DefaultConfig(dir + "/store")
+			c.Durable.Store.MaxStoreBytes = 64 << 20
+			c.Durable.Store.MaxDeliveries = 1
+			c.Durable.Patterns = []string{"ctl"}
+		})
+	}
+	srv := start()
+	a := dialRaw(t, srv).Connect("a")
+	r := dialRaw(t, srv).Connect("ctl")
+	// Larger than what the store's files may have allocated already.
+	ev := `{"SourceMachineId":"a","TargetMachineId":"ctl","EventName":"E","Payload":"` + strings.Repeat("x", 256<<10) + `"}`
+	a.Send(`{"Type":2,"Payload":` + ev + `}`)
+	a.Expect(`{"Success":true,"Data":{"Delivered":false,"TargetMachineId":"ctl","Stored":true,"Sequence":1},"Error":null}`)
+	r.Expect(`{"Success":true,"Data":` + ev + `,"Error":null,"Mailbox":"ctl","Sequence":1}`)
+	r.Send(`{"Type":108,"Payload":{"MachineId":"ctl","Sequence":1,"Refuse":"cannot"}}`)
+	deadLetters := func() int {
+		_, total, err := srv.Durable().DeadLetters("ctl", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return total
+	}
+	bustest.Eventually(t, 10*time.Second, func() bool { return deadLetters() == 1 }, "no dead letter")
+
+	// The disk fills up.
+	f, err := os.Create(dir + "/filler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			break
+		}
+	}
+	for len(chunk) > 1 { // the last bytes too
+		chunk = chunk[:len(chunk)/2]
+		for {
+			if _, err := f.Write(chunk); err != nil {
+				break
+			}
+		}
+	}
+	f.Close()
+	a.Send(`{"Type":110,"Id":"rd","Payload":{"MachineId":"ctl","Redrive":true}}`)
+	a.C.SetReadDeadline(time.Now().Add(30 * time.Second))
+	l, err := a.R.ReadString('\n')
+	if err != nil || !strings.Contains(l, `"Error":"Not stored: durable store cannot store the event`) {
+		t.Fatalf("re-drive on a full disk: %q %v", l, err)
+	}
+	a.C.Close()
+	r.C.Close()
+	srv.Shutdown(t.Context())
+
+	os.Remove(dir + "/filler")
+	srv = start()
+	if n := deadLetters(); n != 1 {
+		t.Fatalf("after the failed re-drive: %d dead letters, want 1", n)
+	}
+	a = dialRaw(t, srv).Connect("a")
+	a.Send(`{"Type":110,"Id":"rd","Payload":{"MachineId":"ctl","Redrive":true}}`)
+	a.Expect(`{"Success":true,"Data":{"Total":0,"Redriven":1},"Error":null,"Id":"rd"}`)
+	r = dialRaw(t, srv).Connect("ctl")
+	r.Expect(`{"Success":true,"Data":` + ev + `,"Error":null,"Mailbox":"ctl","Sequence":2}`)
+}

@@ -31,6 +31,7 @@ type Mailbox[T any] struct {
 
 	pend      []byte // records appended, not yet written
 	pendTags  []T
+	pendWait  []waiter // appends whose outcome someone waits for (Redrive)
 	pendN     int
 	flyN      int       // events in the round being written
 	flyBytes  int64     // their bytes
@@ -141,6 +142,17 @@ func (s *Store[T]) markDirtyLocked(mb *Mailbox[T]) {
 // MaxPendingBytes are already waiting to be written, up to
 // PendingTimeout or until stop is closed.
 func (s *Store[T]) Append(mb *Mailbox[T], event []byte, tag T, stop <-chan struct{}) error {
+	return s.appendEvent(mb, event, tag, stop, nil)
+}
+
+// waiter is an append whose outcome is also sent on done (buffered): the
+// i-th of its mailbox's pending events, or of a write's.
+type waiter struct {
+	i    int
+	done chan<- error
+}
+
+func (s *Store[T]) appendEvent(mb *Mailbox[T], event []byte, tag T, stop <-chan struct{}, done chan<- error) error {
 	need := len(event) + binary.MaxVarintLen32
 	var timer *time.Timer
 	defer func() {
@@ -184,6 +196,9 @@ func (s *Store[T]) Append(mb *Mailbox[T], event []byte, tag T, stop <-chan struc
 	mb.pend = binary.AppendUvarint(mb.pend, uint64(len(event)))
 	mb.pend = append(mb.pend, event...)
 	mb.pendTags = append(mb.pendTags, tag)
+	if done != nil {
+		mb.pendWait = append(mb.pendWait, waiter{mb.pendN, done})
+	}
 	mb.pendN++
 	s.pendBytes += need
 	s.markDirtyLocked(mb)

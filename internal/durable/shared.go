@@ -245,6 +245,10 @@ func (s *Store[T]) requeueLocked(w *write[T]) {
 	}
 	mb.pend = append(w.body[:len(w.body):len(w.body)], mb.pend...)
 	mb.pendTags = append(w.tags[:len(w.tags):len(w.tags)], mb.pendTags...)
+	for i := range mb.pendWait {
+		mb.pendWait[i].i += w.n
+	}
+	mb.pendWait = append(w.wait[:len(w.wait):len(w.wait)], mb.pendWait...)
 	mb.pendN += w.n
 	w.taken = 0 // still pending
 	s.markDirtyLocked(mb)
