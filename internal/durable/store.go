@@ -343,8 +343,23 @@ func Open[T any](cfg Config, onStored func([]Stored[T])) (*Store[T], error) {
 // and creates (or opens) the streams.
 func (s *Store[T]) start() error {
 	if s.cfg.Shared != nil {
+		// A cluster that just formed (or is loaded) may take a while to
+		// place replicated streams: try again, as the federation waits
+		// for its buckets.
 		s.nc = s.cfg.Shared.Conn
-		return s.openStreams(s.cfg.Shared.Replicas, "the federation's JetStream")
+		deadline := time.Now().Add(sharedStartTimeout)
+		for {
+			err := s.openStreams(s.cfg.Shared.Replicas, "the federation's JetStream", 5*time.Second)
+			if err == nil || time.Now().After(deadline) {
+				return err
+			}
+			s.log.Info("durable store: waiting for the federation's JetStream", "err", err)
+			select {
+			case <-time.After(500 * time.Millisecond):
+			case <-s.ctx.Done():
+				return err
+			}
+		}
 	}
 	opts := &natsserver.Options{
 		ServerName:         "statebusd-durable",
@@ -379,18 +394,22 @@ func (s *Store[T]) start() error {
 	if err != nil {
 		return fmt.Errorf("durable: storage engine connection: %w", err)
 	}
-	return s.openStreams(1, s.cfg.Dir)
+	return s.openStreams(1, s.cfg.Dir, 30*time.Second)
 }
 
+// sharedStartTimeout bounds how long Open waits for a shared store's
+// streams.
+const sharedStartTimeout = 2 * time.Minute
+
 // openStreams creates (or opens) the event and state streams, replicas
-// copies each; where names the store in errors.
-func (s *Store[T]) openStreams(replicas int, where string) error {
+// copies each, within timeout; where names the store in errors.
+func (s *Store[T]) openStreams(replicas int, where string, timeout time.Duration) error {
 	var err error
 	s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	s.data, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: s.n.data, Subjects: []string{s.n.dataAll}, Storage: jetstream.FileStorage,
