@@ -32,7 +32,7 @@ pid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
 tick=$(getconf CLK_TCK)
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }      # utime+stime, ticks
-io() { awk '/^(rchar|wchar)/{s+=$2} END{printf "%d\n", s}' "/proc/$1/io"; }
+io() { awk '/^(rchar|wchar)/{s+=$2} END{printf "%.0f\n", s}' "/proc/$1/io"; }
 declare -A out
 for round in $(seq "$RUNS"); do
 	for framing in json compact; do
