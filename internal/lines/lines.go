@@ -1,5 +1,10 @@
 // Package lines splits a byte stream into lines without copying them: the
 // read side of every statebus connection, on the service and in clients.
+//
+// A reader holds a read buffer only while it has bytes to read: on a
+// socket (a Unix socket or TCP, not TLS or a named pipe) it waits for
+// input without one and gives the empty buffer back to a pool shared by
+// every reader, so an idle connection holds no read buffer.
 package lines
 
 import (
@@ -7,6 +12,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math/bits"
+	"sync"
 )
 
 const (
@@ -26,6 +33,9 @@ var ErrTooLong = errors.New("lines: line too long")
 type Reader struct {
 	rd   io.Reader
 	buf  []byte
+	bp   *[]byte // buf's pool entry, when buf is a pooled size
+	size int     // the buffer size to take when input arrives; 0: minReadBuf
+	raw  *rawConn
 	r, w int
 	max  int
 	full bool // the last read filled the buffer: grow for throughput
@@ -49,7 +59,9 @@ const frameHeader = 5
 // NewReader returns a Reader of rd for lines of at most max bytes. onRead,
 // if not nil, is called after every read that returned data.
 func NewReader(rd io.Reader, max int, onRead func(n int)) *Reader {
-	return &Reader{rd: rd, max: max, onRead: onRead}
+	l := &Reader{rd: rd, max: max, onRead: onRead}
+	l.raw = newRaw(rd, l)
+	return l
 }
 
 // Next returns the next line without its "\n" or "\r\n". The line is valid
@@ -118,31 +130,10 @@ func (l *Reader) NextMsg() (typ byte, msg []byte, err error) {
 			l.w = copy(l.buf, l.buf[l.r:l.w])
 			l.r = 0
 		}
-		switch {
-		case need > len(l.buf):
-			nb := make([]byte, max(need, min(2*len(l.buf), maxReadBuf), minReadBuf))
-			copy(nb, l.buf[:l.w])
-			l.buf = nb
-		case l.w == len(l.buf) || l.full && len(l.buf) < maxReadBuf:
-			if len(l.buf) == 0 {
-				l.buf = make([]byte, minReadBuf)
-			} else {
-				// Grow for a long line (up to max+1) or for throughput.
-				n := min(2*len(l.buf), max(maxReadBuf, l.max+1))
-				if n <= len(l.buf) {
-					n = len(l.buf) * 2
-				}
-				nb := make([]byte, n)
-				copy(nb, l.buf[:l.w])
-				l.buf = nb
-			}
-		case l.w == 0 && len(l.buf) > maxReadBuf && l.long == 0:
-			// Long lines came and went: give the memory back.
-			l.buf = make([]byte, minReadBuf)
-		}
-		n, err := l.rd.Read(l.buf[l.w:])
+		l.makeRoom(need)
+		n, err := l.read()
 		l.w += n
-		l.full = l.w == len(l.buf)
+		l.full = n > 0 && l.w == len(l.buf)
 		if n > 0 && l.onRead != nil {
 			l.onRead(n)
 		}
@@ -162,4 +153,104 @@ func (l *Reader) noteLen(n int) {
 	} else if l.long > 0 {
 		l.long--
 	}
+}
+
+// makeRoom gets the buffer ready for the next read: need is what a
+// partial frame needs in it.
+func (l *Reader) makeRoom(need int) {
+	switch {
+	case need > len(l.buf):
+		l.grow(max(need, min(2*len(l.buf), maxReadBuf), minReadBuf))
+	case len(l.buf) == 0:
+		if l.raw == nil {
+			l.take() // else the read takes one once input is there
+		}
+	case l.w == len(l.buf) || l.full && len(l.buf) < maxReadBuf:
+		// Grow for a long line (up to max+1) or for throughput.
+		n := min(2*len(l.buf), max(maxReadBuf, l.max+1))
+		if n <= len(l.buf) {
+			n = len(l.buf) * 2
+		}
+		l.grow(n)
+	case l.w == 0 && len(l.buf) > maxReadBuf && l.long == 0:
+		// Long lines came and went: give the memory back.
+		l.release()
+		l.size = minReadBuf
+		if l.raw == nil {
+			l.take()
+		}
+	}
+}
+
+// pools hold read buffers of minReadBuf << i bytes: 4 KiB to maxReadBuf
+// (64 KiB).
+var pools [5]sync.Pool
+
+// pool returns the pool for buffers of n bytes, nil for other sizes.
+func pool(n int) *sync.Pool {
+	if n < minReadBuf || n > maxReadBuf || n&(n-1) != 0 {
+		return nil
+	}
+	return &pools[bits.TrailingZeros(uint(n/minReadBuf))]
+}
+
+// take gets a buffer of l.size bytes, from its pool if it has one.
+func (l *Reader) take() {
+	if l.size == 0 {
+		l.size = minReadBuf
+	}
+	l.bp = nil
+	if p := pool(l.size); p != nil {
+		if bp, ok := p.Get().(*[]byte); ok {
+			l.bp, l.buf = bp, *bp
+			return
+		}
+		l.bp = new([]byte)
+	}
+	l.buf = make([]byte, l.size)
+}
+
+// grow replaces the buffer with one of n bytes that starts with what the
+// old one holds.
+func (l *Reader) grow(n int) {
+	if n <= maxReadBuf {
+		n = 1 << bits.Len(uint(n-1)) // a pooled size
+	}
+	old, w := l.buf, l.w
+	oldBP := l.bp
+	l.size = n
+	l.take()
+	copy(l.buf, old[:w])
+	if oldBP != nil {
+		*oldBP = old
+		pool(len(old)).Put(oldBP)
+	}
+}
+
+// release gives the buffer back to its pool, or to the collector; the
+// next read takes one of l.size bytes (long-line buffers are not kept).
+func (l *Reader) release() {
+	if l.buf == nil {
+		return
+	}
+	if l.bp != nil {
+		*l.bp = l.buf
+		pool(len(l.buf)).Put(l.bp)
+	} else {
+		l.size = maxReadBuf
+	}
+	l.buf, l.bp = nil, nil
+	l.r, l.w = 0, 0
+}
+
+// Release gives the read buffer back once the reader is no longer used;
+// what Next returned last is no longer valid.
+func (l *Reader) Release() { l.release() }
+
+// read reads into the buffer after l.w.
+func (l *Reader) read() (int, error) {
+	if l.raw != nil {
+		return l.raw.read()
+	}
+	return l.rd.Read(l.buf[l.w:])
 }

@@ -139,3 +139,14 @@ func TestHugeFrameSkipped(t *testing.T) {
 		t.Fatalf("buffer grew to %d bytes for a skipped frame", len(l.buf))
 	}
 }
+
+// A buffer grown past the pooled sizes for a long line, and the pooled
+// ones before it, are handled on a socket as on any stream.
+func TestGrowPastPooled(t *testing.T) {
+	long := strings.Repeat("y", 200<<10)
+	in := "a\n" + long + "\nb\n" + long + "\n"
+	got, tooLong := readAll(t, iotest.HalfReader(strings.NewReader(in)), 1<<20)
+	if len(got) != 4 || got[1] != long || got[2] != "b" || tooLong != 0 {
+		t.Fatalf("%d lines, %d too long", len(got), tooLong)
+	}
+}

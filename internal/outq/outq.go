@@ -4,6 +4,11 @@
 // flushing happens when the queue runs empty, never once per line under
 // load.
 //
+// With Start the queue runs its writer itself, only while it is needed:
+// the first line queued starts it, and once it has had nothing to write
+// for idleAfter it gives back its buffers and exits, so an idle
+// connection holds neither a writer goroutine nor write buffers.
+//
 // Each priority has a lane of two byte buffers: producers append to one
 // under a mutex while the writer writes the other, High lanes first.
 // Appending copies the line and allocates nothing once the buffers have
@@ -93,6 +98,9 @@ type Queue[R any] struct {
 	// Failed, when set, gets the records of lines that will never be
 	// written, with the reason.
 	Failed func([]R, error)
+	// Stopped, when set, is called by a writer Start runs when a write
+	// failed: the queue is closed then, and its records failed.
+	Stopped func(error)
 
 	mu        sync.Mutex
 	lanes     [numLanes]lane[R]
@@ -112,6 +120,20 @@ type Queue[R any] struct {
 	high      atomic.Bool   // the High lane has lines (read by the writer between chunks)
 	written   atomic.Uint64 // bytes written by Run
 	writing   atomic.Int64  // when Run's current write began (unix ns); 0 between writes
+
+	// The writer's life (q.mu): with Start, a writer runs while out is
+	// set and running is true, which it is whenever lines are queued.
+	out     writer
+	running bool
+	writers sync.WaitGroup // the writer Start runs, for Wait
+	werr    error          // the write error that stopped it
+	// The idle check: idleT fires idleAfter after the writer last became
+	// active (armed); if the writer took no batch since (active), idle
+	// tells it to give back its buffers (and, with Start, to exit).
+	idleT  *time.Timer
+	armed  bool
+	active bool
+	idle   bool
 }
 
 // BytesWritten returns how many bytes Run has written.
@@ -366,8 +388,15 @@ func (q *Queue[R]) Abandon() { q.mu.Unlock() }
 
 func (q *Queue[R]) unlock() {
 	wasEmpty := q.startSize == 0
+	start := wasEmpty && q.out != nil && !q.running && q.size > 0
+	if start {
+		q.running = true
+		q.writers.Add(1)
+	}
 	q.mu.Unlock()
-	if wasEmpty {
+	if start {
+		go q.serve()
+	} else if wasEmpty {
 		q.wakeWriter()
 	}
 }

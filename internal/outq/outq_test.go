@@ -241,8 +241,8 @@ func TestBeginFanout(t *testing.T) {
 // An idle queue gives back what a burst grew: after the burst, the buffer
 // the writer hands back to producers is a small one again.
 func TestIdleShrinks(t *testing.T) {
-	defer func(d time.Duration) { idleShrink = d }(idleShrink)
-	idleShrink = 10 * time.Millisecond
+	defer func(d time.Duration) { idleAfter = d }(idleAfter)
+	idleAfter = 10 * time.Millisecond
 	q := New[int](0)
 	var w bytes.Buffer
 	done := make(chan error)

@@ -10,48 +10,95 @@ import (
 // (plus what the socket already holds).
 const maxChunk = 64 << 10
 
-// keepBuf is the largest buffer a lane keeps once its connection is idle.
-// A larger one, grown by a burst, is reused while traffic goes on (growing
-// a new one for each batch would cost an allocation per line) and goes
-// back to the garbage collector after idleShrink without traffic.
+// keepBuf is the largest buffer a lane keeps once a writer that Run runs
+// is idle. A larger one, grown by a burst, is reused while traffic goes on
+// (growing a new one for each batch would cost an allocation per line) and
+// goes back to the garbage collector after idleAfter without traffic. A
+// writer that Start runs gives back every buffer then.
 const keepBuf = 256 << 10
 
 // Run is the writer loop: it writes what is queued, High lines first, in
 // writes of at most maxChunk bytes, until the queue is closed and empty or
 // a write fails. It returns the write error, after failing every record
-// that will not be written.
+// that will not be written. Use Run or Start, not both.
 func (q *Queue[R]) Run(w writer) error {
+	return q.loop(w, false)
+}
+
+// Start makes the queue run its writer, to w, only while there is
+// something to write: a line queued into an empty queue starts it, and
+// after idleAfter with nothing to write it gives back its buffers and
+// exits. A write error closes the queue and is passed to Stopped. After
+// Close or Abort, Wait waits for the writer.
+func (q *Queue[R]) Start(w writer) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.out = w
+	if q.size > 0 && !q.running {
+		q.running = true
+		q.writers.Add(1)
+		go q.serve()
+	}
+}
+
+// Wait waits until the writer Start runs has finished, once the queue is
+// closed, and returns the write error that stopped it, if any.
+func (q *Queue[R]) Wait() error {
+	q.writers.Wait()
+	return q.werr
+}
+
+// serve runs the writer for Start.
+func (q *Queue[R]) serve() {
+	defer q.writers.Done()
+	if err := q.loop(q.out, true); err != nil {
+		q.werr = err
+		if q.Stopped != nil {
+			q.Stopped(err)
+		}
+	}
+}
+
+// loop writes until the queue is closed and empty or a write fails; with
+// exit, also once it had nothing to write for idleAfter.
+func (q *Queue[R]) loop(w writer, exit bool) error {
 	var spare [numLanes]lane[R]
 	var done []R
-	idle := time.NewTimer(time.Hour)
-	idle.Stop()
-	defer idle.Stop()
+	q.mu.Lock()
+	q.idleT = time.AfterFunc(time.Hour, q.idleCheck)
+	q.idleT.Stop()
+	q.armed, q.idle = false, false
+	q.mu.Unlock()
 	for {
 		q.mu.Lock()
 		for q.size == 0 {
 			if q.closed {
+				q.retire()
 				q.mu.Unlock()
 				return nil
 			}
-			big := q.holdsBig(&spare)
-			q.mu.Unlock()
-			if !big {
-				<-q.wake
-			} else {
-				// Give back what a burst grew once the connection has been
-				// idle for idleShrink, not at every pause of a busy one.
-				idle.Reset(idleShrink)
-				select {
-				case <-q.wake:
-					idle.Stop()
-				case <-idle.C:
-					q.mu.Lock()
-					q.shrinkIdle(&spare)
+			if q.idle {
+				q.idle = false
+				if exit {
+					// Nothing to write for idleAfter: give everything back.
+					q.shrinks++
+					for p := range q.lanes {
+						q.lanes[p] = lane[R]{}
+					}
+					q.retire()
 					q.mu.Unlock()
-					<-q.wake
+					return nil
 				}
+				q.shrinkIdle(&spare)
 			}
+			q.mu.Unlock()
+			<-q.wake
 			q.mu.Lock()
+		}
+		q.active, q.idle = true, false
+		if !q.armed {
+			q.armed = true
+			q.idleT.Reset(idleAfter)
 		}
 		p := High
 		for len(q.lanes[p].buf) == 0 {
@@ -67,31 +114,51 @@ func (q *Queue[R]) Run(w writer) error {
 		q.mu.Unlock()
 		if err != nil {
 			q.fail(unwritten, err)
+			q.mu.Lock()
+			q.retire()
+			q.mu.Unlock()
 			return err
 		}
 		spare[p] = lane[R]{buf: batch.buf[:0], recs: clear0(batch.recs)}
 	}
 }
 
+// retire ends the writer's part in the queue as it returns, in the same
+// critical section as its decision to: from then on a line queued starts
+// a new writer; q.mu is held.
+func (q *Queue[R]) retire() {
+	q.idleT.Stop()
+	q.idleT = nil
+	q.running = false
+}
+
+// idleCheck runs idleAfter after the writer became active: if it has
+// written nothing since, it is told it is idle, else checked again later.
+func (q *Queue[R]) idleCheck() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.idleT == nil || !q.armed {
+		return // the writer is gone or was not waiting for this
+	}
+	if q.active || q.size > 0 || q.inflight > 0 {
+		q.active = false
+		q.idleT.Reset(idleAfter)
+		return
+	}
+	q.armed = false
+	q.idle = true
+	q.wakeWriter()
+}
+
 // keepRecs is the most records a lane's slices keep for reuse while the
 // queue is idle.
 const keepRecs = 4096
 
-// idleShrink is how long a connection must have nothing to write before
-// its writer gives back the buffers a burst grew.
-var idleShrink = time.Second
-
-// holdsBig reports whether any lane keeps more than an idle queue should;
-// q.mu is held.
-func (q *Queue[R]) holdsBig(spare *[numLanes]lane[R]) bool {
-	for p := range q.lanes {
-		if cap(spare[p].buf) > keepBuf || cap(q.lanes[p].buf) > keepBuf ||
-			cap(spare[p].recs) > keepRecs || cap(q.lanes[p].recs) > keepRecs {
-			return true
-		}
-	}
-	return false
-}
+// idleAfter is how long a writer must have had nothing to write before
+// it gives back the buffers a burst grew (Run) or all of them and exits
+// (Start). Shorter would restart writers between the events of a slow
+// stream; longer would keep an idle connection's writer for nothing.
+var idleAfter = 100 * time.Millisecond
 
 // shrinkIdle gives back the buffers a burst grew, now that nothing is
 // queued: an idle connection holds at most keepBuf bytes per buffer, not

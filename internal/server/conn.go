@@ -172,6 +172,8 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c.q.Written = c.written
 	c.q.Failed = c.failed
 	c.q.Overflow = c.overflow
+	c.q.Stopped = c.writeFailed
+	c.q.Start(nc) // a writer runs while there is something to write
 	return c
 }
 
@@ -192,19 +194,12 @@ func (c *conn) overflow(held int) {
 
 // serve runs the connection until the client goes away or the server
 // stops, then drops its machine ids at once, lets the writer finish and
-// closes the socket.
+// closes the socket. The reader is serve's goroutine; the writer is the
+// queue's, started by the first line queued and gone while the connection
+// is idle (outq.Start).
 func (c *conn) serve() {
 	s := c.srv
 	s.log.Debug("connected", c.logArgs("conn", c.id)...)
-	writerDone := make(chan error, 1)
-	go func() {
-		err := c.q.Run(c.nc)
-		if err != nil {
-			c.abort() // wake the reader too
-		}
-		writerDone <- err
-	}()
-
 	err := c.readLoop()
 	c.stop()
 
@@ -224,7 +219,7 @@ func (c *conn) serve() {
 	c.q.Close()
 	// Give the writer a bounded time to write what is queued.
 	c.nc.SetWriteDeadline(time.Now().Add(s.cfg.ShutdownTimeout))
-	<-writerDone
+	c.q.Wait()
 	c.nc.Close()
 	s.log.Debug("disconnected", "conn", c.id, "machines", c.ids, "reason", err)
 }
@@ -251,6 +246,10 @@ func (c *conn) abort() {
 	c.stop()
 	c.nc.Close()
 }
+
+// writeFailed runs when a write to c failed: the queue is closed, and the
+// reader must stop too.
+func (c *conn) writeFailed(error) { c.abort() }
 
 // writeStuck closes c after one write to it stayed blocked for
 // WriteTimeout: its peer stopped reading, and the events queued for it
@@ -302,6 +301,7 @@ func (c *conn) readLoop() error {
 		c.fresh = true
 		c.ctr.bytesIn.Add(uint64(n))
 	})
+	defer lr.Release()
 	c.setReadDeadline(c.connectedAt.Add(s.cfg.HandshakeTimeout))
 	for {
 		typ, line, err := lr.NextMsg()
