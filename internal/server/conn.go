@@ -83,9 +83,13 @@ type conn struct {
 	copies       []string               // scratch for routing rules
 	durSubs      []*durSub              // durable mailboxes it receives
 	req          protocol.Request
-	framed       bool      // frames are read (the compact framing was negotiated)
-	readAt       time.Time // when the current read happened, once touch ran for it
-	evObj        []byte    // a frame's event object for JSON readers (eventJSON)
+	framed       bool           // frames are read (the compact framing was negotiated)
+	readAt       time.Time      // when the current read happened, once touch ran for it
+	evObj        []byte         // a frame's event object for JSON readers (eventJSON)
+	reqSeq       uint64         // counts the requests executed
+	sent         protocol.Event // a redirected frame's event as sent (Target nil: none)
+	frame        []byte         // the delivery frame of request frameOf, for its every plain target
+	frameOf      uint64
 
 	tailed []*router.Watch[TailSink] // scratch for the tap's tail (reader)
 	tapSeq uint32                    // counts events for the tap's sampling (reader)
@@ -385,6 +389,8 @@ func (c *conn) handle(line []byte) {
 
 // execute runs a decoded request, line or frame, and answers its error.
 func (c *conn) execute(r *protocol.Request) {
+	c.reqSeq++
+	c.sent.Target = nil
 	var err error
 	switch r.Type {
 	case protocol.SendEvent:
@@ -697,6 +703,10 @@ func (c *conn) sendEvent(r *protocol.Request) error {
 			c.ruleCopy(r, to)
 		}
 		if d.Redirect != "" {
+			// The envelope keeps the target as sent, as a line's bytes
+			// do: in frames, and in the lines built from a frame.
+			c.eventJSON(r)
+			c.sent = *ev
 			ev.Target = []byte(d.Redirect) // routed there; the event's bytes stay as sent
 		}
 	}
@@ -850,6 +860,18 @@ func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, mode de
 	}
 	d := delivery{sender: c, target: tid, id: reqIDOf(r), broadcast: mode != modeUnicast, noAck: r.NoAck, quiet: mode == modeCopy, trace: ds}
 	switch {
+	case compact && token == 0 && !multi:
+		// The same frame for every such target of this event: built once
+		// (a broadcast to fifty copies it fifty times).
+		if c.frameOf != c.reqSeq {
+			f := protocol.EventFrame{Timestamp: c.eventTime(r)}
+			if cap(c.frame) > 64<<10 {
+				c.frame = nil
+			}
+			c.frame = protocol.AppendEventFrame(c.frame[:0], c.envelope(r), &f)
+			c.frameOf = c.reqSeq
+		}
+		b = append(b, c.frame...)
 	case compact:
 		f := protocol.EventFrame{Timestamp: c.eventTime(r), ReplyTo: token}
 		if token != 0 && !deadline.IsZero() {
@@ -858,7 +880,7 @@ func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, mode de
 		if multi {
 			f.For = tid
 		}
-		b = protocol.AppendEventFrame(b, &r.Event, &f)
+		b = protocol.AppendEventFrame(b, c.envelope(r), &f)
 	case token != 0:
 		b = addressed(protocol.AppendRequestDelivery(b, r.Payload, token, deadline), multi, tid)
 	default:
@@ -1056,6 +1078,15 @@ func (c *conn) eventJSON(r *protocol.Request) []byte {
 		r.Payload = c.evObj
 	}
 	return r.Payload
+}
+
+// envelope is the event whose fields a frame to a compact receiver
+// carries: r's as its sender sent it, whatever a routing rule redirected.
+func (c *conn) envelope(r *protocol.Request) *protocol.Event {
+	if c.sent.Target != nil {
+		return &c.sent
+	}
+	return &r.Event
 }
 
 // eventTime is r's timestamp for a frame, in unix nanoseconds: the

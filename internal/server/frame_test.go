@@ -327,3 +327,48 @@ func FuzzConnCompact(f *testing.F) {
 		}
 	})
 }
+
+// A routing rule's redirect and copy keep the event's target as sent, for
+// compact and JSON receivers alike, whichever framing the sender used; a
+// broadcast's frame, built once, reaches every compact receiver whole.
+func TestFrameRoutingRules(t *testing.T) {
+	srv := bustest.Start(t, func(c *server.Config) {
+		c.Routes = []router.RouteRule{
+			{Match: router.RuleMatch{EventName: "ORDER_*"}, Action: "copy", To: "audit"},
+			{Match: router.RuleMatch{TargetMachineId: "billing"}, Action: "redirect", To: "v2"},
+		}
+	})
+	shop := dialCompact(t, srv, "shop")
+	audit := dialRaw(t, srv).Connect("audit")
+	v2 := dialCompact(t, srv, "v2")
+	shop.send("shop", "billing", "ORDER_PLACED", `{"Id":7}`, protocol.SendOptions{ID: 1})
+	audit.ExpectMatch(`\{"Success":true,"Data":\{"SourceMachineId":"shop","TargetMachineId":"billing","EventName":"ORDER_PLACED","Payload":\{"Id":7\},"Timestamp":` + ts + `\},"Error":null\}`)
+	if ev := v2.expectFrame(protocol.FrameEvent); string(ev.Event.Target) != "billing" || string(ev.Event.Name) != "ORDER_PLACED" {
+		t.Fatalf("redirected frame %+v", ev)
+	}
+	if ack := shop.expectFrame(protocol.FrameAck); ack.NumID != 1 || string(ack.AckTarget) != "v2" {
+		t.Fatalf("ack %+v", ack)
+	}
+	// A JSON sender's redirected event: the compact receiver sees the
+	// target as sent too.
+	j := dialRaw(t, srv).Connect("j")
+	j.Send(`{"Type":2,"Payload":{"SourceMachineId":"j","TargetMachineId":"billing","EventName":"E"}}`)
+	if ev := v2.expectFrame(protocol.FrameEvent); string(ev.Event.Target) != "billing" {
+		t.Fatalf("redirected frame %+v", ev)
+	}
+	j.Expect(`{"Success":true,"Data":{"Delivered":true,"TargetMachineId":"v2"},"Error":null}`)
+
+	// Broadcast to several compact receivers, one of them holding two ids.
+	multi := dialCompact(t, srv, "m1")
+	multi.write([]byte(`{"Type":0,"Id":3,"Payload":{"MachineId":"m2"}}` + "\n" + `{"Type":3,"Id":4,"Payload":"m2"}` + "\n"))
+	multi.expectLine(`\{"Success":true.*"Id":3\}`)
+	multi.expectLine(`\{"Success":true.*"Id":4\}`)
+	shop.send("shop", "*", "ALL", `[1,2,3]`, protocol.SendOptions{NoAck: true})
+	for _, k := range []*compact{v2, multi, multi} {
+		ev := k.expectFrame(protocol.FrameEvent)
+		if string(ev.Event.Name) != "ALL" || string(ev.Event.Payload) != "[1,2,3]" || string(ev.Event.Source) != "shop" {
+			t.Fatalf("broadcast frame %+v", ev)
+		}
+	}
+	audit.ExpectMatch(`\{"Success":true,"Data":\{"SourceMachineId":"shop","TargetMachineId":"\*","EventName":"ALL".*`)
+}
