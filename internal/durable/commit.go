@@ -276,8 +276,9 @@ var errNoAnswer = errors.New("the storage engine did not answer within " + engin
 
 // failed turns a failed write into the error senders see. JetStream
 // stops writing to a stream after a write error (a full disk): it no
-// longer answers. Then the store is broken until statebusd restarts, and
-// every later append fails at once with the same error.
+// longer answers. Then the store is broken, and every later append fails
+// at once with the same error, until the disk has room again (heal) or
+// statebusd restarts.
 func (s *Store[T]) failed(err error) error {
 	var se *StoreError
 	if errors.As(err, &se) {
@@ -301,7 +302,7 @@ func (s *Store[T]) failed(err error) error {
 	s.mu.Lock()
 	if s.broken == nil {
 		s.broken = se
-		s.log.Error("durable store: the storage engine stopped storing; no durable event is accepted until statebusd restarts", "dir", s.cfg.Dir, "err", err)
+		s.log.Error("durable store: the storage engine stopped storing; no durable event is accepted until the disk has room again", "dir", s.cfg.Dir, "err", err)
 	}
 	s.mu.Unlock()
 	return se

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,10 +19,10 @@ import (
 )
 
 // TestDiskFull runs the store on a 2 MiB tmpfs (root only): senders get
-// "Not stored: ... no space left on device ..." and nothing that was
+// "Not stored: ... the disk holding ... is full ..." and nothing that was
 // acknowledged is lost; once the file system has room again (it is
-// made larger) and statebusd restarts, every acknowledged event reads
-// back intact and new events are stored.
+// made larger) the store stores again without a restart, every
+// acknowledged event reads back intact, and again after a restart.
 func TestDiskFull(t *testing.T) {
 	dir := tmpfs(t, "2m")
 	store := dir + "/store"
@@ -73,7 +74,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	t.Logf("%d events stored, then: %s", len(acked), refusal)
 	if !strings.Contains(refusal, `"Error":"Not stored: durable store cannot store the event (the disk holding `+store+` is full: `) ||
-		!strings.Contains(refusal, "free disk space or check the store's disk, then restart statebusd and send again") {
+		!strings.Contains(refusal, "free disk space or check the store's disk, then send again (the store stores again by itself once the disk has room; if it does not, restart statebusd)") {
 		t.Fatalf("refusal does not say what happened and what to do: %s", refusal)
 	}
 	// Later events are refused at once, with the same text.
@@ -83,32 +84,63 @@ func TestDiskFull(t *testing.T) {
 	if err != nil || !strings.Contains(l, "is full: ") || time.Since(t0) > 5*time.Second {
 		t.Fatalf("after the disk filled: %q %v after %v", l, err, time.Since(t0))
 	}
-	c.Close()
-	srv.Shutdown(t.Context())
 
+	// The disk gets room: the store stores again without a restart.
 	if out, err := exec.Command("mount", "-o", "remount,size=64m", dir).CombinedOutput(); err != nil {
 		t.Fatalf("remount: %v %s", err, out)
 	}
-	srv = start()
-	defer srv.Shutdown(t.Context())
-	mb := srv.Durable().Lookup([]byte("ctl"))
-	if mb == nil {
-		t.Fatal("mailbox lost")
+	t0 = time.Now()
+	var seq string
+	bustest.Eventually(t, 30*time.Second, func() bool {
+		fmt.Fprintf(c, `{"Type":2,"Id":"again","Payload":{"SourceMachineId":"src","TargetMachineId":"ctl","EventName":"E","Payload":"again"}}`+"\n")
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := strings.Index(l, `"Stored":true,"Sequence":`); i >= 0 {
+			seq = l[i+len(`"Stored":true,"Sequence":`) : i+len(`"Stored":true,"Sequence":`)+strings.IndexByte(l[i+len(`"Stored":true,"Sequence":`):], '}')]
+			return true
+		}
+		if !strings.Contains(l, "is full: ") {
+			t.Fatalf("while the disk gets room: %s", l)
+		}
+		return false
+	}, "the store never stored again")
+	t.Logf("stored again %v after the disk had room, as sequence %s", time.Since(t0).Round(100*time.Millisecond), seq)
+	if want := strconv.Itoa(len(acked) + 1); seq != want {
+		t.Fatalf("the first event after the disk had room is sequence %s, want %s", seq, want)
 	}
-	evs, _, err := srv.Durable().Read(mb, 1, time.Time{}, 1000, 1<<30)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(evs) < len(acked) {
-		t.Fatalf("%d events read back, %d were acknowledged", len(evs), len(acked))
-	}
-	for i, e := range evs {
-		want := fmt.Sprintf(`"%d%s"`, i, big)
-		if !strings.Contains(string(e.Event), `"Payload":`+want) {
-			t.Fatalf("event %d corrupt: %.80s", i+1, e.Event)
+	readBack := func(srv *server.Server) {
+		t.Helper()
+		mb := srv.Durable().Lookup([]byte("ctl"))
+		if mb == nil {
+			t.Fatal("mailbox lost")
+		}
+		evs, _, err := srv.Durable().Read(mb, 1, time.Time{}, 1000, 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != len(acked)+1 {
+			t.Fatalf("%d events read back, %d were acknowledged", len(evs), len(acked)+1)
+		}
+		for i, e := range evs[:len(acked)] {
+			want := fmt.Sprintf(`"%d%s"`, i, big)
+			if !strings.Contains(string(e.Event), `"Payload":`+want) {
+				t.Fatalf("event %d corrupt: %.80s", i+1, e.Event)
+			}
+		}
+		if !strings.Contains(string(evs[len(acked)].Event), `"Payload":"again"`) {
+			t.Fatalf("the last event is %.80s", evs[len(acked)].Event)
 		}
 	}
-	// New events are stored again.
+	readBack(srv)
+	c.Close()
+	srv.Shutdown(t.Context())
+
+	// And after a restart.
+	srv = start()
+	defer srv.Shutdown(t.Context())
+	readBack(srv)
 	c2 := dialRaw(t, srv)
 	c2.Send(`{"Type":0,"Payload":{"MachineId":"src"}}`)
 	c2.Read()

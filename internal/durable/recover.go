@@ -204,6 +204,7 @@ func (s *Store[T]) janitor() {
 		}
 		s.mu.Unlock()
 		s.purge(purges)
+		s.heal()
 	}
 }
 

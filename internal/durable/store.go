@@ -177,8 +177,8 @@ func (e *FullError) Error() string { return e.Text }
 
 // StoreError wraps a failure of the storage engine to store events
 // (disk full, I/O error): nothing of the failed write was acknowledged.
-// With Restart the engine stopped storing and statebusd must be
-// restarted once the disk is fixed. With Cluster the shared store (a
+// With Restart the engine stopped storing: the store tries to start it
+// again while the disk has room (heal), else statebusd must be restarted. With Cluster the shared store (a
 // federation's JetStream) failed or did not answer: the write may still
 // have been stored.
 type StoreError struct {
@@ -190,7 +190,7 @@ type StoreError struct {
 func (e *StoreError) Error() string {
 	switch {
 	case e.Restart:
-		return "durable store cannot store the event (" + e.Err.Error() + "); free disk space or check the store's disk, then restart statebusd and send again"
+		return "durable store cannot store the event (" + e.Err.Error() + "); free disk space or check the store's disk, then send again (the store stores again by itself once the disk has room; if it does not, restart statebusd)"
 	case e.Cluster:
 		return "durable store cannot confirm the event was stored (" + e.Err.Error() + "); it may have been: send again once the federation's JetStream has a quorum of its nodes"
 	}
@@ -281,7 +281,8 @@ type Store[T any] struct {
 	stop      chan struct{} // closed by Close: the janitor and pumps stop
 	wg        sync.WaitGroup
 
-	follow followers // Shared: what other daemons write
+	follow  followers // Shared: what other daemons write
+	healing healing   // the engine stopped: see heal
 
 	ctr Counters
 }
@@ -389,6 +390,8 @@ func (s *Store[T]) start() error {
 	if !ns.JetStreamEnabled() {
 		return fmt.Errorf("durable: storage engine could not open the store in %s; check that it is writable and has free space", s.cfg.Dir)
 	}
+	s.healing.cfg = *ns.JetStreamConfig()
+	s.healing.cfg.StoreDir = s.cfg.Dir // EnableJetStream adds "jetstream" itself
 	s.nc, err = nats.Connect("", nats.InProcessServer(ns), nats.Name("statebusd durable"),
 		nats.MaxReconnects(-1), nats.NoCallbacksAfterClientClose())
 	if err != nil {
