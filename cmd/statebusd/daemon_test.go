@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,8 +24,8 @@ type daemonProc struct {
 // listens.
 func startDaemon(t *testing.T, args, env []string, files ...*os.File) *daemonProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), "STATEBUSD_TEST_MAIN=1"), env...)
+	cmd := statebusdCmd(args...)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.ExtraFiles = files
 	d := &daemonProc{cmd: cmd, stderr: &bustest.Buffer{}, exited: make(chan struct{})}
 	cmd.Stderr = d.stderr
@@ -87,10 +86,11 @@ func (d *daemonProc) waitLog(t *testing.T, msg string) map[string]any {
 	return r
 }
 
-// stop sends SIGTERM and wants exit status 0.
+// stop asks statebusd to stop as SIGTERM does (stopGracefully) and wants
+// exit status 0.
 func (d *daemonProc) stop(t *testing.T) {
 	t.Helper()
-	d.cmd.Process.Signal(syscall.SIGTERM)
+	stopGracefully(t, d.cmd)
 	select {
 	case <-d.exited:
 	case <-time.After(10 * time.Second):

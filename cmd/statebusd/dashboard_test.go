@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +12,7 @@ import (
 // endpoint, lists it on the index, asks for the token from its
 // environment, and stops cleanly with a page's stream open.
 func TestDashboardServed(t *testing.T) {
-	path := filepath.Join(shortDir(t), "bus.sock")
+	path := busPath(t)
 	d := startDaemon(t, []string{"--pipe-name", path, "--http", "127.0.0.1:0", "--http-machines", "true", "--log-format", "json"},
 		[]string{"STATEBUS_DASHBOARD_TOKEN=tok-123"})
 	rec := d.waitLog(t, "monitoring endpoint listening")

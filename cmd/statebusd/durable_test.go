@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/statebus/statebus"
+	"github.com/statebus/statebus/internal/busaddr"
 )
 
 // startDurable runs statebusd as a child process on path with its durable
@@ -25,8 +25,7 @@ func startDurable(t *testing.T, path, dir string) *exec.Cmd {
 	t.Helper()
 	cfg := filepath.Join(dir, "statebusd.json")
 	os.WriteFile(cfg, []byte(`{"MessageBus": {"Durable": ["ctl*"], "DurableMaxEvents": 1000000, "DurableMaxBytes": 1073741824}}`), 0o600)
-	cmd := exec.Command(os.Args[0], "--pipe-name", path, "--durable-dir", filepath.Join(dir, "store"), "--config", cfg)
-	cmd.Env = append(os.Environ(), "STATEBUSD_TEST_MAIN=1")
+	cmd := statebusdCmd("--pipe-name", path, "--durable-dir", filepath.Join(dir, "store"), "--config", cfg)
 	var out bytes.Buffer
 	cmd.Stderr = &out
 	if err := cmd.Start(); err != nil {
@@ -35,7 +34,7 @@ func startDurable(t *testing.T, path, dir string) *exec.Cmd {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if c, err := net.Dial("unix", path); err == nil {
+		if c, err := busaddr.Dial(context.Background(), path); err == nil {
 			c.Close()
 			return cmd
 		}
@@ -59,7 +58,7 @@ type rawSender struct {
 // run sends events from..to-1 until the connection breaks; it returns
 // once the acknowledgements stop.
 func (s *rawSender) run(t *testing.T, path, id, target string, from, to int) {
-	c, err := net.Dial("unix", path)
+	c, err := busaddr.Dial(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,8 +168,7 @@ func TestDurableKilled(t *testing.T) {
 		t.Skip("short")
 	}
 	const n = 100_000
-	dir := shortDir(t)
-	path := filepath.Join(dir, "bus.sock")
+	dir, path := shortDir(t), busPath(t)
 	proc := startDurable(t, path, dir)
 
 	var mu sync.Mutex
@@ -266,8 +264,7 @@ func TestDurableReceiverKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
-	dir := shortDir(t)
-	path := filepath.Join(dir, "bus.sock")
+	dir, path := shortDir(t), busPath(t)
 	startDurable(t, path, dir)
 	snd := &rawSender{acked: map[int]bool{}}
 	snd.run(t, path, "src", "ctl-w", 1, 101)
@@ -325,7 +322,7 @@ func TestDurableReceiverKilled(t *testing.T) {
 // acknowledged asks the service (Replay) for the last sequence mailbox id
 // has acknowledged.
 func acknowledged(t *testing.T, path, id string) int {
-	c, err := net.Dial("unix", path)
+	c, err := busaddr.Dial(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}

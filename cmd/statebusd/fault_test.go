@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -48,7 +47,7 @@ func machineIDs(t *testing.T, path string) []string {
 // from the registry within 100 ms; senders to it are told it is not
 // connected; everyone else carries on.
 func TestClientKilled(t *testing.T) {
-	path := filepath.Join(shortDir(t), "bus.sock")
+	path := busPath(t)
 	startProcess(t, path)
 	obs, err := statebus.Dial(context.Background(), "observer", statebus.WithPipeName(path))
 	if err != nil {
@@ -109,7 +108,7 @@ func TestClientKilled(t *testing.T) {
 // started again; the clients reconnect and traffic resumes without the
 // program doing anything.
 func TestServiceKilled(t *testing.T) {
-	path := filepath.Join(shortDir(t), "bus.sock")
+	path := busPath(t)
 	bus, _ := startProcess(t, path)
 	reconnected := make(chan string, 2)
 	opts := func(id string) []statebus.Option {

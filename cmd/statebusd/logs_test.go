@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"os"
-	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,7 +21,10 @@ import (
 // statebusd logs JSON with syslog priority prefixes, and at Info it logs
 // nothing per event or per connection.
 func TestJournalLogs(t *testing.T) {
-	path := filepath.Join(shortDir(t), "bus.sock")
+	if runtime.GOOS != "linux" {
+		t.Skip("Linux only: the journal (JOURNAL_STREAM names stderr by device and inode)")
+	}
+	path := busPath(t)
 	d := startDaemon(t, []string{"--pipe-name", path}, []string{"STATEBUSD_TEST_JOURNAL=1"})
 	recs := d.records(t) // fails on any line that is not JSON
 	if len(recs) == 0 || recs[0]["priority"] != "6" {
@@ -72,7 +75,7 @@ func TestTextLogs(t *testing.T) {
 	started := make(chan *server.Server, 1)
 	var stderr bustest.Buffer
 	code := make(chan int, 1)
-	path := filepath.Join(shortDir(t), "bus.sock")
+	path := busPath(t)
 	go func() {
 		code <- run([]string{"--pipe-name", path, "--http", ""}, env(map[string]string{}), os.Stdout, &stderr, sigs, started)
 	}()
@@ -97,7 +100,7 @@ func TestTextLogs(t *testing.T) {
 // statebusd whose stderr goes elsewhere (here a buffer) is not
 // the journal: text logs, no priority prefixes.
 func TestInheritedJournalStream(t *testing.T) {
-	path := filepath.Join(shortDir(t), "bus.sock")
+	path := busPath(t)
 	stderr, sigs, code := runInProcess(t, []string{"--pipe-name", path, "--http", "off"},
 		env(map[string]string{"JOURNAL_STREAM": "8:4242"}))
 	sigs <- syscall.SIGTERM

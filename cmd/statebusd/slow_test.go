@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -57,6 +58,9 @@ func rawConn(t *testing.T, path, id string) (net.Conn, *bufio.Reader) {
 func TestSlowConsumer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("Linux only: measures the daemon's memory from /proc")
 	}
 	n := 1_000_000
 	path := filepath.Join(shortDir(t), "bus.sock")

@@ -37,7 +37,7 @@ func TestDefaultMonitorAddrTaken(t *testing.T) {
 	if ln, err := net.Listen("tcp", config.DefaultHTTPAddr); err == nil {
 		defer ln.Close()
 	} // else: something on this host holds it already, which is the point.
-	path := filepath.Join(shortDir(t), "bus.sock")
+	path := busPath(t)
 	stderr, sigs, code := runInProcess(t, []string{"--pipe-name", path}, env(nil))
 	out := stderr.String()
 	if !strings.Contains(out, `level=WARN msg="monitoring endpoint not started: its default address is taken; the bus serves without it" category=statebus.daemon addr=`+config.DefaultHTTPAddr) {
@@ -59,7 +59,7 @@ func TestConfiguredMonitorAddrTaken(t *testing.T) {
 	}
 	defer ln.Close()
 	addr := ln.Addr().String()
-	path := filepath.Join(shortDir(t), "bus.sock")
+	path := busPath(t)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -96,7 +96,7 @@ func TestMisspelledKeyWarns(t *testing.T) {
 	dir := shortDir(t)
 	cfg := filepath.Join(dir, "appsettings.json")
 	os.WriteFile(cfg, []byte("\xef\xbb\xbf{\n  // .NET style\n  \"MessageBus\": {\"MaxConection\": \"5\", \"Http\": \"off\",},\n}\n"), 0o644)
-	stderr, sigs, code := runInProcess(t, []string{"--config", cfg, "--pipe-name", filepath.Join(dir, "bus.sock")}, env(nil))
+	stderr, sigs, code := runInProcess(t, []string{"--config", cfg, "--pipe-name", busPath(t)}, env(nil))
 	sigs <- syscall.SIGTERM
 	<-code
 	want := `level=WARN msg="unknown configuration key ignored" category=statebus.daemon key=MessageBus:MaxConection did_you_mean=MessageBus:MaxConnections`
