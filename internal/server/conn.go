@@ -339,6 +339,7 @@ func (c *conn) readLoop() error {
 		}
 		if typ != 0 {
 			c.handleFrame(typ, line)
+			c.dropScratch()
 			continue
 		}
 		line = bytes.TrimPrefix(line, bom)
@@ -865,9 +866,6 @@ func (c *conn) deliverOpt(target *conn, tid string, r *protocol.Request, mode de
 		// (a broadcast to fifty copies it fifty times).
 		if c.frameOf != c.reqSeq {
 			f := protocol.EventFrame{Timestamp: c.eventTime(r)}
-			if cap(c.frame) > 64<<10 {
-				c.frame = nil
-			}
 			c.frame = protocol.AppendEventFrame(c.frame[:0], c.envelope(r), &f)
 			c.frameOf = c.reqSeq
 		}
@@ -1065,15 +1063,26 @@ func appendResult(b []byte, data []byte, id reqID, idb []byte) []byte {
 	return protocol.AppendOK(b, data, id.bytes(idb))
 }
 
+// keepScratch is the largest scratch buffer (a frame's event object, a
+// fan-out's frame) a connection keeps between requests: one that sent a
+// large event once does not hold its size while idle.
+const keepScratch = 32 << 10
+
+func (c *conn) dropScratch() {
+	if cap(c.frame) > keepScratch {
+		c.frame, c.frameOf = nil, 0
+	}
+	if cap(c.evObj) > keepScratch {
+		c.evObj = nil
+	}
+}
+
 // eventJSON returns the event object of r as a JSON reader gets it: the
 // bytes the sender wrote, for a line; for a frame, the object built from
 // its fields once (then kept in r.Payload until the next request),
 // stamped with the time of the read that brought it.
 func (c *conn) eventJSON(r *protocol.Request) []byte {
 	if r.Payload == nil && r.Framed {
-		if cap(c.evObj) > 64<<10 {
-			c.evObj = nil
-		}
 		c.evObj = protocol.AppendEventObject(c.evObj[:0], &r.Event, c.readAt)
 		r.Payload = c.evObj
 	}
