@@ -16,8 +16,9 @@
 # statebusd on a socket in that folder, and removes everything on exit.
 # Traffic stays on loopback and the Unix socket. Every step is bounded in
 # time (STEP_TIMEOUT seconds), and no round starts that would end after
-# DEADLINE seconds from the start (25 minutes: the default counts take
-# about 15 on the 2-core development machine). A step that fails or loses
+# DEADLINE seconds from the start (25 minutes: the default counts took 8
+# to 12 minutes after the builds, BASELINE included, on the shared 2-core
+# development machine at load 10 to 25). A step that fails or loses
 # events is reported and left out of its row's median, the script goes on,
 # and it exits 1 at the end.
 #
