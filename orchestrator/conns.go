@@ -45,14 +45,20 @@ func (o *Orchestrator) attach(ctx context.Context, h *hosted) error {
 		if err != nil {
 			return fmt.Errorf("orchestrator: registering %s on the bus: %w", h.id, err)
 		}
-		x, err := bc.c.Register(ctx, h.id,
+		opts := []statebus.IdentityOption{
 			// In place before the id is registered: nothing sent the
 			// moment it appears is missed.
 			statebus.IdentityHandler("*", func(e statebus.Event) { o.fromBus(h, e) }),
 			statebus.IdentityRequestHandler("*", func(ctx context.Context, e statebus.Event) (any, error) {
 				return o.requestFromBus(ctx, h, e), nil
 			}),
-			statebus.IdentityErrorHandler(func(err error) { o.fail(fmt.Errorf("orchestrator: %s on the bus: %w", h.id, err)) }))
+			statebus.IdentityErrorHandler(func(err error) { o.fail(fmt.Errorf("orchestrator: %s on the bus: %w", h.id, err)) }),
+		}
+		if o.cfg.durable {
+			// Acknowledged by the mailbox loop once the machine processed it.
+			opts = append(opts, statebus.IdentityManualAck())
+		}
+		x, err := bc.c.Register(ctx, h.id, opts...)
 		if err == nil {
 			h.ident, h.conn = x, bc
 			return nil

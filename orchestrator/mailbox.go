@@ -16,6 +16,7 @@ type item struct {
 	reply chan EventResult
 	id    string // the EventId, for a send
 	own   bool   // the machine's own event
+	seq   uint64 // its sequence in the machine's durable mailbox (WithDurableMachines); 0 if none
 
 	parent trace.SpanContext // the sender's span, when tracing; else zero
 }

@@ -116,6 +116,7 @@ type config struct {
 	bus          bool
 	busOpts      []statebus.Option
 	perConn      int
+	durable      bool // WithDurableMachines
 	mailbox      int
 	sendTimeout  time.Duration
 	errorHandler func(error)
@@ -131,6 +132,18 @@ type config struct {
 // is local: a target it does not host is not connected.
 func WithBus(opts ...statebus.Option) Option {
 	return func(c *config) { c.bus, c.busOpts = true, opts }
+}
+
+// WithDurableMachines declares every machine's id on the bus durable
+// (WithBus; the service must have durable mailboxes on, and the user's
+// access rule must allow it: docs/durability.md): events sent to a
+// machine while it is not registered (this process stopped, or restarts)
+// are stored and handed to it, in order, when a machine of that id is
+// registered again, and each event from the bus is acknowledged only
+// once the machine processed it (its transition ran), so that what was
+// in its mailbox when the process died comes again.
+func WithDurableMachines() Option {
+	return func(c *config) { c.durable = true }
 }
 
 // WithMailboxSize sets how many events from others a machine's mailbox
@@ -307,6 +320,9 @@ func (o *Orchestrator) loop(h *hosted, started chan<- error) {
 		res, err := o.process(h, &it)
 		if res.Changed {
 			o.noteState(h)
+		}
+		if it.seq != 0 {
+			h.ident.Ack(it.seq) // processed: not handed over again
 		}
 		if it.reply != nil {
 			it.reply <- h.result(it.id, err)

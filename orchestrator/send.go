@@ -191,7 +191,7 @@ func (o *Orchestrator) postOwn(h *hosted, ev statechart.Event) {
 // that holds up h's client, so the bus's flow control takes over.
 func (o *Orchestrator) fromBus(h *hosted, e statebus.Event) {
 	ev := statechart.Event{Name: e.Name, Data: e.Payload, Origin: e.Source}
-	if err := h.mb.put(h.ctx, item{ev: ev, parent: o.parentFromBus(&e)}, true); err != nil && h.ctx.Err() == nil {
+	if err := h.mb.put(h.ctx, item{ev: ev, parent: o.parentFromBus(&e), seq: e.Sequence}, true); err != nil && h.ctx.Err() == nil {
 		o.fail(fmt.Errorf("orchestrator: %s from %s on the bus was dropped: %w", e.Name, e.Source, err))
 	}
 }
