@@ -101,6 +101,9 @@ func TestFramingFallback(t *testing.T) {
 	got := make(chan statebus.Event, 1)
 	dial(t, srv, "b", statebus.WithHandler("E", func(e statebus.Event) { got <- e }))
 	a := dial(t, srv, "a")
+	if a.Framing() != statebus.FramingJSON {
+		t.Fatal("the client says it speaks the compact framing to a service that does not offer it")
+	}
 	if err := a.SendEvent(context.Background(), "b", "E", json.RawMessage(`{"x":1}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +119,12 @@ func TestFramingFallback(t *testing.T) {
 	srv2 := bustest.Start(t, nil)
 	dial(t, srv2, "b")
 	c := dial(t, srv2, "a", statebus.WithFraming(statebus.FramingCompact))
+	if c.Framing() != statebus.FramingCompact {
+		t.Fatal("the compact framing was not negotiated")
+	}
+	if j := dial(t, srv2, "j", statebus.WithFraming(statebus.FramingJSON)); j.Framing() != statebus.FramingJSON {
+		t.Fatal("a client that asked for JSON says it speaks the compact framing")
+	}
 	if err := c.SendEvent(context.Background(), "b", "E", json.RawMessage(`{`)); !errors.Is(err, protocol.ErrInvalidJSON) {
 		t.Fatalf("invalid raw payload on a compact connection: %v", err)
 	}

@@ -222,3 +222,13 @@ const (
 func WithFraming(f Framing) Option {
 	return func(o *options) { o.framing = f }
 }
+
+// Framing returns the framing the client's connection speaks now:
+// FramingCompact once the service accepted it, else FramingJSON (also
+// while the client reconnects, or when it asked for JSON).
+func (c *Client) Framing() Framing {
+	if s := c.sess.Load(); s != nil && s.compact.Load() {
+		return FramingCompact
+	}
+	return FramingJSON
+}

@@ -202,6 +202,10 @@ func benchDial(ctx context.Context, cfg benchConfig) (pubs, subs []*benchClient,
 		if err != nil {
 			return nil, err
 		}
+		if cfg.framing == "compact" && c.Framing() != statebus.FramingCompact {
+			c.Close()
+			return nil, fmt.Errorf("--framing compact: the service does not offer the compact framing (its MessageBus:CompactFraming is off, or it is not statebusd); measure with --framing json")
+		}
 		b.c = c
 		return b, nil
 	}

@@ -499,3 +499,13 @@ func TestBenchFraming(t *testing.T) {
 		}
 	}
 }
+
+// --framing compact against a service that does not offer it says so
+// instead of measuring JSON lines under the compact name.
+func TestBenchFramingRefused(t *testing.T) {
+	srv := bustest.Start(t, func(c *server.Config) { c.NoCompactFraming = true })
+	r := runCmd(t, "", "bench", "--pipe-name", srv.Addr(), "--framing", "compact", "--msgs", "10")
+	if r.code == 0 || !strings.Contains(r.stderr, "does not offer the compact framing") {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+}
