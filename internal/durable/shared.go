@@ -233,6 +233,7 @@ func (s *Store[T]) requeueLocked(w *write[T]) {
 		mb.conflict0 = now
 	}
 	mb.conflicts++
+	s.ctr.Conflicts.Add(1)
 	if s.closed || now.Sub(mb.conflict0) > conflictTimeout {
 		w.conflict = false
 		w.err = &StoreError{Err: errors.New("other daemons kept writing to mailbox " + mb.id + " first for " + conflictTimeout.String()), Cluster: true}

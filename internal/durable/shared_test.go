@@ -69,6 +69,8 @@ func TestSharedAcrossDaemons(t *testing.T) {
 			t.Fatalf("no event was stored as sequence %d", s)
 		}
 	}
+	t.Logf("writes written again after another daemon's came first: n1 %d, n2 %d",
+		ds[0].Srv.Durable().Counters().Conflicts.Load(), ds[1].Srv.Durable().Counters().Conflicts.Load())
 
 	var got []string
 	var seqs []uint64

@@ -295,6 +295,7 @@ type Counters struct {
 	Failed       atomic.Uint64 // appends that failed
 	DeadLettered atomic.Uint64 // events moved to dead letters
 	DeadDropped  atomic.Uint64 // dead letters deleted past MaxDeadLetters
+	Conflicts    atomic.Uint64 // Shared: writes another daemon's write came before (written again)
 }
 
 // Open starts the storage engine in cfg.Dir, rebuilds the mailboxes from
