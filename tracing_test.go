@@ -2,6 +2,7 @@ package statebus_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +45,19 @@ func TestTracingRequestReply(t *testing.T) {
 		t.Fatalf("the responder's event has no traceparent: %+v", got)
 	}
 
-	spans := exp.GetSpans()
+	// The responder's handler span ends after its reply is on its way:
+	// the caller can have the reply first.
+	var spans tracetest.SpanStubs
+	bustest.Eventually(t, 10*time.Second, func() bool {
+		spans = exp.GetSpans()
+		n := 0
+		for _, s := range spans {
+			if s.Name == "statebus.HandleRequest" || s.Name == "statebus.Request" {
+				n++
+			}
+		}
+		return n == 4
+	}, "want 2 requests and 2 handlers ended; spans: %v", lazySpans(func() tracetest.SpanStubs { return exp.GetSpans() }))
 	byName := map[string][]tracetest.SpanStub{}
 	for _, s := range spans {
 		byName[s.Name] = append(byName[s.Name], s)
@@ -177,3 +190,8 @@ func BenchmarkUnicastTraced(b *testing.B) {
 	srv := bustest.Start(b, func(c *server.Config) { c.Tracer = tp.Tracer("statebusd") })
 	benchUnicast(b, dial(b, srv, "sender", statebus.WithTracerProvider(tp)), dial(b, srv, "receiver"))
 }
+
+// lazySpans prints the span names when the message is made.
+type lazySpans func() tracetest.SpanStubs
+
+func (l lazySpans) String() string { return fmt.Sprint(names(l())) }
