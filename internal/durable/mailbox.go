@@ -166,10 +166,10 @@ func (s *Store[T]) appendEvent(mb *Mailbox[T], event []byte, tag T, stop <-chan 
 			s.mu.Unlock()
 			return ErrClosed
 		}
-		if s.broken != nil {
+		if err := s.broken; err != nil {
 			s.mu.Unlock()
 			s.ctr.Failed.Add(1)
-			return s.broken
+			return err
 		}
 		if s.pendBytes == 0 || s.pendBytes+need <= s.cfg.MaxPendingBytes {
 			break
