@@ -163,7 +163,7 @@ echo "== Wine: the Windows test binaries"
     [ -f "$exe" ] || { echo "   $p: no test files"; continue; }
     # Run from the package's directory, as go test does (testdata).
     out="$work/test-$(basename "$exe" .test.exe).log"
-    if (cd "$p" && "$wine" "$exe" -test.v -test.timeout 120s) >"$out" 2>&1; then
+    if (cd "$p" && "$wine" "$exe" -test.v -test.timeout 300s) >"$out" 2>&1; then
       echo "   ok   $p: $(grep -c '^--- PASS' "$out") passed, $(grep -c '^--- SKIP' "$out") skipped"
     else
       echo "   FAIL $p:"
