@@ -478,11 +478,6 @@ func AppendEventObject(b []byte, ev *Event, t time.Time) []byte {
 	return append(b, '}')
 }
 
-// EventObjectOverhead bounds what AppendEventObject adds to the lengths
-// of the event's fields (before escaping: callers reserve room for the
-// escaped form with room to spare, or let append grow).
-const EventObjectOverhead = 160
-
 // Frame is a decoded frame from the service (FrameEvent, FrameAck,
 // FrameError, FrameResult), decoded into the same Response a line is.
 // DecodeFrame sets Response.Framed, and for a FrameEvent
