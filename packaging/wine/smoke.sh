@@ -88,6 +88,15 @@ done
 
 wait "$wineboot" || fail "wineboot -i failed"
 cp "$work/bcryptprimitives.dll" "$WINEPREFIX/drive_c/windows/system32/"
+# Wine's service manager gives a service it starts ServicesPipeTimeout
+# (10 s by default, read as a string when services.exe starts) to connect
+# to it and again to report its state; a Go program starting under Wine
+# on a loaded 2-core machine can take longer, and then sc start fails
+# silently (CI saw it once). Two minutes, and a fresh wineserver so that
+# services.exe reads it.
+"$wine" reg add 'HKLM\System\CurrentControlSet\Control' /v ServicesPipeTimeout /t REG_SZ /d 120000 /f \
+  >"$work/reg.log" 2>&1 || fail "could not set ServicesPipeTimeout in the Wine prefix"
+"$wineserver" -w
 echo "   prefix and binaries ready after $((SECONDS - start)) s"
 
 sb() { "$wine" "$work/statebus.exe" --pipe-name "$pipe" "$@"; }
@@ -136,9 +145,12 @@ svcname=StatebusSmoke$$
 "$wine" "$work/statebusd.exe" install --service-name "$svcname" --start manual -- --pipe-name "$svcpipe" --http off \
   || fail "statebusd install failed"
 "$wine" sc start "$svcname" >"$work/sc.log" 2>&1 || true # Wine's sc exits 1 on success too
-deadline=$((SECONDS + 30))
+deadline=$((SECONDS + 150))
 until "$wine" "$work/statebus.exe" --pipe-name "$svcpipe" health >/dev/null 2>&1; do
-  [ $SECONDS -lt $deadline ] || fail "the service did not serve \\\\.\\pipe\\$svcpipe within 30 s of sc start"
+  if [ $SECONDS -ge $deadline ]; then
+    "$wine" sc query "$svcname" >>"$work/sc.log" 2>&1 || true
+    fail "the service did not serve \\\\.\\pipe\\$svcpipe within 150 s of sc start"
+  fi
   sleep 0.5
 done
 echo "   the service serves \\\\.\\pipe\\$svcpipe"
