@@ -426,9 +426,13 @@ func (c *Client) forgetGroup(x *Identity, group string) {
 }
 
 // Close closes the client at once: it writes what is queued (for at most
-// a second), unregisters its machine id (so the id is free for another
-// connection when Close returns), closes the connection and stops
-// reconnecting. Events not yet handled are dropped; Close does not wait
+// a second), closes the connection and stops reconnecting. It does not
+// wait for the service to answer anything: the service frees the
+// client's machine ids when it reads the end of the connection, and a
+// registration of one of them that arrives before that waits for it, so
+// the id is free for another connection when Close returns. (On a named
+// pipe, which does not let the service see that, Close unregisters the
+// id and waits for the answer.) Events not yet handled are dropped; Close does not wait
 // for a handler that is running, so it may be called from one. Calls in
 // progress fail with ErrClosed. It is safe to call more than once; every
 // call returns once the connection is closed. For a graceful stop, use
@@ -449,7 +453,7 @@ func (c *Client) closeWith(cause error, unregister bool) {
 		<-c.stopped
 		return
 	}
-	if s != nil && unregister && (c.id != "" || c.opt.holder) && !s.unregistered.Load() {
+	if s != nil && unregister && !closeFrees(s.nc) && (c.id != "" || c.opt.holder) && !s.unregistered.Load() {
 		c.mu.Lock()
 		ids := make([]string, 0, len(c.idents)+1)
 		for _, x := range c.idents {

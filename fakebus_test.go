@@ -86,6 +86,14 @@ func (fb *fakeBus) accepted() int {
 	return fb.n
 }
 
+// open returns how many connections are open (not yet hung up by either
+// side).
+func (fb *fakeBus) open() int {
+	fb.mu.Lock()
+	defer fb.mu.Unlock()
+	return len(fb.conns)
+}
+
 // requests returns what connection conn asked.
 func (fb *fakeBus) requests(conn int) []string {
 	fb.mu.Lock()

@@ -377,7 +377,5 @@ func TestConnectWithoutID(t *testing.T) {
 		}
 	}
 	c.Close()
-	if s := states(t, probe); s != "probe=" {
-		t.Fatalf("after Close: %s", s)
-	}
+	bustest.Eventually(t, 10*time.Second, func() bool { return states(t, probe) == "probe=" }, "after Close: %s", states(t, probe))
 }

@@ -140,6 +140,17 @@ func (t *Table[O]) Drop(owner O, ids []string) {
 	}
 }
 
+// Holder returns the owner that holds id, subscribed or not.
+func (t *Table[O]) Holder(id string) (owner O, ok bool) {
+	t.mu.RLock()
+	e, ok := t.m[id]
+	if ok {
+		owner = e.owner
+	}
+	t.mu.RUnlock()
+	return owner, ok
+}
+
 // Route is a subscribed id and its owner. ID is the registry's own copy of
 // the string, so keeping it costs no allocation.
 type Route[O comparable] struct {

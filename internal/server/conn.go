@@ -461,6 +461,7 @@ func (c *conn) register(r *protocol.Request) error {
 			return err
 		}
 		c.noteSecond()
+		c.awaitLeaving(id)
 		if c.srv.fed != nil {
 			if err := c.claim(id, reg.ProcessName, time.Time{}); err != nil {
 				return err
@@ -506,6 +507,7 @@ func (c *conn) subscribe(r *protocol.Request) error {
 			return err
 		}
 		c.noteSecond()
+		c.awaitLeaving(id)
 		if c.srv.fed != nil {
 			if err := c.claim(id, "", now); err != nil {
 				return err
@@ -520,9 +522,11 @@ func (c *conn) subscribe(r *protocol.Request) error {
 		return err
 	}
 	c.hold(id)
+	// The answer first: a durable mailbox's stored events, which Attach
+	// starts handing over from another goroutine, come after it.
+	c.reply(protocol.AppendMachineTime(nil, b, "SubscribedAt", now), r.ID)
 	c.attachDurable(id)
 	c.srv.log.Debug("subscribed", "machine", id, "conn", c.id)
-	c.reply(protocol.AppendMachineTime(nil, b, "SubscribedAt", now), r.ID)
 	return nil
 }
 
@@ -543,6 +547,34 @@ func (c *conn) unregister(r *protocol.Request) error {
 	c.release(string(b))
 	c.reply(nil, r.ID)
 	return nil
+}
+
+// leavingWait bounds how long a registration waits for the connection
+// that holds its id to end once that connection's client has hung up
+// (awaitLeaving).
+const leavingWait = 2 * time.Second
+
+// awaitLeaving waits, for at most leavingWait, for the connection that
+// holds id to end when its client has already hung up. A client's Close
+// does not wait for the service to free its ids: it closes the socket,
+// and the id's connection ends once its reader has executed what the
+// client sent before and read the end. A registration of the id that
+// arrives meanwhile (the same program starting again) must not find it in
+// use. A holder whose client is still there is not waited for: the
+// registration fails at once with "Machine id already in use". Only
+// Linux can tell a hung-up peer without reading (hungUp).
+func (c *conn) awaitLeaving(id string) {
+	o, ok := c.srv.routes.Holder(id)
+	if !ok || o == c || !hungUp(o.nc) {
+		return
+	}
+	t := time.NewTimer(leavingWait)
+	defer t.Stop()
+	select {
+	case <-o.ended:
+	case <-c.quit:
+	case <-t.C:
+	}
 }
 
 // mayHold checks a new id for this connection: the access rules, the
