@@ -17,9 +17,11 @@ import (
 )
 
 const (
-	minReadBuf = 4 << 10  // what an idle connection holds
-	maxReadBuf = 64 << 10 // what a busy one grows to (more reads per syscall)
-	keepLong   = 16       // short lines after a long one before its buffer is given back
+	minReadBuf  = 4 << 10   // what a connection takes when input arrives
+	maxReadBuf  = 64 << 10  // what a busy one grows to (more reads per syscall)
+	bulkReadBuf = 256 << 10 // what one grows to while it receives large messages
+	bulkMsg     = 8 << 10   // a message this long or longer is large
+	keepLong    = 16        // short lines after a long one before its buffer is given back
 )
 
 // ErrTooLong is returned by Next for a line over the limit; the line has
@@ -43,6 +45,12 @@ type Reader struct {
 	// for long lines is given back only after keepLong short ones, so a
 	// stream of long lines does not reallocate it for each.
 	long int
+	// bulk counts down the messages since the last large one (bulkMsg):
+	// while it is not 0 the buffer may grow to bulkReadBuf for
+	// throughput (a read then brings several large messages, and fewer
+	// partial ones are moved to the buffer's start), never past the
+	// line limit's own budget.
+	bulk int
 	// onRead is called after each read that returned data, with its size.
 	onRead func(int)
 	// FrameBelow, when not 0, makes NextMsg also return frames: a message
@@ -153,6 +161,21 @@ func (l *Reader) noteLen(n int) {
 	} else if l.long > 0 {
 		l.long--
 	}
+	if n >= bulkMsg {
+		l.bulk = keepLong
+	} else if l.bulk > 0 {
+		l.bulk--
+	}
+}
+
+// readCap is the size the buffer may grow to for throughput: maxReadBuf,
+// or bulkReadBuf while large messages arrive (but no more than a line at
+// the limit needs).
+func (l *Reader) readCap() int {
+	if l.bulk > 0 {
+		return min(bulkReadBuf, max(maxReadBuf, 1<<bits.Len(uint(l.max))))
+	}
+	return maxReadBuf
 }
 
 // makeRoom gets the buffer ready for the next read: need is what a
@@ -165,15 +188,20 @@ func (l *Reader) makeRoom(need int) {
 		if l.raw == nil {
 			l.take() // else the read takes one once input is there
 		}
-	case l.w == len(l.buf) || l.full && len(l.buf) < maxReadBuf:
+	case l.w == len(l.buf) || l.full && len(l.buf) < l.readCap():
 		// Grow for a long line (up to max+1) or for throughput.
-		n := min(2*len(l.buf), max(maxReadBuf, l.max+1))
+		n := min(2*len(l.buf), max(l.readCap(), l.max+1))
 		if n <= len(l.buf) {
 			n = len(l.buf) * 2
 		}
 		l.grow(n)
-	case l.w == 0 && len(l.buf) > maxReadBuf && l.long == 0:
-		// Long lines came and went: give the memory back.
+	case len(l.buf) > maxReadBuf && l.long == 0 && l.bulk == 0 && need <= maxReadBuf && l.w <= maxReadBuf/2:
+		// Long lines or large messages came and went: give the memory
+		// back, keeping what the buffer holds of the next message.
+		if l.w > 0 {
+			l.grow(maxReadBuf)
+			return
+		}
 		l.release()
 		l.size = minReadBuf
 		if l.raw == nil {
@@ -182,13 +210,13 @@ func (l *Reader) makeRoom(need int) {
 	}
 }
 
-// pools hold read buffers of minReadBuf << i bytes: 4 KiB to maxReadBuf
-// (64 KiB).
-var pools [5]sync.Pool
+// pools hold read buffers of minReadBuf << i bytes: 4 KiB to bulkReadBuf
+// (256 KiB).
+var pools [7]sync.Pool
 
 // pool returns the pool for buffers of n bytes, nil for other sizes.
 func pool(n int) *sync.Pool {
-	if n < minReadBuf || n > maxReadBuf || n&(n-1) != 0 {
+	if n < minReadBuf || n > bulkReadBuf || n&(n-1) != 0 {
 		return nil
 	}
 	return &pools[bits.TrailingZeros(uint(n/minReadBuf))]
@@ -213,7 +241,7 @@ func (l *Reader) take() {
 // grow replaces the buffer with one of n bytes that starts with what the
 // old one holds.
 func (l *Reader) grow(n int) {
-	if n <= maxReadBuf {
+	if n <= bulkReadBuf {
 		n = 1 << bits.Len(uint(n-1)) // a pooled size
 	}
 	old, w := l.buf, l.w

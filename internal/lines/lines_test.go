@@ -150,3 +150,46 @@ func TestGrowPastPooled(t *testing.T) {
 		t.Fatalf("%d lines, %d too long", len(got), tooLong)
 	}
 }
+
+// TestBulkBuffer: a stream of large messages lets the buffer grow past
+// maxReadBuf, to bulkReadBuf and no further, and only as far as the limit
+// allows; after keepLong short lines it goes back to at most maxReadBuf.
+func TestBulkBuffer(t *testing.T) {
+	msg := strings.Repeat("x", 16<<10) + "\n"
+	short := strings.Repeat("y", 100) + "\n"
+	for _, tc := range []struct {
+		max, want int
+	}{
+		{1 << 20, bulkReadBuf},
+		{100 << 10, 128 << 10}, // a 100 KiB limit: the buffer stays under twice that
+		{20 << 10, maxReadBuf},
+	} {
+		in := strings.Repeat(msg, 100) + strings.Repeat(short, 2*keepLong) + strings.Repeat(short, 1000)
+		lr := NewReader(strings.NewReader(in), tc.max, nil)
+		biggest := 0
+		for range 100 {
+			line, err := lr.Next()
+			if err != nil || len(line) != 16<<10 {
+				t.Fatalf("max %d: %d bytes, %v", tc.max, len(line), err)
+			}
+			biggest = max(biggest, len(lr.buf))
+		}
+		if biggest != tc.want {
+			t.Errorf("max %d: the buffer grew to %d bytes for 16 KiB messages, want %d", tc.max, biggest, tc.want)
+		}
+		last := 0
+		for {
+			_, err := lr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = len(lr.buf)
+		}
+		if last > maxReadBuf {
+			t.Errorf("max %d: after 1,000 short lines the buffer holds %d bytes, want at most %d", tc.max, last, maxReadBuf)
+		}
+	}
+}
