@@ -9,19 +9,32 @@
 #
 #   bench/cpu.sh                      # RUNS=3 rounds, MSGS=1000000, SIZE=128
 #   RUNS=5 SIZE=16 bench/cpu.sh
+#   NATS=1 bench/cpu.sh               # and NATS, measured the same way
 #
 # Prints, per framing, the median over the rounds of ns of CPU per
 # delivered event for statebusd and for the two clients, and the bytes on
 # the wire per event each way (statebusd's bytes in and out / events).
+#
+# With NATS=1 each round also runs `nats bench sub` and `nats bench pub`
+# (two processes; nats-server v2.15.2 and nats v0.5.0, the versions
+# bench/compare.sh uses, built once into ~/.cache/statebus-bench) against
+# a nats-server on 127.0.0.1, and prints the same figures for them: on a
+# machine whose cores are all busy, throughput follows the total CPU an
+# event costs, so the ratio of the totals says what compare.sh's
+# throughput rows would say on a saturated machine, without depending on
+# what else runs.
 set -euo pipefail
 RUNS=${RUNS:-3}
 MSGS=${MSGS:-1000000}
 SIZE=${SIZE:-128}
+NATS=${NATS:-0}
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sbcpu.XXXXXX")
 pid=
+npid=
 cleanup() {
 	[ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+	[ -n "$npid" ] && kill "$npid" 2>/dev/null && wait "$npid" 2>/dev/null || true
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -30,6 +43,20 @@ sock=$tmp/bus.sock
 "$tmp/statebusd" --pipe-name "$sock" --http off >"$tmp/statebusd.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+if [ "$NATS" = 1 ]; then
+	nbin=${XDG_CACHE_HOME:-$HOME/.cache}/statebus-bench/nats-v2.15.2-cli-v0.5.0
+	if [ ! -x "$nbin/nats-server" ] || [ ! -x "$nbin/nats" ]; then
+		mkdir -p "$nbin"
+		(cd "$tmp" && GOWORK=off GOBIN=$nbin timeout 1200 go install github.com/nats-io/nats-server/v2@v2.15.2 &&
+			GOWORK=off GOBIN=$nbin timeout 1200 go install github.com/nats-io/natscli/nats@v0.5.0)
+	fi
+	"$nbin/nats-server" -a 127.0.0.1 -p -1 -m -1 >"$tmp/nats-server.log" 2>&1 &
+	npid=$!
+	for _ in $(seq 100); do grep -q 'Server is ready' "$tmp/nats-server.log" && break; sleep 0.1; done
+	nport=$(sed -n 's/.*Listening for client connections on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/nats-server.log")
+	nmport=$(sed -n 's/.*Starting http monitor on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/nats-server.log")
+	[ -n "$nport" ] && [ -n "$nmport" ] || { echo "cpu.sh: nats-server did not start" >&2; exit 1; }
+fi
 tick=$(getconf CLK_TCK)
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }      # utime+stime, ticks
 io() { awk '/^(rchar|wchar)/{s+=$2} END{printf "%.0f\n", s}' "/proc/$1/io"; }
@@ -46,12 +73,36 @@ for round in $(seq "$RUNS"); do
 		out[$framing]+="$line"$'\n'
 		echo "round $round $framing: statebusd, clients ns CPU/event, statebusd bytes in+out/event: $line" >&2
 	done
+	if [ "$NATS" = 1 ]; then
+		subj=cpu.$round
+		d0=$(cpu "$npid"); b0=$(io "$npid")
+		/usr/bin/time -f "%U %S" -o "$tmp/time.sub" timeout 300 "$nbin/nats" --no-context -s "nats://127.0.0.1:$nport" \
+			bench sub "$subj" --msgs "$MSGS" --size "$SIZE" --no-progress >"$tmp/nats.sub" 2>&1 &
+		sp=$!
+		for _ in $(seq 300); do
+			curl -fsS "http://127.0.0.1:$nmport/subsz?subs=1&test=$subj" 2>/dev/null | grep -qE '"total": *[1-9]' && break
+			sleep 0.1
+		done
+		/usr/bin/time -f "%U %S" -o "$tmp/time.pub" timeout 300 "$nbin/nats" --no-context -s "nats://127.0.0.1:$nport" \
+			bench pub "$subj" --msgs "$MSGS" --size "$SIZE" --no-progress >"$tmp/nats.pub" 2>&1
+		wait "$sp"
+		d1=$(cpu "$npid"); b1=$(io "$npid")
+		read -r su ss <"$tmp/time.sub"
+		read -r pu ps <"$tmp/time.pub"
+		line=$(awk -v d="$((d1 - d0))" -v t="$tick" -v c="$su $ss $pu $ps" -v n="$MSGS" -v b="$((b1 - b0))" \
+			'BEGIN{split(c, x, " "); printf "%.0f %.0f %.0f", d/t*1e9/n, (x[1]+x[2]+x[3]+x[4])*1e9/n, b/n}')
+		out[nats]+="$line"$'\n'
+		echo "round $round nats: nats-server, clients ns CPU/event, nats-server bytes in+out/event: $line" >&2
+	fi
 done
 med() { sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
-printf '%-8s %16s %16s %18s\n' framing "statebusd ns/ev" "clients ns/ev" "wire bytes/ev"
-for framing in json compact; do
+printf '%-8s %16s %16s %18s %14s\n' framing "server ns/ev" "clients ns/ev" "wire bytes/ev" "total ns/ev"
+rows="json compact"
+[ "$NATS" = 1 ] && rows="$rows nats"
+for framing in $rows; do
 	s=$(printf '%s' "${out[$framing]}" | awk '{print $1}' | med)
 	c=$(printf '%s' "${out[$framing]}" | awk '{print $2}' | med)
 	w=$(printf '%s' "${out[$framing]}" | awk '{print $3}' | med)
-	printf '%-8s %16s %16s %18s\n' "$framing" "$s" "$c" "$w"
+	t=$(printf '%s' "${out[$framing]}" | awk '{print $1+$2}' | med)
+	printf '%-8s %16s %16s %18s %14s\n' "$framing" "$s" "$c" "$w" "$t"
 done
