@@ -10,6 +10,7 @@
 #   bench/cpu.sh                      # RUNS=3 rounds, MSGS=1000000, SIZE=128
 #   RUNS=5 SIZE=16 bench/cpu.sh
 #   NATS=1 bench/cpu.sh               # and NATS, measured the same way
+#   SUBS=50 NATS=1 bench/cpu.sh       # broadcast to 50 subscribers
 #
 # Prints, per framing, the median over the rounds of ns of CPU per
 # delivered event for statebusd and for the two clients, and the bytes on
@@ -28,6 +29,10 @@ RUNS=${RUNS:-3}
 MSGS=${MSGS:-1000000}
 SIZE=${SIZE:-128}
 NATS=${NATS:-0}
+SUBS=${SUBS:-1} # more than 1: broadcast (statebus --mode broadcast, nats bench sub --clients)
+mode=()
+[ "$SUBS" -gt 1 ] && mode=(--mode broadcast --subs "$SUBS")
+delivered=$((MSGS * SUBS))
 root=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sbcpu.XXXXXX")
 pid=
@@ -65,10 +70,10 @@ for round in $(seq "$RUNS"); do
 	for framing in json compact; do
 		d0=$(cpu "$pid"); b0=$(io "$pid")
 		/usr/bin/time -f "%U %S" -o "$tmp/time" timeout 300 "$tmp/statebus" bench --pipe-name "$sock" \
-			--framing "$framing" --msgs "$MSGS" --size "$SIZE" --json >"$tmp/bench.json"
+			--framing "$framing" --msgs "$MSGS" --size "$SIZE" "${mode[@]}" --json >"$tmp/bench.json"
 		d1=$(cpu "$pid"); b1=$(io "$pid")
 		read -r cu cs <"$tmp/time"
-		line=$(awk -v d="$((d1 - d0))" -v t="$tick" -v cu="$cu" -v cs="$cs" -v n="$MSGS" -v b="$((b1 - b0))" \
+		line=$(awk -v d="$((d1 - d0))" -v t="$tick" -v cu="$cu" -v cs="$cs" -v n="$delivered" -v b="$((b1 - b0))" \
 			'BEGIN{printf "%.0f %.0f %.0f", d/t*1e9/n, (cu+cs)*1e9/n, b/n}')
 		out[$framing]+="$line"$'\n'
 		echo "round $round $framing: statebusd, clients ns CPU/event, statebusd bytes in+out/event: $line" >&2
@@ -77,10 +82,10 @@ for round in $(seq "$RUNS"); do
 		subj=cpu.$round
 		d0=$(cpu "$npid"); b0=$(io "$npid")
 		/usr/bin/time -f "%U %S" -o "$tmp/time.sub" timeout 300 "$nbin/nats" --no-context -s "nats://127.0.0.1:$nport" \
-			bench sub "$subj" --msgs "$MSGS" --size "$SIZE" --no-progress >"$tmp/nats.sub" 2>&1 &
+			bench sub "$subj" --clients "$SUBS" --msgs "$MSGS" --size "$SIZE" --no-progress >"$tmp/nats.sub" 2>&1 &
 		sp=$!
 		for _ in $(seq 300); do
-			curl -fsS "http://127.0.0.1:$nmport/subsz?subs=1&test=$subj" 2>/dev/null | grep -qE '"total": *[1-9]' && break
+			curl -fsS "http://127.0.0.1:$nmport/subsz?subs=1&test=$subj" 2>/dev/null | grep -oE '"total": *[0-9]+' | grep -qE ": *$SUBS\$" && break
 			sleep 0.1
 		done
 		/usr/bin/time -f "%U %S" -o "$tmp/time.pub" timeout 300 "$nbin/nats" --no-context -s "nats://127.0.0.1:$nport" \
@@ -89,7 +94,7 @@ for round in $(seq "$RUNS"); do
 		d1=$(cpu "$npid"); b1=$(io "$npid")
 		read -r su ss <"$tmp/time.sub"
 		read -r pu ps <"$tmp/time.pub"
-		line=$(awk -v d="$((d1 - d0))" -v t="$tick" -v c="$su $ss $pu $ps" -v n="$MSGS" -v b="$((b1 - b0))" \
+		line=$(awk -v d="$((d1 - d0))" -v t="$tick" -v c="$su $ss $pu $ps" -v n="$delivered" -v b="$((b1 - b0))" \
 			'BEGIN{split(c, x, " "); printf "%.0f %.0f %.0f", d/t*1e9/n, (x[1]+x[2]+x[3]+x[4])*1e9/n, b/n}')
 		out[nats]+="$line"$'\n'
 		echo "round $round nats: nats-server, clients ns CPU/event, nats-server bytes in+out/event: $line" >&2

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +74,40 @@ func BenchmarkValidateID(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := ValidateID([]byte(id)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCheckPayload is the service's one check of a compact frame's
+// payload: JSON objects of one long string, 128 B and 1 KiB (what
+// statebus bench sends), and a 1 KiB object of numbers and short strings.
+func BenchmarkCheckPayload(b *testing.B) {
+	var fields strings.Builder
+	fields.WriteString(`{"items":[`)
+	for i := 0; fields.Len() < 1000; i++ {
+		if i > 0 {
+			fields.WriteString(",")
+		}
+		fmt.Fprintf(&fields, `{"id":%d,"name":"item-%d","ok":true,"score":%d.5}`, i, i, i*7)
+	}
+	fields.WriteString(`]}`)
+	for _, tc := range []struct {
+		name string
+		p    []byte
+	}{
+		{"string128", []byte(`{"Message":"` + strings.Repeat("x", 128-14) + `"}`)},
+		{"string1K", []byte(`{"Message":"` + strings.Repeat("x", 1024-14) + `"}`)},
+		{"fields1K", []byte(fields.String())},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var buf []byte
+			b.SetBytes(int64(len(tc.p)))
+			b.ReportAllocs()
+			for range b.N {
+				if _, err := CheckPayload(tc.p, &buf); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -198,3 +198,20 @@ func FuzzAppendString(f *testing.F) {
 		}
 	})
 }
+
+// TestScanStringEveryPosition: a byte that ends a string or needs a closer
+// look (a quote, a backslash, a control byte, a non-ASCII byte, valid or
+// not) is found at every position of strings long enough for the scanner's
+// 32- and 8-byte steps, as encoding/json finds it.
+func TestScanStringEveryPosition(t *testing.T) {
+	for n := 0; n < 80; n++ {
+		for i := 0; i < n; i++ {
+			for _, c := range []string{`"`, `\`, `\n`, "\x01", "\x1f", "\x7f", "é", "\u2028", "\xff", `\"`, `\u00e9`} {
+				s := []byte(`{"k":"` + strings.Repeat("x", i) + c + strings.Repeat("y", n-i) + `"}`)
+				if got, want := Valid(s), json.Valid(s) && utf8.Valid(s); got != want {
+					t.Fatalf("Valid(%q) = %v, want %v", s, got, want)
+				}
+			}
+		}
+	}
+}

@@ -151,7 +151,15 @@ func (s *scanner) str() (escaped bool) {
 	d := s.data
 	p := s.pos + 1
 	for {
-		// Eight bytes at a time while none needs a closer look.
+		// 32 then 8 bytes at a time while none needs a closer look (the
+		// four words' tests are independent, so they overlap).
+		for ; p+32 <= len(d); p += 32 {
+			w := d[p : p+32 : p+32]
+			if specials(binary.LittleEndian.Uint64(w[0:]))|specials(binary.LittleEndian.Uint64(w[8:]))|
+				specials(binary.LittleEndian.Uint64(w[16:]))|specials(binary.LittleEndian.Uint64(w[24:])) != 0 {
+				break
+			}
+		}
 		for p+8 <= len(d) && !special8(binary.LittleEndian.Uint64(d[p:])) {
 			p += 8
 		}
@@ -204,13 +212,17 @@ func (s *scanner) str() (escaped bool) {
 
 // special8 reports whether any of the eight bytes in x is not plain: a
 // control character, a quote, a backslash or a non-ASCII byte.
-func special8(x uint64) bool {
+func special8(x uint64) bool { return specials(x) != 0 }
+
+// specials is special8's test as a mask: not 0 when one of the eight
+// bytes of x needs a closer look.
+func specials(x uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	ctl := (x - 0x20*ones) & ^x // a byte below 0x20
 	q := x ^ ('"' * ones)       // zero where a quote is
 	bs := x ^ ('\\' * ones)     // zero where a backslash is
 	zero := (q-ones) & ^q | (bs-ones) & ^bs
-	return (ctl|zero|x)&highs != 0
+	return (ctl | zero | x) & highs
 }
 
 func isHex4(b []byte) bool {
