@@ -59,6 +59,11 @@ type Reader struct {
 	// protocol.FrameSend).
 	FrameBelow byte
 	skip       int64 // bytes of a frame over the limit still to skip
+	// discarding: the line being read is over the limit; its bytes are
+	// dropped up to its end. Kept across calls, so a NextMsg that
+	// returned an error (a read deadline) can be called again and goes on
+	// where it stopped.
+	discarding bool
 }
 
 // frameHeader is a frame's type and length.
@@ -84,7 +89,6 @@ func (l *Reader) Next() ([]byte, error) {
 // frame longer than the limit is skipped, reported as ErrTooLong with its
 // type.
 func (l *Reader) NextMsg() (typ byte, msg []byte, err error) {
-	discarding := false
 	for {
 		need := 0 // bytes the next frame needs in the buffer
 		if l.skip > 0 {
@@ -95,7 +99,7 @@ func (l *Reader) NextMsg() (typ byte, msg []byte, err error) {
 				l.r, l.w = 0, 0
 			}
 		}
-		if l.skip == 0 && l.r < l.w && l.buf[l.r] != 0 && l.buf[l.r] < l.FrameBelow && !discarding {
+		if l.skip == 0 && l.r < l.w && l.buf[l.r] != 0 && l.buf[l.r] < l.FrameBelow && !l.discarding {
 			if avail := l.w - l.r; avail >= frameHeader {
 				typ = l.buf[l.r]
 				n := int64(binary.LittleEndian.Uint32(l.buf[l.r+1:]))
@@ -118,7 +122,8 @@ func (l *Reader) NextMsg() (typ byte, msg []byte, err error) {
 			if i := bytes.IndexByte(l.buf[l.r:l.w], '\n'); i >= 0 {
 				line := l.buf[l.r : l.r+i]
 				l.r += i + 1
-				if discarding || len(line) > l.max {
+				if l.discarding || len(line) > l.max {
+					l.discarding = false
 					return 0, nil, ErrTooLong
 				}
 				if n := len(line); n > 0 && line[n-1] == '\r' {
@@ -127,10 +132,10 @@ func (l *Reader) NextMsg() (typ byte, msg []byte, err error) {
 				l.noteLen(len(line))
 				return 0, line, nil
 			}
-			if discarding {
+			if l.discarding {
 				l.r, l.w = 0, 0
 			} else if l.w-l.r > l.max {
-				discarding = true
+				l.discarding = true
 				l.r, l.w = 0, 0
 			}
 		}

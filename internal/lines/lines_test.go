@@ -2,6 +2,7 @@ package lines
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -191,5 +192,43 @@ func TestBulkBuffer(t *testing.T) {
 		if last > maxReadBuf {
 			t.Errorf("max %d: after 1,000 short lines the buffer holds %d bytes, want at most %d", tc.max, last, maxReadBuf)
 		}
+	}
+}
+
+// errOnce returns its chunks one read at a time, and err between the
+// first and the second.
+type errOnce struct {
+	chunks [][]byte
+	err    error
+	failed bool
+}
+
+func (e *errOnce) Read(p []byte) (int, error) {
+	if len(e.chunks) == 0 {
+		return 0, io.EOF
+	}
+	if len(e.chunks) == 1 && !e.failed {
+		e.failed = true
+		return 0, e.err
+	}
+	n := copy(p, e.chunks[0])
+	e.chunks = e.chunks[1:]
+	return n, nil
+}
+
+// A line over the limit that an error (a read deadline) interrupts is
+// still skipped to its end when reading goes on: its tail is not a line.
+func TestLongLineResumes(t *testing.T) {
+	deadline := errors.New("deadline")
+	src := &errOnce{chunks: [][]byte{bytes.Repeat([]byte("x"), 3000), []byte("tail\nnext\n")}, err: deadline}
+	l := NewReader(src, 1024, nil)
+	if _, err := l.Next(); err != deadline {
+		t.Fatalf("first Next: %v, want the read's error", err)
+	}
+	if _, err := l.Next(); err != ErrTooLong {
+		t.Fatalf("second Next: %v, want ErrTooLong", err)
+	}
+	if line, err := l.Next(); err != nil || string(line) != "next" {
+		t.Fatalf("third Next: %q, %v; want next", line, err)
 	}
 }
