@@ -12,20 +12,24 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/statebus/statebus/internal/access"
 	"github.com/statebus/statebus/internal/lines"
 	"github.com/statebus/statebus/internal/outq"
+	"github.com/statebus/statebus/internal/park"
 	"github.com/statebus/statebus/internal/router"
 	"github.com/statebus/statebus/protocol"
 )
 
 var bom = []byte{0xEF, 0xBB, 0xBF}
 
-// conn is one client connection: a reader (serve) that parses and executes
+// conn is one client connection: a reader (run) that parses and executes
 // requests, and a writer (the queue's Run) that owns the socket's write
-// side.
+// side. While the connection is idle neither has a goroutine: the writer
+// exits when it has nothing to write (outq.Start), and the reader parks
+// (internal/park) until its socket has input or the connection stops.
 type conn struct {
 	srv *Server
 	id  uint64
@@ -42,10 +46,21 @@ type conn struct {
 	sample        uint8 // counts events for latency sampling (reader only)
 
 	// The connection's one stop path: stop closes quit once and shuts the
-	// socket's read side, so the reader returns; serve then cleans up.
+	// socket's read side, so the reader returns (a parked reader is
+	// resumed); end then cleans up.
 	quit     chan struct{}
 	stopOnce sync.Once
 	stopMu   sync.Mutex // orders stop against the reader's deadline changes
+
+	// Parking (internal/park): the janitor asks a reader that read nothing
+	// since its last tick to park (parkAsk, and a read deadline in the
+	// past); the reader's goroutine then returns, and slot.Resume runs it
+	// again when its socket has input or the connection stops.
+	slot    park.Slot
+	raw     syscall.RawConn // the socket, for the Parker; nil: never parks
+	mayPark atomic.Bool     // set by the reader once the handshake is done, if raw is set
+	parkAsk atomic.Bool     // the janitor asked the reader to park
+	idleIn  uint64          // bytesIn at the janitor's last tick (janitor)
 
 	// Requests this connection must answer (it is their target).
 	ended      chan struct{} // closed when the connection ends (reqMu)
@@ -69,7 +84,9 @@ type conn struct {
 	// (frame.go): deliveries to it are frames from then on. Never cleared.
 	compact atomic.Bool
 
-	// Owned by the reader goroutine.
+	// Owned by the reader goroutine (the one running now, while parked
+	// none).
+	lr           *lines.Reader          // kept while parked: it may hold part of a line
 	greeted      bool                   // the handshake is done: it registered or asked a question
 	warnedDenied bool                   // a refused action was logged at Warn
 	stamped      bool                   // activity was recorded since the last read
@@ -178,6 +195,13 @@ func (s *Server) newConn(nc net.Conn) *conn {
 	c.q.Overflow = c.overflow
 	c.q.Stopped = c.writeFailed
 	c.q.Start(nc) // a writer runs while there is something to write
+	c.slot.Resume = c.run
+	if s.parker != nil {
+		switch nc := nc.(type) {
+		case *net.UnixConn, *net.TCPConn: // not TLS or a pipe: a socket lines reads raw
+			c.raw, _ = nc.(syscall.Conn).SyscallConn()
+		}
+	}
 	return c
 }
 
@@ -196,16 +220,35 @@ func (c *conn) overflow(held int) {
 	c.abort()
 }
 
-// serve runs the connection until the client goes away or the server
-// stops, then drops its machine ids at once, lets the writer finish and
-// closes the socket. The reader is serve's goroutine; the writer is the
-// queue's, started by the first line queued and gone while the connection
-// is idle (outq.Start).
-func (c *conn) serve() {
+// start runs a new connection's reader on the calling goroutine (run).
+func (c *conn) start() {
+	c.srv.log.Debug("connected", c.logArgs("conn", c.id)...)
+	c.run()
+}
+
+// errParked is readLoop's return when the reader parked: its goroutine
+// ends, and the connection goes on.
+var errParked = errors.New("parked")
+
+// run runs the reader until it parks, returning with the connection still
+// open (the Parker calls run again on a new goroutine: slot.Resume), or
+// until the connection ends, which run then cleans up (end): whichever
+// goroutine runs the reader last does, once.
+func (c *conn) run() {
+	if err := c.readLoop(); err != errParked {
+		c.end(err)
+	}
+}
+
+// end runs once the client went away or the server stopped: it drops the
+// connection's machine ids at once, lets the writer finish, closes the
+// socket and takes the connection out of the server. The writer is the
+// queue's goroutine, started by the first line queued and gone while the
+// connection is idle (outq.Start).
+func (c *conn) end(err error) {
 	s := c.srv
-	s.log.Debug("connected", c.logArgs("conn", c.id)...)
-	err := c.readLoop()
 	c.stop()
+	c.lr.Release()
 
 	s.routes.Drop(c, c.ids)
 	if s.fed != nil {
@@ -226,21 +269,25 @@ func (c *conn) serve() {
 	c.q.Wait()
 	c.nc.Close()
 	s.log.Debug("disconnected", "conn", c.id, "machines", c.ids, "reason", err)
+	s.ended(c)
 }
 
 // stop is the one way to end the connection: it runs once, and makes the
 // reader return (its read side is shut; where that is not possible, its
-// read deadline passes, and the reader may no longer change it). serve
-// then drops the connection's state and lets the writer drain.
+// read deadline passes, and the reader may no longer change it; a parked
+// reader is resumed and may no longer park). end then drops the
+// connection's state and lets the writer drain.
 func (c *conn) stop() {
 	c.stopOnce.Do(func() {
 		c.stopMu.Lock()
 		close(c.quit)
 		c.stopMu.Unlock()
-		if cr, ok := c.nc.(interface{ CloseRead() error }); ok && cr.CloseRead() == nil {
-			return
+		if cr, ok := c.nc.(interface{ CloseRead() error }); !ok || cr.CloseRead() != nil {
+			c.nc.SetReadDeadline(time.Unix(1, 0))
 		}
-		c.nc.SetReadDeadline(time.Unix(1, 0))
+		// The socket is still open: a close may take it out of the
+		// Parker's set before its hang-up is seen there.
+		c.srv.parker.Stop(&c.slot)
 	})
 }
 
@@ -298,17 +345,32 @@ func (c *conn) stopping() bool {
 	}
 }
 
+// readLoop reads and executes requests until the connection ends or the
+// reader parks (errParked). Its first call sets up the reader and the
+// handshake's deadline; a call after a park goes on where it stopped.
 func (c *conn) readLoop() error {
 	s := c.srv
-	lr := lines.NewReader(c.nc, s.cfg.MaxMessageBytes, func(n int) {
-		c.stamped = false
-		c.fresh = true
-		c.ctr.bytesIn.Add(uint64(n))
-	})
-	defer lr.Release()
-	c.setReadDeadline(c.connectedAt.Add(s.cfg.HandshakeTimeout))
+	if c.lr == nil {
+		c.lr = lines.NewReader(c.nc, s.cfg.MaxMessageBytes, func(n int) {
+			c.stamped = false
+			c.fresh = true
+			c.ctr.bytesIn.Add(uint64(n))
+		})
+		c.setReadDeadline(c.connectedAt.Add(s.cfg.HandshakeTimeout))
+	}
+	lr := c.lr
 	for {
 		typ, line, err := lr.NextMsg()
+		if err != nil && c.parkAsk.Load() && errors.Is(err, os.ErrDeadlineExceeded) && !c.stopping() {
+			// The janitor saw it idle. What lr holds of a partial line
+			// stays in lr.
+			c.setReadDeadline(time.Time{})
+			c.parkAsk.Store(false)
+			if s.parker.Park(&c.slot, c.raw) {
+				return errParked
+			}
+			continue
+		}
 		if err != nil && !c.greeted && errors.Is(err, os.ErrDeadlineExceeded) && !c.stopping() {
 			c.replyError(protocol.ErrHandshake.New("no Register within "+s.cfg.HandshakeTimeout.String()), nil)
 			s.log.Info("handshake timeout", c.logArgs("conn", c.id)...)
@@ -353,6 +415,7 @@ func (c *conn) readLoop() error {
 		if !c.greeted && (len(c.ids) > 0 || c.req.Type == protocol.Health || c.req.Type == protocol.Machines) {
 			c.greeted = true
 			c.setReadDeadline(time.Time{})
+			c.mayPark.Store(c.raw != nil)
 		}
 	}
 }

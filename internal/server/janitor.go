@@ -7,10 +7,10 @@ import (
 	"time"
 )
 
-// janitor expires requests whose replies are overdue and closes
-// connections whose writer has been blocked for WriteTimeout, once a
-// second (or four times per RequestTimeout or WriteTimeout, if shorter),
-// until Shutdown.
+// janitor expires requests whose replies are overdue, closes connections
+// whose writer has been blocked for WriteTimeout and asks readers that
+// read nothing since its last tick to park, once a second (or four times
+// per RequestTimeout or WriteTimeout, if shorter), until Shutdown.
 func (s *Server) janitor() {
 	defer s.handlers.Done()
 	every := max(min(time.Second, s.cfg.RequestTimeout/4, s.cfg.WriteTimeout/4), time.Millisecond)
@@ -32,6 +32,7 @@ func (s *Server) janitor() {
 				if c.q.Blocked(now) > s.cfg.WriteTimeout {
 					c.writeStuck()
 				}
+				c.idle()
 			}
 			clear(conns)
 			conns = conns[:0]
@@ -107,4 +108,19 @@ func (l *logLimiter) log(log *slog.Logger, level slog.Level, kind, who string, m
 		args = append(args, "suppressed_since_last", n)
 	}
 	log.Log(context.Background(), level, msg, args...)
+}
+
+// idle asks c's reader to park if it read nothing since the janitor's
+// last tick: the read deadline passes, the reader's read returns and it
+// parks (readLoop). A reader still busy with what it read before parks
+// at its next read, or goes on at once if input is waiting.
+func (c *conn) idle() {
+	if !c.mayPark.Load() {
+		return
+	}
+	in := c.ctr.bytesIn.Load()
+	if in == c.idleIn && c.slot.Running() && c.parkAsk.CompareAndSwap(false, true) {
+		c.setReadDeadline(time.Unix(1, 0))
+	}
+	c.idleIn = in
 }

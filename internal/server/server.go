@@ -22,6 +22,7 @@ import (
 	"github.com/statebus/statebus/internal/access"
 	"github.com/statebus/statebus/internal/durable"
 	"github.com/statebus/statebus/internal/federation"
+	"github.com/statebus/statebus/internal/park"
 	"github.com/statebus/statebus/internal/pipesec"
 	"github.com/statebus/statebus/internal/remote"
 	"github.com/statebus/statebus/internal/router"
@@ -240,7 +241,8 @@ type Server struct {
 	tap        atomic.Pointer[Tap]          // nil: no dashboard open
 	fed        *federation.Node             // nil: federation off
 	fedMu      fedState
-	dur        *durStore // nil: durability off
+	dur        *durStore    // nil: durability off
+	parker     *park.Parker // idle readers parked; nil: none park (not Linux)
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -375,6 +377,11 @@ func (s *Server) StartOn(ln net.Listener) error {
 	}
 	s.log.Info("statebusd listening", "socket", ln.Addr().String(),
 		"max_connections", s.cfg.MaxConnections)
+	if p, err := park.New(); err == nil {
+		s.parker = p
+	} else {
+		s.log.Debug("idle connections keep their reader goroutine", "err", err)
+	}
 	go s.acceptLoop()
 	s.serveRemote()
 	if s.cfg.HealthCheckInterval > 0 {
@@ -523,9 +530,13 @@ func refuse(nc net.Conn, text string) {
 	nc.Close()
 }
 
-func (s *Server) handle(c *conn) {
+// handle serves c on the calling goroutine until it ends or its reader
+// parks; then ended runs on the goroutine that ends it.
+func (s *Server) handle(c *conn) { c.start() }
+
+// ended takes a connection that ended out of the server.
+func (s *Server) ended(c *conn) {
 	defer s.handlers.Done()
-	c.serve()
 	s.mu.Lock()
 	delete(s.conns, c)
 	if k, limited := s.limitKey(c); limited {
@@ -573,6 +584,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		<-waited
 	}
+	s.parker.Close() // no connection is left to park
 	if s.ownsSocket {
 		removeSocket(s.cfg.SocketPath, s.sockInfo)
 		s.ownsSocket = false
