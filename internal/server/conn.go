@@ -86,31 +86,39 @@ type conn struct {
 
 	// Owned by the reader goroutine (the one running now, while parked
 	// none).
-	lr           *lines.Reader          // kept while parked: it may hold part of a line
-	greeted      bool                   // the handshake is done: it registered or asked a question
-	warnedDenied bool                   // a refused action was logged at Warn
-	stamped      bool                   // activity was recorded since the last read
-	fresh        bool                   // a read happened since the queue was last checked
-	ids          []string               // machine ids this connection holds
-	idSet        map[string]int         // index of ids, once there are idSetMin
-	memberships  int                    // group memberships of ids
-	watchIDs     []uint64               // its watch filters
-	targets      []router.Route[*conn]  // scratch for broadcast
-	watched      []*router.Watch[*conn] // scratch for watch copies
-	copies       []string               // scratch for routing rules
-	durSubs      []*durSub              // durable mailboxes it receives
-	req          protocol.Request
+	lr           *lines.Reader  // kept while parked: it may hold part of a line
+	*scratch                    // nil while parked
+	greeted      bool           // the handshake is done: it registered or asked a question
+	warnedDenied bool           // a refused action was logged at Warn
+	stamped      bool           // activity was recorded since the last read
+	fresh        bool           // a read happened since the queue was last checked
+	ids          []string       // machine ids this connection holds
+	idSet        map[string]int // index of ids, once there are idSetMin
+	memberships  int            // group memberships of ids
+	watchIDs     []uint64       // its watch filters
+	durSubs      []*durSub      // durable mailboxes it receives
 	framed       bool           // frames are read (the compact framing was negotiated)
 	readAt       time.Time      // when the current read happened, once touch ran for it
-	evObj        []byte         // a frame's event object for JSON readers (eventJSON)
 	reqSeq       uint64         // counts the requests executed
-	sent         protocol.Event // a redirected frame's event as sent (Target nil: none)
-	frame        []byte         // the delivery frame of request frameOf, for its every plain target
-	frameOf      uint64
 
-	tailed []*router.Watch[TailSink] // scratch for the tap's tail (reader)
-	tapSeq uint32                    // counts events for the tap's sampling (reader)
-	traced *tracedRoute              // the sampled event being routed (reader; trace.go); nil for others
+	tapSeq uint32       // counts events for the tap's sampling (reader)
+	traced *tracedRoute // the sampled event being routed (reader; trace.go); nil for others
+}
+
+// scratch is what the reader uses only while it runs: the request being
+// executed and buffers reused from one request to the next. A reader that
+// parks drops it, and takes a new one when it resumes: an idle
+// connection does not hold it.
+type scratch struct {
+	req     protocol.Request
+	sent    protocol.Event            // a redirected frame's event as sent (Target nil: none)
+	evObj   []byte                    // a frame's event object for JSON readers (eventJSON)
+	frame   []byte                    // the delivery frame of request frameOf, for its every plain target
+	frameOf uint64                    // 0: none (reqSeq starts at 1)
+	targets []router.Route[*conn]     // for broadcast
+	watched []*router.Watch[*conn]    // for watch copies
+	copies  []string                  // for routing rules
+	tailed  []*router.Watch[TailSink] // for the tap's tail
 }
 
 // delivery is the record queued with each event line. When the line has
@@ -358,6 +366,9 @@ func (c *conn) readLoop() error {
 		})
 		c.setReadDeadline(c.connectedAt.Add(s.cfg.HandshakeTimeout))
 	}
+	if c.scratch == nil {
+		c.scratch = new(scratch)
+	}
 	lr := c.lr
 	for {
 		typ, line, err := lr.NextMsg()
@@ -366,9 +377,12 @@ func (c *conn) readLoop() error {
 			// stays in lr.
 			c.setReadDeadline(time.Time{})
 			c.parkAsk.Store(false)
+			sc := c.scratch
+			c.scratch = nil
 			if s.parker.Park(&c.slot, c.raw) {
 				return errParked
 			}
+			c.scratch = sc
 			continue
 		}
 		if err != nil && !c.greeted && errors.Is(err, os.ErrDeadlineExceeded) && !c.stopping() {
