@@ -151,17 +151,22 @@ func (s *scanner) str() (escaped bool) {
 	d := s.data
 	p := s.pos + 1
 	for {
-		// 32 then 8 bytes at a time while none needs a closer look (the
-		// four words' tests are independent, so they overlap).
-		for ; p+32 <= len(d); p += 32 {
-			w := d[p : p+32 : p+32]
-			if specials(binary.LittleEndian.Uint64(w[0:]))|specials(binary.LittleEndian.Uint64(w[8:]))|
-				specials(binary.LittleEndian.Uint64(w[16:]))|specials(binary.LittleEndian.Uint64(w[24:])) != 0 {
-				break
-			}
-		}
-		for p+8 <= len(d) && !special8(binary.LittleEndian.Uint64(d[p:])) {
+		// Eight bytes at a time while none needs a closer look: most
+		// strings (keys, short values) end in the first eight. Past them,
+		// 32 bytes a step (the four words' tests are independent, so they
+		// overlap), then eight again.
+		if p+8 <= len(d) && !special8(binary.LittleEndian.Uint64(d[p:])) {
 			p += 8
+			for ; p+32 <= len(d); p += 32 {
+				w := d[p : p+32 : p+32]
+				if specials(binary.LittleEndian.Uint64(w[0:]))|specials(binary.LittleEndian.Uint64(w[8:]))|
+					specials(binary.LittleEndian.Uint64(w[16:]))|specials(binary.LittleEndian.Uint64(w[24:])) != 0 {
+					break
+				}
+			}
+			for p+8 <= len(d) && !special8(binary.LittleEndian.Uint64(d[p:])) {
+				p += 8
+			}
 		}
 		for p < len(d) && plain[d[p]] {
 			p++
