@@ -69,7 +69,7 @@ type collector struct {
 
 	up, conns, connsMax, connsPeak, machines, received, delivered, refused,
 	bytesIn, bytesOut, queued, lastActivity, started, build,
-	slowClosed, uidRefused, pending, watchCopies, watchDropped, copiesFailed,
+	slowClosed, uidRefused, pending, parked, watchCopies, watchDropped, copiesFailed,
 	tlsRefused, tlsFailed, tlsInFlight,
 	fedSent, fedRecv, fedSentBytes, fedRecvBytes, fedAcked, fedFailed, fedTimedOut, fedInFlight,
 	fedLookups, fedSkipped *prometheus.Desc
@@ -99,6 +99,7 @@ func newCollector(srv source) *collector {
 		slowClosed:   d("slow_consumers_closed_total", "Connections closed because what the service held for them reached MaxConnectionBytes."),
 		uidRefused:   d("connections_refused_per_uid_total", "Connections refused because their user was at MaxConnectionsPerUid."),
 		pending:      d("pending_requests", "Requests waiting for replies now."),
+		parked:       d("parked_connections", "Connections idle enough that their reader parked (no goroutine until input arrives) now."),
 		watchCopies:  d("watch_copies_total", "Event copies queued for watchers."),
 		watchDropped: d("watch_copies_dropped_total", "Event copies a watcher's full queue could not take."),
 		copiesFailed: d("rule_copies_failed_total", "Routing rule copies that could not be queued: their target was not connected or not keeping up."),
@@ -121,7 +122,7 @@ func newCollector(srv source) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.conns, c.connsMax, c.connsPeak, c.machines, c.received,
 		c.delivered, c.refused, c.bytesIn, c.bytesOut, c.queued, c.lastActivity, c.started, c.build,
-		c.slowClosed, c.uidRefused, c.pending, c.watchCopies, c.watchDropped, c.copiesFailed,
+		c.slowClosed, c.uidRefused, c.pending, c.parked, c.watchCopies, c.watchDropped, c.copiesFailed,
 		c.tlsRefused, c.tlsFailed, c.tlsInFlight,
 		c.fedSent, c.fedRecv, c.fedSentBytes, c.fedRecvBytes, c.fedAcked, c.fedFailed, c.fedTimedOut, c.fedInFlight,
 		c.fedLookups, c.fedSkipped} {
@@ -160,6 +161,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.slowClosed, st.SlowConsumersClosed)
 	counter(c.uidRefused, st.ConnectionsRefusedPerUID)
 	gauge(c.pending, float64(st.PendingRequests))
+	gauge(c.parked, float64(st.ParkedConnections))
 	counter(c.watchCopies, st.WatchCopies)
 	counter(c.watchDropped, st.WatchDropped)
 	counter(c.copiesFailed, st.RuleCopiesFailed)

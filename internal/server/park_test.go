@@ -31,8 +31,8 @@ func startParking(t *testing.T, edit func(*server.Config)) *server.Server {
 
 func waitParked(t *testing.T, srv *server.Server, n int) {
 	t.Helper()
-	bustest.Eventually(t, 10*time.Second, func() bool { return srv.ParkedConnections() == n },
-		"%d connections parked, want %d", srv.ParkedConnections(), n)
+	bustest.Eventually(t, 10*time.Second, func() bool { return srv.Stats().ParkedConnections == n },
+		"%d connections parked, want %d", srv.Stats().ParkedConnections, n)
 }
 
 // sendIdle writes s to c and waits until the service has read it: its

@@ -43,6 +43,9 @@ type Stats struct {
 	QueuedBytes int
 	// PendingRequests counts requests waiting for replies right now.
 	PendingRequests int
+	// ParkedConnections counts the connections idle enough that their
+	// reader parked (no goroutine; internal/park) right now.
+	ParkedConnections int
 	// WatchCopies counts copies sent to watchers; WatchDropped those a
 	// watcher's full queue could not take.
 	WatchCopies, WatchDropped uint64
@@ -150,6 +153,7 @@ func (s *Server) Stats() Stats {
 		st.PendingRequests += c.requestsOut()
 	}
 	s.mu.Unlock()
+	st.ParkedConnections = s.parker.Len()
 	st.WatchCopies, st.WatchDropped = s.ctr.watchCopies.Load(), s.ctr.watchDropped.Load()
 	st.RuleCopiesFailed = s.ctr.copiesFailed.Load()
 	st.SlowConsumersClosed = s.ctr.slowClosed.Load()
